@@ -1,0 +1,119 @@
+"""The ``dichotomy`` command: ``train`` a model on a preset (with overrides), list ``presets``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kernels import BACKENDS, get_backend
+from refimpl import errors, presets
+from refimpl.models import MODELS
+from refimpl.trajectory import Trajectory
+
+# option -> (field name, type, help). Each overrides the preset's run, dataset or model setting.
+_OPTIONS = {
+    "--steps": ("steps", int, "number of GD steps"),
+    "--lr": ("lr", float, "learning rate eta"),
+    "--wd": ("wd", float, "weight decay lambda (coupled: p <- p - lr (g + wd p))"),
+    "--seed": ("seed", int, "dataset seed"),
+    "--init-seed": ("init_seed", int, "initialization seed (ReLU MLP, perturbed matrix factorization)"),
+    "--dataset": ("dataset", str, "dataset generator (e.g. sparse_linear_classification)"),
+    "--alpha": ("alpha", float, "init scale: initial ||theta|| (diagonal net), U = V = alpha I (completion)"),
+    "--depth": ("L", int, "depth L (diagonal net, ReLU MLP)"),
+    "--init-scale": ("init_scale", float, "He-init multiplier (ReLU MLP)"),
+    "--zero-last-layer": ("zero_last_layer", lambda s: bool(int(s)), "1 to zero the last layer (ReLU MLP)"),
+    "--sigma": ("sigma", float, "init perturbation std (matrix completion, Theorem 3.12)"),
+    "--h": ("h", int, "hidden width (ReLU MLP)"),
+    "--d": ("d", int, "input dimension (diagonal net) or matrix size (completion)"),
+    "--n-train": ("n_train", int, "training examples (diagonal net datasets)"),
+    "--n-test": ("n_test", int, "test examples (diagonal net datasets)"),
+    "--k": ("k", int, "relevant coordinates, odd (sparse classification)"),
+    "--gamma": ("gamma", float, "L2 margin (L2-separated Gaussians)"),
+    "--p": ("p", int, "modulus (modular arithmetic)"),
+    "--op": ("op", str, "operation + - * / (modular arithmetic)"),
+    "--train-fraction": ("train_fraction", float, "fraction observed/trained (completion, modular arithmetic)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dichotomy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a model and write trajectory.{npz,json,png}")
+    train.add_argument("model", choices=list(MODELS))
+    train.add_argument("--preset", help="named experiment (see `dichotomy presets`); default: the model's "
+                       + ", ".join(f"{m}: {p}" for m, p in presets.DEFAULT_PRESET.items()))
+    for flag, (_, kind, text) in _OPTIONS.items():
+        train.add_argument(flag, type=kind, help=text, default=None)
+    train.add_argument("--backend", default="numpy", choices=BACKENDS)
+    train.add_argument("--out", required=True, type=Path, help="output directory")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    sub.add_parser("presets", help="list the named experiments")
+    return parser
+
+
+def _summary(traj: Trajectory) -> str:
+    m, lines = traj.metrics, []
+    for key in ("train_acc", "test_acc", "train_loss", "test_loss", "param_norm"):
+        if key in m:
+            lines.append(f"  {key:11s} {m[key][0]:.4g} -> {m[key][-1]:.4g}")
+    if "train_acc" in m and np.any(m["train_acc"] == 1):
+        lines.append(f"  train accuracy first 100% at step {traj.steps[np.argmax(m['train_acc'] == 1)]}")
+    return "\n".join(lines)
+
+
+def _save(traj: Trajectory, out: Path, title: str, plot: bool) -> list[Path]:
+    paths = list(traj.save(out / "trajectory"))
+    if plot and len(traj):
+        from validation.plots import plot_trajectory
+
+        paths.append(plot_trajectory(traj, out / "trajectory.png", title))
+    return paths
+
+
+def _train(args) -> int:
+    name = args.preset or presets.DEFAULT_PRESET[args.model]
+    preset = presets.get(name)
+    if preset.model != args.model:
+        raise errors.ConfigError(f"preset {name!r} is for {preset.model}, not {args.model}")
+    changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _OPTIONS.items()}
+    preset = presets.override(preset, **{k: v for k, v in changes.items() if v is not None})
+    backend = get_backend(args.backend)
+    module, config, params, dataset = presets.build(preset)
+    title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
+    run_config = {"preset": name, "seed": preset.seed, "init_seed": preset.init_seed, "model": args.model,
+                  "dataset": preset.dataset, "backend": backend.name}
+    try:
+        traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
+                           progress=not args.no_progress, run_config=run_config)
+    except (errors.TrainingDiverged, errors.TrainingInterrupted) as stop:
+        paths = _save(stop.trajectory, args.out, title, not args.no_plot)
+        print(f"dichotomy: error: {stop}\n  saved what was recorded: {', '.join(map(str, paths))}",
+              file=sys.stderr)
+        return 1 if isinstance(stop, errors.TrainingDiverged) else 130
+    paths = _save(traj, args.out, title, not args.no_plot)
+    print(f"{args.model} ({name}), {preset.steps} steps:\n{_summary(traj)}\nwrote {', '.join(map(str, paths))}")
+    return 0
+
+
+def _presets() -> int:
+    for name, p in presets.PRESETS.items():
+        print(f"{name:12s} {p.model:18s} {p.steps:>11,d} steps  {p.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dichotomy`` console command."""
+    args = _parser().parse_args(argv)
+    try:
+        return _train(args) if args.command == "train" else _presets()
+    except errors.DichotomyError as e:
+        print(f"dichotomy: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Backends: the same training math, fast. ``get_backend(name).run(...)`` has refimpl.train.run's contract.
+
+``numpy`` is the float64 reference itself (refimpl.train.run). Asking for a backend that cannot run here
+raises :class:`BackendUnavailable` with the reason; nothing ever falls back to another backend silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from refimpl.errors import DichotomyError
+
+BACKENDS = ("numpy", "numba", "cupy")
+
+
+class BackendUnavailable(DichotomyError, RuntimeError):
+    """The requested backend cannot run on this machine or is not built yet; the message says why."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A named training engine: ``run(model, config, params, data, *, lr, wd, steps, record, ...)``."""
+
+    name: str
+    run: Callable
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``, or :class:`BackendUnavailable` saying why it cannot run."""
+    if name == "numpy":
+        from refimpl.train import run
+
+        return Backend("numpy", run)
+    if name in ("numba", "cupy"):
+        issue = {"numba": 4, "cupy": 5}[name]
+        raise BackendUnavailable(f"the {name} backend is not implemented yet (issue #{issue}); "
+                                 "use --backend numpy")
+    raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here."""
+    out = []
+    for name in BACKENDS:
+        try:
+            get_backend(name)
+        except BackendUnavailable:
+            continue
+        out.append(name)
+    return out

@@ -1,0 +1,89 @@
+"""Errors raised by the reference, and the input checks that raise them.
+
+Every check turns bad input into a one-line :class:`ConfigError` that names the argument and says what to
+do, instead of a traceback from deep inside NumPy or a silent NaN later on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class DichotomyError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(DichotomyError, ValueError):
+    """A hyper-parameter, shape or dataset is invalid; the message says which and why."""
+
+
+class TrainingDiverged(DichotomyError, FloatingPointError):
+    """Gradient descent produced a non-finite loss or parameter.
+
+    Attributes
+    ----------
+    step : int
+        The first step whose loss or parameters were not finite.
+    trajectory : Trajectory or None
+        Everything recorded before the divergence, so that nothing is lost.
+    """
+
+    def __init__(self, step: int, lr: float, trajectory=None, what: str = "loss"):
+        self.step = step
+        self.lr = lr
+        self.trajectory = trajectory
+        super().__init__(
+            f"training diverged at step {step}: the {what} is not finite; "
+            f"try a smaller learning rate than lr={lr:g}"
+        )
+
+
+def positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """Return ``float(value)`` after checking it is a finite number > 0 (or >= 0 with ``allow_zero``)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    return x
+
+
+def positive_int(name: str, value, *, minimum: int = 1) -> int:
+    """Return ``int(value)`` after checking it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def fraction(name: str, value) -> float:
+    """Return ``float(value)`` after checking it lies in the open interval (0, 1)."""
+    x = positive(name, value)
+    if not x < 1:
+        raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return x
+
+
+def finite_array(name: str, a, *, ndim: int | None = None) -> np.ndarray:
+    """Return ``np.asarray(a)`` after checking it is numeric, finite and (optionally) ``ndim``-dimensional."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biufc":
+        raise ConfigError(f"{name} must be a numeric array, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ConfigError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
+    if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise ConfigError(f"{name} contains {bad} NaN or inf entries; clean the data before training")
+    return a
+
+
+class TrainingInterrupted(DichotomyError, KeyboardInterrupt):
+    """Training was stopped by the user (Ctrl-C); ``trajectory`` holds everything recorded until then."""
+
+    def __init__(self, step: int, trajectory=None):
+        self.step = step
+        self.trajectory = trajectory
+        super().__init__(f"training interrupted at step {step}; the trajectory so far was kept")

@@ -1,0 +1,103 @@
+"""Symmetric matrix factorization for completion: W = U U^T - V V^T, f((i, j)) = W_ij (paper §3.3.3).
+
+Parameters are ``{"U": (d, d), "V": (d, d)}``; the model is 2-homogeneous. Inputs are index pairs
+X = [[i, j], ...] of shape (n, 2). Only the observed entries of W are formed: the forward pass costs
+2 n d multiply-adds and the backward pass is a sparse (d x d, n non-zeros) times dense product
+(docs/math.md §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from refimpl import errors, losses
+
+
+@dataclass(frozen=True)
+class Config:
+    """Size ``d``, init scale ``alpha`` (U = V = alpha I) and init perturbation ``sigma`` (Theorem 3.12)."""
+
+    d: int
+    alpha: float
+    sigma: float = 0.0
+
+    def __post_init__(self):
+        errors.positive_int("d", self.d)
+        errors.positive("alpha", self.alpha, allow_zero=True)
+        errors.positive("sigma", self.sigma, allow_zero=True)
+
+
+def init(config: Config, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """U, V = alpha I + sigma N(0, 1) entries, drawn independently (Theorem 3.12); exactly alpha I if sigma = 0.
+
+    With sigma = 0 (the official code and Corollary 3.11) W(0) = 0 and ``rng`` is not needed.
+    """
+    eye = config.alpha * np.eye(config.d)
+    if config.sigma == 0:
+        return {"U": eye, "V": eye.copy()}
+    if rng is None:
+        raise errors.ConfigError("sigma > 0 draws a random perturbation: pass rng=np.random.default_rng(seed)")
+    return {"U": eye + config.sigma * rng.standard_normal(eye.shape),
+            "V": eye + config.sigma * rng.standard_normal(eye.shape)}
+
+
+def full_matrix(config: Config, params) -> np.ndarray:
+    """The whole d x d matrix W = U U^T - V V^T (for evaluation and plots, not for training)."""
+    U, V = params["U"], params["V"]
+    return U @ U.T - V @ V.T
+
+
+def check_inputs(config: Config, X) -> np.ndarray:
+    """X must be an (n, 2) integer array of indices in [0, d)."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != 2 or X.dtype.kind not in "iu":
+        raise errors.ConfigError(f"matrix completion inputs must be (n, 2) integer index pairs, got "
+                                 f"shape {X.shape} dtype {X.dtype}")
+    if X.size and (X.min() < 0 or X.max() >= config.d):
+        raise errors.ConfigError(f"index pairs must lie in [0, {config.d}), got range [{X.min()}, {X.max()}]")
+    return X
+
+
+def forward(config: Config, params, X):
+    """f_k = <U_i, U_j> - <V_i, V_j> for each pair (i, j) = X[k]; shape (n,). The cache is X."""
+    i, j = X[:, 0], X[:, 1]
+    U, V = params["U"], params["V"]
+    return np.einsum("kr,kr->k", U[i], U[j]) - np.einsum("kr,kr->k", V[i], V[j]), X
+
+
+def predict(config: Config, params, X) -> np.ndarray:
+    """Entries W_{i_k j_k} of W = U U^T - V V^T at the index pairs X (n, 2); shape (n,)."""
+    return forward(config, params, X)[0]
+
+
+def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarray]:
+    """Gradient of sum_k g_k W_{i_k j_k}: dU = (G + G^T) U, dV = -(G + G^T) V, G = sum_k g_k e_i e_j^T.
+
+    G has one non-zero per observation (duplicates summed), so this costs O(n d) (docs/math.md §3.1).
+    """
+    X = cache
+    G = sp.csr_array(sp.coo_array((g, (X[:, 0], X[:, 1])), shape=(config.d, config.d)))
+    S = G + G.T
+    return {"U": S @ params["U"], "V": -(S @ params["V"])}
+
+
+def loss_and_grad(config: Config, params, X, y, loss: str):
+    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
+    f, cache = forward(config, params, X)
+    value, g = losses.value_and_grad(loss, f, y)
+    return value, backward(config, params, cache, g)
+
+
+def ntk_features(config: Config, params, X) -> np.ndarray:
+    """Jacobian of the outputs: row k is vec(e_i U_j^T + e_j U_i^T, -(e_i V_j^T + e_j V_i^T)); (n, 2 d^2)."""
+    n, d = X.shape[0], config.d
+    J = np.zeros((n, 2, d, d))
+    rows = np.arange(n)
+    for slot, (name, sign) in enumerate((("U", 1.0), ("V", -1.0))):
+        P = params[name]
+        np.add.at(J, (rows, slot, X[:, 0]), sign * P[X[:, 1]])
+        np.add.at(J, (rows, slot, X[:, 1]), sign * P[X[:, 0]])
+    return J.reshape(n, 2 * d * d)

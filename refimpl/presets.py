@@ -1,0 +1,131 @@
+"""Named configurations of the paper's experiments and their quick CPU-scale versions (docs/user-guide.md).
+
+A preset names a model, a dataset generator with its arguments, the model's own hyper-parameters, and the
+optimizer settings. :func:`build` turns a preset plus overrides into everything :func:`refimpl.train.run`
+needs. Dimensions that the dataset fixes (d, or D = 2p and out = p) are taken from the dataset, so they
+can never disagree. Paper values and their sources are in ../shared/paper-digest.md §3 and §5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from refimpl import data, errors, models
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One experiment: model name, dataset generator and arguments, model arguments, optimizer, seeds."""
+
+    model: str
+    dataset: str
+    data_args: dict
+    model_args: dict
+    lr: float
+    wd: float
+    steps: int
+    seed: int
+    init_seed: int = 0
+    description: str = ""
+    run_keys: tuple = field(default=("lr", "wd", "steps", "seed", "init_seed"), repr=False)
+
+    def __post_init__(self):  # fail before a (possibly large) dataset is drawn
+        errors.positive("learning rate lr", self.lr)
+        errors.positive("weight decay wd", self.wd, allow_zero=True)
+        errors.positive_int("steps", self.steps, minimum=0)
+
+
+_DIAG = dict(model="diagonal-net", model_args={"alpha": 128.0, "L": 2}, lr=0.01, seed=24181325235)
+_MC = dict(model="matrix-completion", dataset="multiplication_table", seed=35235125)
+_MLP = dict(model="relu-mlp", dataset="modular_arithmetic", seed=2435253235)
+
+PRESETS: dict[str, Preset] = {
+    "fig1a": Preset(**_DIAG, dataset="sparse_linear_classification", wd=1e-3, steps=2_000_000,
+                    data_args={"d": 100_000, "n_train": 256, "n_test": 10_000, "k": 3},
+                    description="Fig. 1a grokking: diagonal net, sparse +-1 data (X_test is 1 GB of int8)"),
+    "fig1a-quick": Preset(**_DIAG, dataset="sparse_linear_classification", wd=1e-2, steps=100_000,
+                          data_args={"d": 2_000, "n_train": 100, "n_test": 2_000, "k": 3},
+                          description="Fig. 1a at d = 2000, lambda x10: test accuracy ~53% then 100%"),
+    "fig1b": Preset(**_DIAG, dataset="l2_separated_gaussians", wd=1e-3, steps=20_000_000,
+                    data_args={"d": 100_000, "n_train": 32, "n_test": 10_000, "gamma": 25.0},
+                    description="Fig. 1b misgrokking: L2-separated Gaussians (X_test is 8 GB of float64)"),
+    "fig1b-quick": Preset(**_DIAG, dataset="l2_separated_gaussians", wd=1e-2, steps=100_000,
+                          data_args={"d": 10_000, "n_train": 32, "n_test": 1_000, "gamma": 12.0},
+                          description="Fig. 1b at d = 1e4, gamma = 12, lambda x10: test accuracy ~100% then "
+                                      "falls (gamma keeps the L2 classifier's signal/noise ~ sqrt(2) gamma^2 "
+                                      "/ sqrt(d) near the paper's)"),
+    "fig2a": Preset(**_MLP, lr=0.002, wd=1e-4, steps=100_000_000,
+                    data_args={"p": 97, "op": "+", "train_fraction": 0.4},
+                    model_args={"h": 1024, "L": 2, "init_scale": 1.0, "zero_last_layer": False},
+                    description="Fig. 2a modular addition, He init (GPU scale: 1e8 steps)"),
+    "fig2a-quick": Preset(**_MLP, lr=0.5, wd=1e-3, steps=20_000,
+                          data_args={"p": 23, "op": "+", "train_fraction": 0.4},
+                          model_args={"h": 128, "L": 2, "init_scale": 1.0, "zero_last_layer": False},
+                          description="Fig. 2a at p = 23, h = 128, lr x250, lambda x10"),
+    "fig3": Preset(**_MC, lr=0.1, wd=1e-4, steps=10_000_000,
+                   data_args={"d": 97, "train_fraction": 0.05}, model_args={"alpha": 10.0, "sigma": 0.0},
+                   description="Fig. 3 matrix completion, multiplication table, 5% observed"),
+    "fig3-quick": Preset(**_MC, lr=0.1, wd=1e-3, steps=100_000,
+                         data_args={"d": 97, "train_fraction": 0.05}, model_args={"alpha": 10.0, "sigma": 0.0},
+                         description="Fig. 3 with lambda x10: the same plateau, a transition 10x sooner"),
+}
+
+DEFAULT_PRESET = {"diagonal-net": "fig1a-quick", "matrix-completion": "fig3-quick", "relu-mlp": "fig2a-quick"}
+
+
+def get(name: str) -> Preset:
+    """The preset registered under ``name``."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise errors.ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def override(preset: Preset, **changes) -> Preset:
+    """A copy of ``preset`` with run settings, dataset arguments or model arguments replaced by name.
+
+    A name that is neither a run setting (lr, wd, steps, seed, init_seed, dataset) nor an argument of the
+    preset's dataset generator or model config raises :class:`ConfigError`.
+    """
+    run = {k: changes.pop(k) for k in (*preset.run_keys, "dataset") if k in changes}
+    data_args, model_args = dict(preset.data_args), dict(preset.model_args)
+    generator = data.GENERATORS.get(run.get("dataset", preset.dataset))
+    model_fields = {f.name for f in dataclasses.fields(models.get(preset.model).Config)}
+    for key, value in changes.items():
+        if generator is not None and key in inspect.signature(generator).parameters:
+            data_args[key] = value
+        elif key in model_fields:
+            model_args[key] = value
+        else:
+            raise errors.ConfigError(f"option {key!r} does not apply to {preset.model} with dataset "
+                                     f"{run.get('dataset', preset.dataset)}")
+    return dataclasses.replace(preset, data_args=data_args, model_args=model_args, **run)
+
+
+def model_config(preset: Preset, dataset: data.Dataset):
+    """The model's Config: the preset's model arguments plus the dimensions fixed by ``dataset``."""
+    module = models.get(preset.model)
+    info = dataset.info
+    derived = ({"D": 2 * info["p"], "out": info["p"]} if preset.model == "relu-mlp" else {"d": info["d"]})
+    try:
+        return module.Config(**derived, **preset.model_args)
+    except TypeError as e:
+        raise errors.ConfigError(f"{preset.model}: {e}") from None
+
+
+def build(preset: Preset):
+    """Draw the dataset and the initial parameters of ``preset``.
+
+    Returns
+    -------
+    module, config, params, dataset
+        Ready for ``refimpl.train.run(module, config, params, dataset, lr=preset.lr, ...)``.
+    """
+    dataset = data.make(preset.dataset, preset.seed, **preset.data_args)
+    module = models.get(preset.model)
+    config = model_config(preset, dataset)
+    return module, config, module.init(config, np.random.default_rng(preset.init_seed)), dataset

@@ -1,0 +1,123 @@
+"""Homogeneous ReLU MLP of depth L with a first-layer bias only (paper §2; docs/math.md §4).
+
+f(x) = W_L relu(... relu(W_2 relu(W_1 x + b_1))). Scaling every parameter, b_1 included, by c scales f by
+c^L, so the net is L-homogeneous. Parameters use nn.Linear's (out, in) shapes:
+``W1`` (h, D), ``b1`` (h,), ``W2`` ... ``W{L-1}`` (h, h), ``W{L}`` (out, h).
+The ReLU derivative at 0 is taken as 0, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from refimpl import errors, losses
+
+
+@dataclass(frozen=True)
+class Config:
+    """Input width ``D``, hidden width ``h``, outputs ``out``, depth ``L``, He-init multiplier, zero last layer."""
+
+    D: int
+    h: int
+    out: int
+    L: int = 2
+    init_scale: float = 1.0
+    zero_last_layer: bool = False
+
+    def __post_init__(self):
+        errors.positive_int("D", self.D)
+        errors.positive_int("width h", self.h)
+        errors.positive_int("out", self.out)
+        errors.positive_int("depth L", self.L, minimum=2)
+        errors.positive("init_scale", self.init_scale, allow_zero=True)
+
+
+def shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes in the order used everywhere (W1, b1, W2, ..., WL)."""
+    out = {"W1": (config.h, config.D), "b1": (config.h,)}
+    for layer in range(2, config.L + 1):
+        out[f"W{layer}"] = (config.out if layer == config.L else config.h, config.h)
+    return out
+
+
+def init(config: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """He (kaiming_normal_, fan_in) init times ``init_scale``: std sqrt(2/fan_in) for hidden layers, relu gain;
+    std sqrt(1/fan_in) for the last, linear gain; b1 = 0; the last layer zeroed if ``zero_last_layer``."""
+    if not isinstance(rng, np.random.Generator):
+        raise errors.ConfigError("relu_mlp.init draws random weights: pass rng=np.random.default_rng(seed)")
+    params = {}
+    for name, shape in shapes(config).items():
+        if name == "b1":
+            params[name] = np.zeros(shape)
+            continue
+        gain = 1.0 if name == f"W{config.L}" else 2.0
+        params[name] = config.init_scale * math.sqrt(gain / shape[1]) * rng.standard_normal(shape)
+    if config.zero_last_layer:
+        params[f"W{config.L}"] = np.zeros_like(params[f"W{config.L}"])
+    return params
+
+
+def check_inputs(config: Config, X) -> np.ndarray:
+    """X must be a finite (n, D) numeric array."""
+    X = errors.finite_array("X", X, ndim=2)
+    if X.shape[1] != config.D:
+        raise errors.ConfigError(f"X has {X.shape[1]} columns but the MLP has input width D={config.D}")
+    return X
+
+
+def forward(config: Config, params, X):
+    """Logits (n, out) and the cache (activations a_0 = X, ..., a_{L-1}; pre-activations z_1..z_{L-1})."""
+    a, acts, pre = X, [X], []
+    for layer in range(1, config.L):
+        z = a @ params[f"W{layer}"].T
+        if layer == 1:
+            z = z + params["b1"]
+        a = np.maximum(z, 0.0)
+        pre.append(z)
+        acts.append(a)
+    return a @ params[f"W{config.L}"].T, (acts, pre)
+
+
+def predict(config: Config, params, X) -> np.ndarray:
+    """Logits f(theta; x_i) for every row of X (n, D); shape (n, out)."""
+    return forward(config, params, X)[0]
+
+
+def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarray]:
+    """Gradient of sum_ik g_ik f_ik by backpropagation (docs/math.md §4.1); g has shape (n, out)."""
+    acts, pre = cache
+    grads = {}
+    delta = g
+    for layer in range(config.L, 0, -1):
+        grads[f"W{layer}"] = delta.T @ acts[layer - 1]
+        if layer == 1:
+            grads["b1"] = delta.sum(axis=0)
+        else:
+            delta = (delta @ params[f"W{layer}"]) * (pre[layer - 2] > 0)
+    return {k: grads[k] for k in shapes(config)}
+
+
+def loss_and_grad(config: Config, params, X, y, loss: str):
+    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
+    f, cache = forward(config, params, X)
+    value, g = losses.value_and_grad(loss, f, y)
+    return value, backward(config, params, cache, g)
+
+
+def ntk_features(config: Config, params, X) -> np.ndarray:
+    """Jacobian of every output, by one backward pass per (sample, output); shape (n, out, P).
+
+    P is the total parameter count, flattened in :func:`shapes` order (refimpl.tree.flatten).
+    """
+    n = X.shape[0]
+    J = np.empty((n, config.out, sum(math.prod(s) for s in shapes(config).values())))
+    for i in range(n):
+        _, cache = forward(config, params, X[i:i + 1])
+        for k in range(config.out):
+            g = np.zeros((1, config.out))
+            g[0, k] = 1.0
+            J[i, k] = np.concatenate([a.ravel() for a in backward(config, params, cache, g).values()])
+    return J

@@ -1,0 +1,132 @@
+"""The reference training driver: full-batch GD with coupled weight decay, metrics on a schedule.
+
+:func:`run` is the float64 oracle every backend is compared with (docs/user-guide.md). Per recorded step
+it stores, for parameters theta_s after s updates:
+
+- ``time`` = lr * s (the paper's continuous time t),
+- ``train_loss``, ``train_log_loss`` (log L in log space, finite at huge margins), ``test_loss``,
+- ``train_acc``, ``test_acc``, ``margin`` (min_i margin_i / ||theta||^L) for classification,
+- ``param_norm`` = ||theta_s||_2.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from refimpl import errors, losses, models
+from refimpl.data import Dataset
+from refimpl.optim import sgd_step
+from refimpl.trajectory import Trajectory, record_steps
+from refimpl.tree import all_finite, param_norm
+
+
+def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, record):
+    """Validate everything :func:`run` is given; return (lr, wd, steps, record) normalized."""
+    lr = errors.positive("learning rate lr", lr)
+    wd = errors.positive("weight decay wd", wd, allow_zero=True)
+    steps = errors.positive_int("steps", steps, minimum=0)
+    if not all_finite(params):
+        raise errors.ConfigError("the initial parameters contain NaN or inf")
+    for split in ("train", "test"):
+        X = model.check_inputs(config, getattr(data, f"X_{split}"))
+        f_shape = model.predict(config, params, X[:1]).shape
+        losses.check_targets(data.loss, (X.shape[0],) + f_shape[1:], getattr(data, f"y_{split}"))
+    record = record_steps(steps) if record is None else np.unique(np.asarray(record, dtype=np.int64))
+    if record.size == 0 or record[0] < 0 or record[-1] > steps:
+        raise errors.ConfigError(f"record steps must lie in [0, steps={steps}]")
+    return lr, wd, steps, record
+
+
+def _hot_copy(X: np.ndarray) -> np.ndarray:
+    """A float64 copy of exact small-integer inputs (+-1 data) read every step; index pairs stay integer."""
+    if X.dtype.kind == "i" and X.dtype.itemsize == 1 and X.size <= 1 << 25:
+        return X.astype(np.float64)
+    return X
+
+
+def evaluate(model: ModuleType, config, params, data: Dataset, f_train: np.ndarray,
+             train_loss: float) -> dict[str, float]:
+    """Every metric at one recorded step, given the train outputs and loss already computed."""
+    task, L = data.task, models.degree(model, config)
+    f_test = model.predict(config, params, data.X_test)
+    norm = param_norm(params)
+    out = {"train_loss": train_loss, "train_log_loss": losses.log_value(data.loss, f_train, data.y_train),
+           "test_loss": losses.value_and_grad(data.loss, f_test, data.y_test)[0], "param_norm": norm}
+    if task != "regression":
+        out["train_acc"] = losses.accuracy(task, f_train, data.y_train)
+        out["test_acc"] = losses.accuracy(task, f_test, data.y_test)
+        out["margin"] = losses.normalized_margin(task, f_train, data.y_train, norm, L) if norm > 0 else 0.0
+    return out
+
+
+def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *, lr: float,
+        wd: float, steps: int, record=None, progress: bool = False, run_config: dict | None = None,
+        ) -> Trajectory:
+    """Train ``steps`` full-batch GD steps p <- p - lr (g + wd p) and record metrics at ``record`` steps.
+
+    Parameters
+    ----------
+    model : module or str
+        A model module of :mod:`refimpl.models` or its name (``diagonal-net`` ...).
+    config : the model's ``Config``
+    params : dict of ndarray
+        Initial parameters; not modified.
+    data : Dataset
+    lr, wd : float
+        Learning rate (> 0) and coupled weight decay (>= 0).
+    steps : int
+        Number of updates.
+    record : array of int, optional
+        Steps in [0, steps] at which to record; default :func:`refimpl.trajectory.record_steps`.
+    progress : bool
+        Show a tqdm progress bar with the latest metrics.
+    run_config : dict, optional
+        Extra JSON-serializable description stored in the trajectory (seed, preset, ...).
+
+    Raises
+    ------
+    TrainingDiverged
+        At the first step whose train loss is not finite; ``.trajectory`` holds what was recorded.
+    TrainingInterrupted
+        On Ctrl-C; ``.trajectory`` holds what was recorded.
+    """
+    model = models.get(model) if isinstance(model, str) else model
+    lr, wd, steps, record = check_run(model, config, params, data, lr, wd, steps, record)
+    cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "lr": lr, "wd": wd,
+           "steps": steps, "backend": "numpy", **(run_config or {})}
+    X_train = _hot_copy(data.X_train)
+    rows: list[dict[str, float]] = []
+
+    def trajectory(status):
+        steps_done = record[: len(rows)]
+        metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
+        metrics["time"] = lr * steps_done.astype(np.float64)
+        return Trajectory(steps_done, metrics, params, cfg, status)
+
+    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
+    next_rec, s = 0, 0
+    try:
+        # Overflow is detected explicitly (a non-finite loss), so NumPy's warnings would only be noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for s in range(steps + 1):
+                f, cache = model.forward(config, params, X_train)
+                value, g = losses.value_and_grad(data.loss, f, data.y_train)
+                if not np.isfinite(value):
+                    raise errors.TrainingDiverged(s, lr, trajectory("diverged"))
+                if next_rec < len(record) and s == record[next_rec]:
+                    rows.append(evaluate(model, config, params, data, f, value))
+                    next_rec += 1
+                    bar.set_postfix({k: f"{rows[-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
+                                     if k in rows[-1]}, refresh=False)
+                    bar.update(s - bar.n)
+                if s == steps:
+                    break
+                params = sgd_step(params, model.backward(config, params, cache, g), lr, wd)
+    except KeyboardInterrupt:
+        raise errors.TrainingInterrupted(s, trajectory("interrupted")) from None
+    finally:
+        bar.close()
+    return trajectory("completed")

@@ -1,0 +1,102 @@
+"""A training run's record: metrics on a schedule, final parameters, and the full config, saved without pickle.
+
+On disk a trajectory is two files with one stem: ``STEM.npz`` (``steps``, ``metric/<name>``,
+``param/<name>``) and ``STEM.json`` (config, seed, package versions, backend, status). Both load back with
+:func:`load` and ``np.load(allow_pickle=False)``, so any tool (or another framework) can read them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from refimpl.errors import ConfigError
+
+FORMAT_VERSION = 1
+
+
+def record_steps(steps: int, *, dense: int = 1000, per_decade: int = 200) -> np.ndarray:
+    """Steps at which to record: every step up to ``dense``, then ``per_decade`` log-spaced points per decade.
+
+    Always includes 0 and ``steps``. A 1e7-step run keeps about 1000 + 4 * 200 points.
+    """
+    head = np.arange(min(dense, steps) + 1)
+    if steps <= dense:
+        return head
+    decades = np.log10(steps) - np.log10(max(dense, 1))
+    tail = np.logspace(np.log10(max(dense, 1)), np.log10(steps), int(np.ceil(decades * per_decade)) + 1)
+    return np.unique(np.concatenate([head, np.round(tail).astype(np.int64), [steps]]))
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages a result depends on."""
+    out = {"python": platform.python_version()}
+    for pkg in ("dichotomy", "numpy", "scipy", "numba", "cupy", "torch", "jax"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Trajectory:
+    """Recorded metrics (each shape (m,), aligned with ``steps``), final params and the run's config.
+
+    ``status`` is ``"completed"``, ``"diverged"`` or ``"interrupted"``; the last two keep what was recorded.
+    """
+
+    steps: np.ndarray
+    metrics: dict[str, np.ndarray]
+    params: dict[str, np.ndarray]
+    config: dict
+    status: str = "completed"
+    meta: dict = field(default_factory=lambda: {"versions": versions()})
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def save(self, stem: str | Path) -> tuple[Path, Path]:
+        """Write ``STEM.npz`` and ``STEM.json``; return their paths."""
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"steps": self.steps}
+        arrays.update({f"metric/{k}": v for k, v in self.metrics.items()})
+        arrays.update({f"param/{k}": v for k, v in self.params.items()})
+        npz, sidecar = stem.with_suffix(".npz"), stem.with_suffix(".json")
+        np.savez_compressed(npz, **arrays)
+        doc = {"format_version": FORMAT_VERSION, "status": self.status, "config": self.config,
+               "meta": self.meta, "metrics": list(self.metrics), "params": list(self.params)}
+        sidecar.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+        return npz, sidecar
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
+
+
+def load(stem: str | Path) -> Trajectory:
+    """Read a trajectory written by :meth:`Trajectory.save` (pass the stem, or either file's path)."""
+    stem = Path(stem)
+    if stem.suffix in (".npz", ".json"):
+        stem = stem.with_suffix("")
+    npz, sidecar = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    for path in (npz, sidecar):
+        if not path.exists():
+            raise ConfigError(f"no trajectory at {path}: expected {npz.name} and {sidecar.name}")
+    doc = json.loads(sidecar.read_text())
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{sidecar} has format version {doc.get('format_version')}, expected {FORMAT_VERSION}")
+    with np.load(npz, allow_pickle=False) as z:
+        return Trajectory(steps=z["steps"], metrics={k: z[f"metric/{k}"] for k in doc["metrics"]},
+                          params={k: z[f"param/{k}"] for k in doc["params"]}, config=doc["config"],
+                          status=doc["status"], meta=doc["meta"])

@@ -1,0 +1,1 @@
+"""Reproductions of the paper's predictions and figures (compute -> plot -> check), and their plots."""
