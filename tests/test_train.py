@@ -1,0 +1,139 @@
+"""The GD update, the record schedule, the driver's metrics, divergence, and the trajectory files."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
+from refimpl.optim import sgd_step
+from refimpl.trajectory import Trajectory, load, record_steps
+from refimpl.tree import flatten, param_norm, unflatten
+from tests.cases import any_case, random_like
+from tests.tolerances import tol
+
+
+@given(any_case, st.floats(1e-4, 1.0), st.floats(0.0, 1e-1))
+def test_one_gd_step_is_the_coupled_weight_decay_formula(case, lr, wd):
+    """theta' = theta - lr (grad + wd theta), i.e. torch.optim.SGD(lr, weight_decay=wd) (docs/math.md §5)."""
+    model, config, params, X, rng = case
+    grads = random_like(params, rng)
+    new = sgd_step(params, grads, lr, wd)
+    expected = flatten(params) * (1 - lr * wd) - lr * flatten(grads)
+    np.testing.assert_allclose(flatten(new), expected, rtol=tol("identity"), atol=1e-14)
+    assert all(new[k] is not params[k] for k in params)
+
+
+def test_flatten_round_trip(rng):
+    params = {"a": rng.standard_normal((2, 3)), "b": rng.standard_normal(4)}
+    back = unflatten(flatten(params), params)
+    assert all(np.array_equal(back[k], params[k]) for k in params)
+
+
+@given(st.integers(0, 10**8), st.integers(1, 2000), st.integers(1, 300))
+def test_record_schedule_is_dense_early_then_log_spaced(steps, dense, per_decade):
+    r = record_steps(steps, dense=dense, per_decade=per_decade)
+    assert r[0] == 0 and r[-1] == steps and np.all(np.diff(r) > 0)
+    np.testing.assert_array_equal(r[: min(dense, steps) + 1], np.arange(min(dense, steps) + 1))
+    decades = max(0.0, np.log10(max(steps, 1)) - np.log10(dense))
+    assert len(r) <= min(dense, steps) + 1 + per_decade * decades + 2
+
+
+def test_paper_length_run_keeps_a_few_thousand_points():
+    assert 1000 < len(record_steps(10**7)) < 3000
+
+
+@pytest.fixture
+def tiny_mc():
+    dataset = data.multiplication_table(np.random.default_rng(0), d=12, train_fraction=0.3)
+    config = matrix_factorization.Config(d=12, alpha=2.0)
+    return config, matrix_factorization.init(config), dataset
+
+
+def test_driver_matches_a_hand_written_loop(tiny_mc):
+    config, params, dataset = tiny_mc
+    traj = train.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-2, steps=30,
+                     record=[0, 7, 30])
+    p = params
+    for _ in range(30):
+        _, g = matrix_factorization.loss_and_grad(config, p, dataset.X_train, dataset.y_train, "squared")
+        p = {k: v - 0.05 * (g[k] + 1e-2 * v) for k, v in p.items()}
+    np.testing.assert_array_equal(traj.steps, [0, 7, 30])
+    for k in p:
+        np.testing.assert_allclose(traj.params[k], p[k], rtol=1e-14)
+    assert traj.metrics["param_norm"][-1] == pytest.approx(param_norm(p), rel=1e-14)
+    np.testing.assert_allclose(traj.metrics["time"], [0, 0.35, 1.5])
+    assert traj.metrics["train_loss"][0] == pytest.approx(np.mean(dataset.y_train**2))
+    assert set(traj.metrics) == {"train_loss", "train_log_loss", "test_loss", "param_norm", "time"}
+
+
+def test_kernel_phase_norm_decays_as_alpha_exp_minus_lr_wd_step():
+    """Paper digest §4.1: ||theta_s|| ~ ||theta_0|| (1 - lr wd)^s while the direction stays near theta_bar."""
+    preset = presets.override(presets.get("fig1a-quick"), steps=2000, d=400, n_test=50)
+    module, config, params, dataset = presets.build(preset)
+    traj = train.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
+                     record=[0, 1000, 2000])
+    predicted = 128 * (1 - preset.lr * preset.wd) ** traj.steps
+    np.testing.assert_allclose(traj.metrics["param_norm"], predicted, rtol=1e-3)
+    assert traj.metrics["train_acc"][-1] == 1.0
+
+
+def test_divergence_names_the_step_and_keeps_the_trajectory(tiny_mc):
+    config, params, dataset = tiny_mc
+    with pytest.raises(errors.TrainingDiverged, match="smaller learning rate") as info:
+        train.run("matrix-completion", config, params, dataset, lr=50.0, wd=0.0, steps=1000)
+    stop = info.value
+    assert stop.step > 0 and stop.trajectory.status == "diverged"
+    assert len(stop.trajectory) == stop.step  # every step before the divergence was recorded (dense phase)
+    assert np.all(np.isfinite(stop.trajectory.metrics["train_loss"]))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"), (dict(lr=float("nan")), "lr"), (dict(wd=-1e-3), "wd"),
+    (dict(steps=-1), "steps"), (dict(steps=2.5), "steps"), (dict(record=[0, 99]), "record"),
+])
+def test_bad_run_arguments_raise(tiny_mc, kwargs, match):
+    config, params, dataset = tiny_mc
+    args = dict(lr=0.1, wd=0.0, steps=10) | kwargs
+    with pytest.raises(errors.ConfigError, match=match):
+        train.run("matrix-completion", config, params, dataset, **args)
+
+
+def test_mismatched_data_is_rejected_before_training(rng):
+    dataset = data.sparse_linear_classification(rng, d=10, n_train=5, n_test=5, k=3)
+    with pytest.raises(errors.ConfigError, match="d=11"):
+        train.run("diagonal-net", diagonal_net.Config(d=11, alpha=1.0), diagonal_net.init(
+            diagonal_net.Config(d=11, alpha=1.0)), dataset, lr=0.1, wd=0.0, steps=1)
+    bad = data.Dataset(dataset.X_train, dataset.y_train * 0, dataset.X_test, dataset.y_test, "logistic")
+    config = diagonal_net.Config(d=10, alpha=1.0)
+    with pytest.raises(errors.ConfigError, match="-1, \\+1"):
+        train.run("diagonal-net", config, diagonal_net.init(config), bad, lr=0.1, wd=0.0, steps=1)
+
+
+def test_trajectory_round_trips_without_pickle(tmp_path, tiny_mc):
+    config, params, dataset = tiny_mc
+    traj = train.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-3, steps=20,
+                     run_config={"seed": 0, "preset": "custom"})
+    npz, sidecar = traj.save(tmp_path / "run" / "trajectory")
+    back = load(npz)
+    np.testing.assert_array_equal(back.steps, traj.steps)
+    assert back.metrics.keys() == traj.metrics.keys() and back.params.keys() == traj.params.keys()
+    for k in traj.metrics:
+        np.testing.assert_array_equal(back.metrics[k], traj.metrics[k])
+    doc = json.loads(sidecar.read_text())
+    assert doc["config"]["lr"] == 0.05 and doc["config"]["seed"] == 0 and doc["config"]["backend"] == "numpy"
+    assert doc["config"]["model_config"] == {"d": 12, "alpha": 2.0, "sigma": 0.0}
+    assert "numpy" in doc["meta"]["versions"] and doc["status"] == "completed"
+    with np.load(npz, allow_pickle=False) as z:
+        assert "metric/test_loss" in z.files
+
+
+def test_loading_a_missing_trajectory_says_what_is_missing(tmp_path):
+    with pytest.raises(errors.ConfigError, match="trajectory.npz"):
+        load(tmp_path / "trajectory")
+
+
+def test_trajectory_len():
+    assert len(Trajectory(np.arange(3), {}, {}, {})) == 3
