@@ -62,16 +62,18 @@ PRESETS: dict[str, Preset] = {
                     data_args={"p": 97, "op": "+", "train_fraction": 0.4},
                     model_args={"h": 1024, "L": 2, "init_scale": 1.0, "zero_last_layer": False},
                     description="Fig. 2a modular addition, He init (GPU scale: 1e8 steps)"),
-    "fig2a-quick": Preset(**_MLP, lr=0.5, wd=1e-3, steps=20_000,
-                          data_args={"p": 23, "op": "+", "train_fraction": 0.4},
+    "fig2a-quick": Preset(**_MLP, lr=0.5, wd=1e-3, steps=30_000,
+                          data_args={"p": 31, "op": "+", "train_fraction": 0.7},
                           model_args={"h": 128, "L": 2, "init_scale": 1.0, "zero_last_layer": False},
-                          description="Fig. 2a at p = 23, h = 128, lr x250, lambda x10"),
+                          description="Fig. 2a at p = 31 (70% train), h = 128, lr x250, lambda x10: test "
+                                      "accuracy 0% after train fit, then ~89%"),
     "fig3": Preset(**_MC, lr=0.1, wd=1e-4, steps=10_000_000,
                    data_args={"d": 97, "train_fraction": 0.05}, model_args={"alpha": 10.0, "sigma": 0.0},
                    description="Fig. 3 matrix completion, multiplication table, 5% observed"),
-    "fig3-quick": Preset(**_MC, lr=0.1, wd=1e-3, steps=100_000,
+    "fig3-quick": Preset(**_MC, lr=0.1, wd=2e-3, steps=50_000,
                          data_args={"d": 97, "train_fraction": 0.05}, model_args={"alpha": 10.0, "sigma": 0.0},
-                         description="Fig. 3 with lambda x10: the same plateau, a transition 10x sooner"),
+                         description="Fig. 3 with lambda x20: the same 0.1023 plateau, a transition 20x "
+                                     "sooner"),
 }
 
 DEFAULT_PRESET = {"diagonal-net": "fig1a-quick", "matrix-completion": "fig3-quick", "relu-mlp": "fig2a-quick"}
