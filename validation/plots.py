@@ -14,9 +14,10 @@ from refimpl.trajectory import Trajectory  # noqa: E402
 _TRAIN, _TEST, _NORM = "tab:blue", "tab:red", "tab:gray"
 
 
-def _step_axis(ax):
+def _step_axis(ax, label=True):
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("step")
+    if label:
+        ax.set_xlabel("step")
     ax.grid(True, alpha=0.3)
 
 
@@ -43,7 +44,7 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "") -> Path
         acc.set_ylabel("accuracy (%)")
         acc.set_ylim(-2, 102)
         acc.legend(loc="center left")
-        _step_axis(acc)
+        _step_axis(acc, label=False)
     loss = axes[-1]
     loss.plot(traj.steps, traj.metrics["train_loss"], color=_TRAIN, label="train loss")
     loss.plot(traj.steps, traj.metrics["test_loss"], color=_TEST, label="test loss")
