@@ -20,7 +20,7 @@ class ConfigError(DichotomyError, ValueError):
 
 
 class TrainingDiverged(DichotomyError, FloatingPointError):
-    """Gradient descent produced a non-finite loss or parameter.
+    """Gradient descent produced a non-finite loss.
 
     Attributes
     ----------
@@ -30,12 +30,12 @@ class TrainingDiverged(DichotomyError, FloatingPointError):
         Everything recorded before the divergence, so that nothing is lost.
     """
 
-    def __init__(self, step: int, lr: float, trajectory=None, what: str = "loss"):
+    def __init__(self, step: int, lr: float, trajectory=None):
         self.step = step
         self.lr = lr
         self.trajectory = trajectory
         super().__init__(
-            f"training diverged at step {step}: the {what} is not finite; "
+            f"training diverged at step {step}: the loss is not finite; "
             f"try a smaller learning rate than lr={lr:g}"
         )
 

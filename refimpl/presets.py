@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from refimpl import data, errors, models
+
+
+RUN_KEYS = ("lr", "wd", "steps", "seed", "init_seed", "dataset")  # preset fields an override may replace
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,6 @@ class Preset:
     seed: int
     init_seed: int = 0
     description: str = ""
-    run_keys: tuple = field(default=("lr", "wd", "steps", "seed", "init_seed"), repr=False)
 
     def __post_init__(self):  # fail before a (possibly large) dataset is drawn
         errors.positive("learning rate lr", self.lr)
@@ -93,7 +95,7 @@ def override(preset: Preset, **changes) -> Preset:
     A name that is neither a run setting (lr, wd, steps, seed, init_seed, dataset) nor an argument of the
     preset's dataset generator or model config raises :class:`ConfigError`.
     """
-    run = {k: changes.pop(k) for k in (*preset.run_keys, "dataset") if k in changes}
+    run = {k: changes.pop(k) for k in RUN_KEYS if k in changes}
     data_args, model_args = dict(preset.data_args), dict(preset.model_args)
     generator = data.GENERATORS.get(run.get("dataset", preset.dataset))
     model_fields = {f.name for f in dataclasses.fields(models.get(preset.model).Config)}
