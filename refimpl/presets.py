@@ -16,7 +16,6 @@ import numpy as np
 
 from refimpl import data, errors, models
 
-
 RUN_KEYS = ("lr", "wd", "steps", "seed", "init_seed", "dataset")  # preset fields an override may replace
 
 
