@@ -52,20 +52,22 @@ def weights(config: Config, params: dict[str, np.ndarray]) -> np.ndarray:
     return params["u"] ** config.L - params["v"] ** config.L
 
 
-def _matvec(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _float_blocks(X: np.ndarray, dtype):
+    """Yield (start, float block of rows) of a non-float64 X, ~16 MiB at a time; None if X is float64 already."""
     if X.dtype == np.float64 or X.dtype.kind == "c":
-        return X @ w
-    dtype = np.result_type(w.dtype, np.float64)
+        return None
     rows = max(1, _BLOCK_ELEMENTS // max(X.shape[1], 1))
-    return np.concatenate([X[s:s + rows].astype(dtype) @ w for s in range(0, X.shape[0], rows)])
+    return ((s, X[s:s + rows].astype(np.result_type(dtype, np.float64))) for s in range(0, X.shape[0], rows))
+
+
+def _matvec(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    blocks = _float_blocks(X, w.dtype)
+    return X @ w if blocks is None else np.concatenate([B @ w for _, B in blocks])
 
 
 def _rmatvec(X: np.ndarray, g: np.ndarray) -> np.ndarray:
-    if X.dtype == np.float64 or X.dtype.kind == "c":
-        return X.T @ g
-    dtype = np.result_type(g.dtype, np.float64)
-    rows = max(1, _BLOCK_ELEMENTS // max(X.shape[1], 1))
-    return sum(g[s:s + rows] @ X[s:s + rows].astype(dtype) for s in range(0, X.shape[0], rows))
+    blocks = _float_blocks(X, g.dtype)
+    return X.T @ g if blocks is None else sum(g[s:s + len(B)] @ B for s, B in blocks)
 
 
 def check_inputs(config: Config, X) -> np.ndarray:

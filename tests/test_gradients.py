@@ -123,7 +123,9 @@ def test_ntk_features_are_the_jacobian(model_cases):
     check()
 
 
-def test_diagonal_net_backward_reads_int8_inputs_exactly(rng):
+@pytest.mark.parametrize("block", [1 << 21, 10], ids=["one-block", "many-blocks"])
+def test_diagonal_net_backward_reads_int8_inputs_exactly(rng, monkeypatch, block):
+    monkeypatch.setattr(diagonal_net, "_BLOCK_ELEMENTS", block)  # 10 elements: 2 rows a block, 4 blocks
     config = diagonal_net.Config(d=5, alpha=1.0)
     params = {"u": rng.standard_normal(5), "v": rng.standard_normal(5)}
     X8 = rng.choice(np.array([-1, 1], dtype=np.int8), size=(7, 5))
