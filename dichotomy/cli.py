@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from kernels import BACKENDS, get_backend
 from refimpl import errors, presets
+from refimpl.limits import transition
 from refimpl.models import MODELS
 from refimpl.trajectory import Trajectory
 
@@ -51,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="output directory")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    train.add_argument("--no-limits", action="store_true",
+                       help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
     sub.add_parser("presets", help="list the named experiments")
     return parser
 
@@ -65,12 +69,15 @@ def _summary(traj: Trajectory) -> str:
     return "\n".join(lines)
 
 
-def _save(traj: Trajectory, out: Path, title: str, plot: bool) -> list[Path]:
+def _save(traj: Trajectory, out: Path, title: str, plot: bool, diagnosis=None) -> list[Path]:
     paths = list(traj.save(out / "trajectory"))
+    if diagnosis is not None:
+        paths.append(out / "diagnosis.json")
+        paths[-1].write_text(json.dumps(diagnosis.to_json(), indent=1) + "\n")
     if plot and len(traj):
         from validation.plots import plot_trajectory
 
-        paths.append(plot_trajectory(traj, out / "trajectory.png", title))
+        paths.append(plot_trajectory(traj, out / "trajectory.png", title, diagnosis))
     return paths
 
 
@@ -86,16 +93,23 @@ def _train(args) -> int:
     title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
     run_config = {"preset": name, "seed": preset.seed, "init_seed": preset.init_seed, "model": args.model,
                   "dataset": preset.dataset, "backend": backend.name}
+    probe = transition.default_probe(dataset)
     try:
         traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
-                           progress=not args.no_progress, run_config=run_config)
+                           probe=probe, progress=not args.no_progress, run_config=run_config)
     except (errors.TrainingDiverged, errors.TrainingInterrupted) as stop:
         paths = _save(stop.trajectory, args.out, title, not args.no_plot)
         print(f"dichotomy: error: {stop}\n  saved what was recorded: {', '.join(map(str, paths))}",
               file=sys.stderr)
         return 1 if isinstance(stop, errors.TrainingDiverged) else 130
-    paths = _save(traj, args.out, title, not args.no_plot)
-    print(f"{args.model} ({name}), {preset.steps} steps:\n{_summary(traj)}\nwrote {', '.join(map(str, paths))}")
+    diagnosis = None
+    if not args.no_limits:
+        diagnosis = transition.diagnose(traj, module, config, params, dataset, probe, lr=preset.lr, wd=preset.wd)
+    paths = _save(traj, args.out, title, not args.no_plot, diagnosis)
+    print(f"{args.model} ({name}), {preset.steps} steps:\n{_summary(traj)}")
+    if diagnosis is not None:
+        print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diagnosis.summary()}")
+    print(f"wrote {', '.join(map(str, paths))}")
     return 0
 
 

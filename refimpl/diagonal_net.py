@@ -95,6 +95,12 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
     return {"u": L * params["u"] ** (L - 1) * gw, "v": -L * params["v"] ** (L - 1) * gw}
 
 
+def jvp(config: Config, params, X, tangent) -> np.ndarray:
+    """Directional derivative <grad f(theta; x_i), t> = <x_i, L u^{L-1} t_u - L v^{L-1} t_v>; shape (n,)."""
+    L = config.L
+    return _matvec(X, L * params["u"] ** (L - 1) * tangent["u"] - L * params["v"] ** (L - 1) * tangent["v"])
+
+
 def loss_and_grad(config: Config, params, X, y, loss: str):
     """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
     f, cache = forward(config, params, X)

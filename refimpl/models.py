@@ -2,7 +2,8 @@
 
 ``Config`` (frozen dataclass), ``init(config, rng)``, ``check_inputs(config, X)``, ``forward``,
 ``predict(config, params, X)``, ``backward(config, params, cache, g)``,
-``loss_and_grad(config, params, X, y, loss)`` and ``ntk_features(config, params, X)``.
+``loss_and_grad(config, params, X, y, loss)``, ``jvp(config, params, X, tangent)`` (forward-mode
+derivative of the outputs along a params-shaped tangent) and ``ntk_features(config, params, X)``.
 """
 
 from __future__ import annotations

@@ -100,6 +100,22 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
     return {k: grads[k] for k in shapes(config)}
 
 
+def jvp(config: Config, params, X, tangent) -> np.ndarray:
+    """Directional derivative of the logits along ``tangent`` by forward-mode differentiation; (n, out).
+
+    z_l = W_l a_{l-1} (+ b_1), dz_l = T_l a_{l-1} + W_l da_{l-1} (+ T_b1), da_l = relu'(z_l) dz_l.
+    """
+    a, da = X, np.zeros_like(X, dtype=np.result_type(X, tangent["W1"]))
+    for layer in range(1, config.L + 1):
+        W, T = params[f"W{layer}"], tangent[f"W{layer}"]
+        z, dz = a @ W.T, a @ T.T + da @ W.T
+        if layer == 1:
+            z, dz = z + params["b1"], dz + tangent["b1"]
+        if layer == config.L:
+            return dz
+        a, da = np.maximum(z, 0.0), dz * (z > 0)
+
+
 def loss_and_grad(config: Config, params, X, y, loss: str):
     """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
     f, cache = forward(config, params, X)

@@ -6,7 +6,9 @@ it stores, for parameters theta_s after s updates:
 - ``time`` = lr * s (the paper's continuous time t),
 - ``train_loss``, ``train_log_loss`` (log L in log space, finite at huge margins), ``test_loss``,
 - ``train_acc``, ``test_acc``, ``margin`` (min_i margin_i / ||theta||^L) for classification,
-- ``param_norm`` = ||theta_s||_2.
+- ``param_norm`` = ||theta_s||_2,
+
+and, when a ``probe`` set is given, the outputs f(theta_s; probe) in ``Trajectory.outputs``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from refimpl.trajectory import Trajectory, record_steps
 from refimpl.tree import all_finite, param_norm
 
 
-def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, record):
-    """Validate everything :func:`run` is given; return (lr, wd, steps, record) normalized."""
+def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, record, probe=None):
+    """Validate everything :func:`run` is given; return (lr, wd, steps, record, probe) normalized."""
     lr = errors.positive("learning rate lr", lr)
     wd = errors.positive("weight decay wd", wd, allow_zero=True)
     steps = errors.positive_int("steps", steps, minimum=0)
@@ -37,7 +39,9 @@ def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, r
     record = record_steps(steps) if record is None else np.unique(np.asarray(record, dtype=np.int64))
     if record.size == 0 or record[0] < 0 or record[-1] > steps:
         raise errors.ConfigError(f"record steps must lie in [0, steps={steps}]")
-    return lr, wd, steps, record
+    if probe is not None:
+        probe = _hot_copy(model.check_inputs(config, probe))
+    return lr, wd, steps, record, probe
 
 
 def _hot_copy(X: np.ndarray) -> np.ndarray:
@@ -63,8 +67,8 @@ def evaluate(model: ModuleType, config, params, data: Dataset, f_train: np.ndarr
 
 
 def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *, lr: float,
-        wd: float, steps: int, record=None, progress: bool = False, run_config: dict | None = None,
-        ) -> Trajectory:
+        wd: float, steps: int, record=None, probe=None, progress: bool = False,
+        run_config: dict | None = None) -> Trajectory:
     """Train ``steps`` full-batch GD steps p <- p - lr (g + wd p) and record metrics at ``record`` steps.
 
     Parameters
@@ -81,6 +85,9 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
         Number of updates.
     record : array of int, optional
         Steps in [0, steps] at which to record; default :func:`refimpl.trajectory.record_steps`.
+    probe : array, optional
+        Inputs whose outputs are recorded at every recorded step (``Trajectory.outputs``); see
+        :func:`refimpl.limits.transition.default_probe`.
     progress : bool
         Show a tqdm progress bar with the latest metrics.
     run_config : dict, optional
@@ -94,17 +101,19 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
         On Ctrl-C; ``.trajectory`` holds what was recorded.
     """
     model = models.get(model) if isinstance(model, str) else model
-    lr, wd, steps, record = check_run(model, config, params, data, lr, wd, steps, record)
+    lr, wd, steps, record, probe = check_run(model, config, params, data, lr, wd, steps, record, probe)
     cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "lr": lr, "wd": wd,
            "steps": steps, "backend": "numpy", **(run_config or {})}
     X_train = _hot_copy(data.X_train)
     rows: list[dict[str, float]] = []
+    outputs: list[np.ndarray] = []
 
     def trajectory(status):
         steps_done = record[: len(rows)]
         metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
         metrics["time"] = lr * steps_done.astype(np.float64)
-        return Trajectory(steps_done, metrics, params, cfg, status)
+        return Trajectory(steps_done, metrics, params, cfg, status,
+                          outputs=None if probe is None else np.array(outputs[: len(rows)]))
 
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
     next_rec, s = 0, 0
@@ -118,6 +127,8 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
                     raise errors.TrainingDiverged(s, lr, trajectory("diverged"))
                 if next_rec < len(record) and s == record[next_rec]:
                     rows.append(evaluate(model, config, params, data, f, value))
+                    if probe is not None:
+                        outputs.append(model.predict(config, params, probe))
                     next_rec += 1
                     bar.set_postfix({k: f"{rows[-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
                                      if k in rows[-1]}, refresh=False)

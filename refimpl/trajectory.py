@@ -1,8 +1,9 @@
 """A training run's record: metrics on a schedule, final parameters, and the full config, saved without pickle.
 
 On disk a trajectory is two files with one stem: ``STEM.npz`` (``steps``, ``metric/<name>``,
-``param/<name>``) and ``STEM.json`` (config, seed, package versions, backend, status). Both load back with
-:func:`load` and ``np.load(allow_pickle=False)``, so any tool (or another framework) can read them.
+``param/<name>``, and ``outputs`` when a probe set was recorded) and ``STEM.json`` (config, seed, package
+versions, backend, status). Both load back with :func:`load` and ``np.load(allow_pickle=False)``, so any
+tool (or another framework) can read them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Trajectory:
     """Recorded metrics (each shape (m,), aligned with ``steps``), final params and the run's config.
 
     ``status`` is ``"completed"``, ``"diverged"`` or ``"interrupted"``; the last two keep what was recorded.
+    ``outputs`` (m, n_probe) or (m, n_probe, out), when recorded, holds f(theta_s; x) on the run's probe
+    inputs at every recorded step (what :mod:`refimpl.limits.transition` compares with the two limits).
     """
 
     steps: np.ndarray
@@ -57,6 +60,7 @@ class Trajectory:
     config: dict
     status: str = "completed"
     meta: dict = field(default_factory=lambda: {"versions": versions()})
+    outputs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -68,6 +72,8 @@ class Trajectory:
         arrays = {"steps": self.steps}
         arrays.update({f"metric/{k}": v for k, v in self.metrics.items()})
         arrays.update({f"param/{k}": v for k, v in self.params.items()})
+        if self.outputs is not None:
+            arrays["outputs"] = self.outputs
         npz, sidecar = stem.with_suffix(".npz"), stem.with_suffix(".json")
         np.savez_compressed(npz, **arrays)
         doc = {"format_version": FORMAT_VERSION, "status": self.status, "config": self.config,
@@ -99,4 +105,5 @@ def load(stem: str | Path) -> Trajectory:
     with np.load(npz, allow_pickle=False) as z:
         return Trajectory(steps=z["steps"], metrics={k: z[f"metric/{k}"] for k in doc["metrics"]},
                           params={k: z[f"param/{k}"] for k in doc["params"]}, config=doc["config"],
-                          status=doc["status"], meta=doc["meta"])
+                          status=doc["status"], meta=doc["meta"],
+                          outputs=z["outputs"] if "outputs" in z.files else None)

@@ -15,12 +15,23 @@ def test_train_writes_npz_json_and_png(tmp_path, capsys):
     rc = main(["train", "matrix-completion", "--preset", "fig3-quick", "--steps", "50", "--d", "10",
                "--train-fraction", "0.3", "--alpha", "1", "--no-progress", "--out", str(out)])
     assert rc == 0
-    assert {p.name for p in out.iterdir()} == {"trajectory.npz", "trajectory.json", "trajectory.png"}
+    assert {p.name for p in out.iterdir()} == {"trajectory.npz", "trajectory.json", "trajectory.png",
+                                               "diagnosis.json"}
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["config"]["preset"] == "fig3-quick" and doc["config"]["steps"] == 50
     assert doc["config"]["model_config"]["d"] == 10 and doc["config"]["data"]["train_fraction"] == 0.3
-    assert load(out / "trajectory").steps[-1] == 50
-    assert "train_loss" in capsys.readouterr().out
+    traj = load(out / "trajectory")
+    assert traj.steps[-1] == 50 and traj.outputs.shape == (51, 70)  # probe: all 70 test entries (< 512)
+    diag = json.loads((out / "diagnosis.json").read_text())
+    assert diag["predictors"]["kernel"]["name"] == "kernel (K2)" and len(diag["kernel_distance"]) == 51
+    printed = capsys.readouterr().out
+    assert "train_loss" in printed and "distance to kernel (K2)" in printed and "min-nuclear-norm" in printed
+
+
+def test_no_limits_skips_the_diagnostic(tmp_path):
+    rc = main(["train", "diagonal-net", "--steps", "5", "--d", "30", "--n-train", "10", "--n-test", "10",
+               "--no-progress", "--no-plot", "--no-limits", "--out", str(tmp_path)])
+    assert rc == 0 and not (tmp_path / "diagnosis.json").exists()
 
 
 def test_default_preset_is_the_models_quick_one(tmp_path):
@@ -88,6 +99,21 @@ def test_quick_grokking_presets_fit_train_long_before_test_rises(tmp_path, model
     rise = _first(m["test_acc"] >= start + 0.5 * (1 - start))
     assert rise is not None and s[rise] > gap * max(s[fit], 1)
     assert m["test_acc"][-1] >= final and start <= 0.6
+    if model == "diagonal-net":
+        _check_diagonal_dichotomy(tmp_path)
+
+
+def _check_diagonal_dichotomy(out):
+    """The diagnostic: at the kernel (max-L2-margin) predictor before the switch, at the max-L1-margin one after."""
+    diag = json.loads((out / "diagnosis.json").read_text())
+    steps = np.array(diag["steps"])
+    kernel = np.array(diag["kernel_distance"], dtype=float)
+    late = np.array(diag["late_distance"], dtype=float)
+    before = (steps >= 10) & (steps <= diag["measured"]["step_10"] / 2)  # the plateau, before the 10% mark
+    assert before.sum() > 100 and np.all(kernel[before] < 0.1) and np.all(late[before] > 1.0)
+    assert late[-1] < 0.1 and kernel[-1] > 1.0
+    t_star = diag["predicted"]["steps"]
+    assert 0.3 * t_star < diag["measured"]["step_50"] < 3 * t_star  # t* = ln(128) / (lr wd) = 4.9e4 steps
 
 
 @pytest.mark.slow
@@ -106,6 +132,9 @@ def test_quick_completion_preset_fits_then_sits_on_the_kernel_plateau_then_recov
     traj = load(tmp_path / "trajectory")
     m, s = traj.metrics, traj.steps
     assert m["train_loss"][s == 100][0] < 1e-4  # the observed entries are fitted within ~10^2 steps
-    plateau = m["test_loss"][(s >= 100) & (s <= 5000)]
-    assert np.all(np.abs(plateau - 0.1023) < 2e-3)  # the kernel prediction (paper digest §4.4)
+    on_plateau = (s >= 100) & (s <= 5000)
+    assert np.all(np.abs(m["test_loss"][on_plateau] - 0.1023) < 2e-3)  # the kernel prediction (digest §4.4)
+    diag = json.loads((tmp_path / "diagnosis.json").read_text())
+    early = (s >= 30) & (s <= 2000)  # lambda t << ln(alpha): the outputs are K2's (the norm has not decayed yet)
+    assert np.all(np.array(diag["kernel_distance"])[early] < 0.01)
     assert m["test_loss"][-1] < 0.01

@@ -115,10 +115,14 @@ def test_mismatched_data_is_rejected_before_training(rng):
 def test_trajectory_round_trips_without_pickle(tmp_path, tiny_mc):
     config, params, dataset = tiny_mc
     traj = train.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-3, steps=20,
-                     run_config={"seed": 0, "preset": "custom"})
+                     probe=dataset.X_test[:7], run_config={"seed": 0, "preset": "custom"})
+    assert traj.outputs.shape == (len(traj.steps), 7)
+    np.testing.assert_array_equal(traj.outputs[-1],
+                                  matrix_factorization.predict(config, traj.params, dataset.X_test[:7]))
     npz, sidecar = traj.save(tmp_path / "run" / "trajectory")
     back = load(npz)
     np.testing.assert_array_equal(back.steps, traj.steps)
+    np.testing.assert_array_equal(back.outputs, traj.outputs)
     assert back.metrics.keys() == traj.metrics.keys() and back.params.keys() == traj.params.keys()
     for k in traj.metrics:
         np.testing.assert_array_equal(back.metrics[k], traj.metrics[k])

@@ -1,0 +1,143 @@
+"""min ||w||_1 s.t. A w >= b or A w = b, for d up to 10^5 and beyond, by column generation (docs/limits.md §4).
+
+Both late-phase predictors of the diagonal net are this linear program: the max-L1-margin classifier
+(A = diag(y) X, b = 1, ">=") and the min-L1 interpolant (A = X, b = y, "="). Writing w = p - q with p, q >= 0,
+the LP's dual is max b^T mu s.t. |A^T mu|_inf <= 1 (mu >= 0 for ">="), so column j may improve the
+objective only if |A^T mu|_j > 1. The L1 solution is sparse (at most n non-zeros), so HiGHS solves the
+program restricted to a few hundred columns while one pass over A per round prices all d of them; A is
+never densified (+-1 int8 data stay int8). The loop stops when no column prices out: mu is then feasible
+for the full dual and b^T mu certifies the optimum (the duality gap reported).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from refimpl.errors import ConfigError
+from refimpl.limits.qp import SolverFailed
+
+_HIGHS_OPTIONS = {"output_flag": False, "presolve": "off", "primal_feasibility_tolerance": 1e-10,
+                  "dual_feasibility_tolerance": 1e-10}
+_BLOCK_ELEMENTS = 1 << 21
+PRICE_TOL = 1e-9  # a column enters when |A^T mu|_j > 1 + PRICE_TOL
+
+
+@dataclass(frozen=True)
+class L1Solution:
+    """w (d,) minimizing ||w||_1; ``dual`` mu (n,); ``gap`` = relative duality gap; ``rounds`` of pricing;
+    ``columns`` = size of the final restricted program."""
+
+    w: np.ndarray
+    dual: np.ndarray
+    gap: float
+    rounds: int
+    columns: int
+
+    @property
+    def norm(self) -> float:
+        return float(np.abs(self.w).sum())
+
+
+def _rmatvec(A: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """A^T mu, converting a non-float A to float64 a block of rows at a time."""
+    if A.dtype == np.float64:
+        return A.T @ mu
+    rows = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
+    return sum(mu[s:s + rows] @ A[s:s + rows].astype(np.float64) for s in range(0, A.shape[0], rows))
+
+
+def _silent_highs() -> highspy.Highs:
+    """A HiGHS instance with logging off. HiGHS prints a banner from C++ the first time one is made in a process,
+    before any option can be set; file descriptor 1 is pointed at /dev/null for that moment only."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    for key, value in _HIGHS_OPTIONS.items():
+        h.setOptionValue(key, value)
+    return h
+
+
+class _RestrictedProgram:
+    """The LP over a growing set of columns, re-solved warm by HiGHS's simplex after each addition."""
+
+    def __init__(self, A: np.ndarray, b: np.ndarray, equality: bool):
+        self.A, self.h = A, _silent_highs()
+        self.columns = np.zeros(0, dtype=np.int64)  # coordinate j of each LP variable (p_j, then q_j)
+        self.signs = np.zeros(0)  # +1 for p_j, -1 for q_j
+        n = A.shape[0]
+        upper = b if equality else np.full(n, highspy.kHighsInf)
+        self.h.addRows(n, b, upper, 0, np.zeros(n, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0))
+
+    def add(self, J: np.ndarray) -> None:
+        """Add w_j = p_j - q_j for the columns J: 2 |J| non-negative variables of cost 1."""
+        n = self.A.shape[0]
+        block = self.A[:, J].astype(np.float64)
+        values = np.concatenate([block.T.ravel(), -block.T.ravel()])
+        k = 2 * len(J)
+        self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, highspy.kHighsInf), values.size,
+                       np.arange(0, values.size, n, dtype=np.int32), np.tile(np.arange(n, dtype=np.int32), k), values)
+        self.columns = np.concatenate([self.columns, J, J])
+        self.signs = np.concatenate([self.signs, np.ones(len(J)), -np.ones(len(J))])
+
+    def solve(self):
+        """(w (d,), row duals mu), or None if the restricted program is infeasible."""
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return None
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise SolverFailed(f"HiGHS stopped on the restricted L1 program: {self.h.modelStatusToString(status)}")
+        sol = self.h.getSolution()
+        w = np.zeros(self.A.shape[1])
+        np.add.at(w, self.columns, self.signs * np.asarray(sol.col_value))
+        return w, np.asarray(sol.row_dual)
+
+
+def min_l1(A: np.ndarray, b: np.ndarray, *, equality: bool, max_rounds: int = 200) -> L1Solution:
+    """min ||w||_1 s.t. A w = b (``equality``) or A w >= b, by column generation over the d columns of A.
+
+    Raises
+    ------
+    ConfigError
+        No w satisfies the constraints (non-separable data, or an inconsistent system).
+    """
+    n, d = A.shape
+    b = np.asarray(b, dtype=np.float64)
+    score = np.abs(_rmatvec(A, b))
+    order = np.argsort(-score, kind="stable")
+    size = min(d, max(2 * n, 64))
+    program = _RestrictedProgram(A, b, equality)
+    program.add(order[:size])
+    for rounds in range(1, max_rounds + 1):
+        sol = program.solve()
+        if sol is None:  # too few columns to satisfy the constraints: take the next best-scored ones
+            if size == d:
+                kind = "A w = b has no solution" if equality else "the data are not linearly separable"
+                raise ConfigError(f"the L1 program is infeasible: {kind}")
+            program.add(order[size:min(d, 2 * size)])
+            size = min(d, 2 * size)
+            continue
+        w, mu = sol
+        v = _rmatvec(A, mu)
+        excess = np.abs(v) - 1.0
+        excess[program.columns] = -np.inf
+        enter = np.flatnonzero(excess > PRICE_TOL)
+        if enter.size == 0:
+            primal = np.abs(w).sum()
+            dual = (b @ mu) / max(1.0, np.abs(v).max())  # mu scaled into the dual feasible set
+            return L1Solution(w, mu, abs(primal - dual) / max(primal, np.finfo(float).tiny), rounds,
+                              len(program.columns) // 2)
+        program.add(enter[np.argsort(-excess[enter])[: max(n, 32)]])
+    raise SolverFailed(f"column generation did not converge in {max_rounds} rounds "
+                      f"({len(program.columns) // 2} columns)")

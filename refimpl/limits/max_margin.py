@@ -1,0 +1,62 @@
+"""Late- and early-phase linear classifiers of the diagonal net (Corollaries 3.6, 3.7; docs/limits.md §4).
+
+For the L = 2 diagonal net, min ||u||^2 + ||v||^2 s.t. y_i <u^2 - v^2, x_i> >= 1 equals
+min ||w||_1 s.t. y_i <w, x_i> >= 1: the max-L1-margin classifier is the late-phase predictor. The early
+phase's NTK is linear, K(x, x') = const * <x, x'>, so its predictor is the max-L2-margin classifier.
+Neither has an intercept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from refimpl import errors
+from refimpl.limits import l1_programs, qp
+
+
+@dataclass(frozen=True)
+class LinearClassifier:
+    """w (d,) with min_i y_i <w, x_i> = 1 at the optimum; ``margin`` = min_i y_i <w, x_i> / ||w||_q for the
+    problem's norm q; ``gap`` = relative duality gap of the solve; ``stats``: the solver's counters."""
+
+    w: np.ndarray
+    margin: float
+    gap: float
+    stats: dict = field(default_factory=dict)
+
+
+def _check(X, y) -> tuple[np.ndarray, np.ndarray]:
+    X = errors.finite_array("X", X, ndim=2)
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],) or not np.all((y == 1) | (y == -1)):
+        raise errors.ConfigError(f"labels must be {X.shape[0]} values in {{-1, +1}}, got shape {y.shape}")
+    return X, y
+
+
+def _signed_rows(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """diag(y) X, kept in X's dtype (exact for +-1 integer data)."""
+    return X * y.astype(X.dtype)[:, None] if X.dtype.kind in "iu" else X * y[:, None]
+
+
+def max_l1_margin(X, y) -> LinearClassifier:
+    """argmin ||w||_1 s.t. y_i <w, x_i> >= 1 (LP by column generation); margin = 1 / ||w||_1."""
+    X, y = _check(X, y)
+    sol = l1_programs.min_l1(_signed_rows(X, y), np.ones(len(y)), equality=False)
+    return LinearClassifier(sol.w, 1.0 / sol.norm, sol.gap, {"rounds": sol.rounds, "columns": sol.columns})
+
+
+def max_l2_margin(X, y) -> LinearClassifier:
+    """argmin ||w||_2 s.t. y_i <w, x_i> >= 1, the hard-margin SVM without intercept; margin = 1 / ||w||_2.
+
+    Solved in the dual over the n x n Gram matrix (:func:`refimpl.limits.qp.hard_margin`); w = X^T (alpha y).
+    """
+    X, y = _check(X, y)
+    A = _signed_rows(X, y)
+    rows = max(1, (1 << 21) // max(X.shape[1], 1))
+    B = [A[s:s + rows].astype(np.float64) for s in range(0, len(A), rows)]
+    G = np.block([[Bi @ Bj.T for Bj in B] for Bi in B])
+    sol = qp.hard_margin(G)
+    w = sum(sol.alpha[s:s + len(Bi)] @ Bi for s, Bi in zip(range(0, len(A), rows), B, strict=True))
+    return LinearClassifier(w, sol.margin, sol.gap)

@@ -1,0 +1,122 @@
+"""The neural tangent kernel at the unit-scale initialization theta_bar (paper §3.1; docs/limits.md §2).
+
+theta(0) = alpha * theta_bar, and the NTK features are grad f(theta_bar; x) (by homogeneity grad f at
+alpha * theta_bar is alpha^{L-1} times this, the same direction). The Gram matrices are closed forms for the
+diagonal net and the factorization, and products of the hand-written Jacobian for the ReLU MLP.
+
+Every problem of :mod:`refimpl.limits` is written with a sparse *constraint matrix* D acting on the
+flattened outputs f (n * out,): constraint values q = D f and constraint gradients D J.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import numpy as np
+import scipy.sparse as sp
+
+from refimpl import diagonal_net, losses, matrix_factorization, relu_mlp
+from refimpl.errors import ConfigError
+
+MAX_BYTES = 1 << 30  # the largest Jacobian (MLP) or Gram matrix formed; beyond, a one-line ConfigError
+
+
+def scale_of(module: ModuleType, config) -> float:
+    """The init scale alpha with theta(0) = alpha * theta_bar, in this package's convention.
+
+    Diagonal net: ``config.alpha`` = ||theta(0)||, so theta_bar has unit norm (the official code's convention;
+    the paper's per-coordinate a is alpha / sqrt(2d)). Matrix factorization: ``config.alpha``, theta_bar =
+    (I, I) (the paper's). ReLU MLP: ``config.init_scale``, theta_bar = He init.
+    """
+    return float(config.init_scale if module is relu_mlp else config.alpha)
+
+
+def unit_init(module: ModuleType, config, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """theta_bar = theta(0) / alpha for the initial parameters ``params`` (see :func:`scale_of`)."""
+    alpha = scale_of(module, config)
+    if alpha <= 0:
+        raise ConfigError("the NTK at the unit-scale init needs an init scale alpha > 0")
+    return {k: p / alpha for k, p in params.items()}
+
+
+def _diagonal_gram(config, params, X1, X2):
+    L = config.L
+    s = L * L * (params["u"] ** (2 * L - 2) + params["v"] ** (2 * L - 2))
+    B2 = np.asarray(X2, dtype=np.float64) * s
+    rows = max(1, (1 << 21) // max(X1.shape[1], 1))  # +-1 int8 data: convert X1 a block of rows at a time
+    return np.vstack([np.asarray(X1[i:i + rows], dtype=np.float64) @ B2.T for i in range(0, len(X1), rows)])
+
+
+def _factorization_gram(config, params, X1, X2):
+    """K((i,j),(k,l)) = d_ik M_jl + d_il M_jk + d_jk M_il + d_jl M_ik with M = U U^T + V V^T (docs §2)."""
+    M = params["U"] @ params["U"].T + params["V"] @ params["V"].T
+    (i, j), (k, m) = X1.T[:, :, None], X2.T[:, None, :]  # pairs (i, j) of X1 against (k, m) of X2
+    return (i == k) * M[j, m] + (i == m) * M[j, k] + (j == k) * M[i, m] + (j == m) * M[i, k]
+
+
+def _mlp_gram(config, params, X1, X2):
+    P = sum(math.prod(s) for s in relu_mlp.shapes(config).values())
+    need = 8 * P * config.out * (len(X1) + (0 if X2 is X1 else len(X2)))
+    if need > MAX_BYTES:
+        raise ConfigError(f"the ReLU MLP's NTK Gram needs a {need / 2**30:.1f} GiB Jacobian ({len(X1)} inputs x "
+                          f"{config.out} outputs x {P} parameters); use fewer inputs or a narrower net")
+    J1 = relu_mlp.ntk_features(config, params, X1)
+    J2 = J1 if X2 is X1 else relu_mlp.ntk_features(config, params, X2)
+    return np.einsum("iap,jbp->iajb", J1, J2, optimize=True)
+
+
+_GRAMS = {diagonal_net: _diagonal_gram, matrix_factorization: _factorization_gram, relu_mlp: _mlp_gram}
+
+
+def gram(module: ModuleType, config, params, X1, X2=None) -> np.ndarray:
+    """NTK Gram K(X1, X2) = J(X1) J(X2)^T at ``params``: shape (n1, n2), or (n1, out, n2, out) for the MLP.
+
+    Pass theta_bar (:func:`unit_init`) for the paper's NTK; any params give the tangent kernel there.
+    """
+    X1 = module.check_inputs(config, X1)
+    X2 = X1 if X2 is None else module.check_inputs(config, X2)
+    out = config.out if module is relu_mlp else 1
+    need = 8 * len(X1) * len(X2) * out * out
+    if need > MAX_BYTES:
+        raise ConfigError(f"the NTK Gram of {len(X1)} x {len(X2)} inputs ({out} outputs each) would take "
+                          f"{need / 2**30:.1f} GiB; use fewer inputs")
+    return _GRAMS[module](config, params, X1, X2)
+
+
+def constraint_matrix(task: str, y: np.ndarray, out: int = 1) -> sp.csr_array:
+    """D with constraint values q = D f_flat for outputs f (n, out) flattened in C order.
+
+    ``binary``: q_i = y_i f_i (m = n). ``multiclass``: q_(i,c) = f_(i,y_i) - f_(i,c) for every c != y_i
+    (m = n (out - 1), the multiclass margins). ``regression``: D = I (m = n * out).
+    """
+    y = np.asarray(y)
+    n = y.shape[0]
+    if task == "binary":
+        return sp.csr_array(sp.diags_array(y.astype(np.float64)))
+    if task == "regression":
+        return sp.csr_array(sp.eye_array(n * out))
+    if out < 2:
+        raise ConfigError("multiclass margins need at least 2 outputs")
+    i = np.repeat(np.arange(n), out - 1)
+    others = np.array([[c for c in range(out) if c != yi] for yi in y]).ravel()
+    rows = np.arange(i.size)
+    data = np.concatenate([np.ones(i.size), -np.ones(i.size)])
+    cols = np.concatenate([i * out + np.repeat(y, out - 1), i * out + others])
+    return sp.csr_array((data, (np.concatenate([rows, rows]), cols)), shape=(i.size, n * out))
+
+
+def constraint_gram(module: ModuleType, config, params, X, y, loss: str) -> tuple[sp.csr_array, np.ndarray]:
+    """D and the Gram D K D^T of the constraint gradients grad q_m = sum_k D_mk grad f_k at ``params``."""
+    K = gram(module, config, params, X)
+    out = 1 if K.ndim == 2 else K.shape[1]
+    K = K.reshape(X.shape[0] * out, -1)
+    D = constraint_matrix(losses.task_of(loss), y, out)
+    return D, D @ (D @ K).T
+
+
+def vjp(module: ModuleType, config, params, X, D: sp.csr_array, coef: np.ndarray) -> dict[str, np.ndarray]:
+    """sum_m coef_m grad q_m(params): the model's backward pass with output cotangent D^T coef."""
+    f, cache = module.forward(config, params, X)
+    return module.backward(config, params, cache, (D.T @ coef).reshape(f.shape))
+
