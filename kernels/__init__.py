@@ -1,7 +1,8 @@
 """Backends: the same training math, fast. ``get_backend(name).run(...)`` has refimpl.train.run's contract.
 
-``numpy`` is the float64 reference itself (refimpl.train.run). Asking for a backend that cannot run here
-raises :class:`BackendUnavailable` with the reason; nothing ever falls back to another backend silently.
+``numpy`` is the float64 reference itself (refimpl.train.run); ``numba`` is the compiled CPU backend
+(kernels/numba/, with an extra ``dtype="float32"`` option). Asking for a backend that cannot run here raises
+:class:`BackendUnavailable` with the reason; nothing ever falls back to another backend silently.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ def get_backend(name: str) -> Backend:
         from refimpl.train import run
 
         return Backend("numpy", run)
-    if name in ("numba", "cupy"):
-        issue = {"numba": 4, "cupy": 5}[name]
-        raise BackendUnavailable(f"the {name} backend is not implemented yet (issue #{issue}); "
-                                 "use --backend numpy")
+    if name == "numba":
+        try:
+            from kernels.numba import run
+        except ImportError as e:
+            raise BackendUnavailable(f"the numba backend needs numba: {e}") from None
+        return Backend("numba", run)
+    if name == "cupy":
+        raise BackendUnavailable("the cupy backend is not implemented yet (issue #5); use --backend numba")
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
