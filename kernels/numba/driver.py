@@ -18,7 +18,6 @@ from refimpl.data import Dataset
 from refimpl.train import check_run
 from refimpl.trajectory import Trajectory
 
-
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 

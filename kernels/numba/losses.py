@@ -15,24 +15,28 @@ CODES = {"logistic": 0, "exponential": 1, "squared": 2, "cross_entropy": 3}
 
 
 @njit(cache=True)
+def point(code, f, y):
+    """(loss, d loss / d f) of one output f with target y, for the scalar losses."""
+    if code == 0:
+        m = y * f
+        s = 1.0 / (1.0 + math.exp(m)) if m < 0 else math.exp(-m) / (1.0 + math.exp(-m))
+        return max(-m, 0.0) + math.log1p(math.exp(-abs(m))), -y * s
+    if code == 1:
+        e = math.exp(-y * f)
+        return e, -y * e
+    r = f - y
+    return r * r, 2.0 * r
+
+
+@njit(cache=True)
 def scalar_value_grad(code, f, y, g):
-    """Mean loss of outputs f (n,) against y; writes dL/df into g (n,)."""
+    """Mean loss of outputs f (n,) against y; writes dL/df (with the 1/n) into g (n,)."""
     n = f.shape[0]
     total = 0.0
     for i in range(n):
-        if code == 0:
-            m = y[i] * f[i]
-            total += max(-m, 0.0) + math.log1p(math.exp(-abs(m)))
-            s = 1.0 / (1.0 + math.exp(m)) if m < 0 else math.exp(-m) / (1.0 + math.exp(-m))
-            g[i] = -y[i] * s / n
-        elif code == 1:
-            e = math.exp(-y[i] * f[i])
-            total += e
-            g[i] = -y[i] * e / n
-        else:
-            r = f[i] - y[i]
-            total += r * r
-            g[i] = 2.0 * r / n
+        value, slope = point(code, f[i], y[i])
+        total += value
+        g[i] = slope / n
     return total / n
 
 
