@@ -1,4 +1,4 @@
-"""The ``dichotomy`` command: ``train`` a model on a preset (with overrides), list ``presets``."""
+"""The ``dichotomy`` command: ``train`` a model on a preset (with overrides), list ``presets``, ``bench``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-limits", action="store_true",
                        help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
     sub.add_parser("presets", help="list the named experiments")
+    bench = sub.add_parser("bench", help="time every workload on every engine, side by side (docs/benchmarks.md)")
+    bench.add_argument("--workload", nargs="+", default=None, help="workloads (default: all): "
+                       "diag-20k diag-100k mc mlp-256 mlp-1024")
+    bench.add_argument("--engine", nargs="+", default=["numpy", "numba", "torch", "jax"],
+                       help="engines to time (torch and jax need the peers extra)")
+    bench.add_argument("--out", required=True, type=Path, help="output directory for bench.json and bench.md")
+    bench.add_argument("--docs", type=Path, default=None, help="also write the table into this markdown file")
     return parser
 
 
@@ -113,6 +120,19 @@ def _train(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from kernels import bench
+
+    names = args.workload or list(bench.WORKLOADS)
+    unknown = [n for n in names if n not in bench.WORKLOADS]
+    if unknown:
+        raise errors.ConfigError(f"unknown workload {unknown[0]!r}; choose from {', '.join(bench.WORKLOADS)}")
+    report = bench.bench(names, args.engine)
+    paths = bench.write(report, args.out, args.docs)
+    print(bench.markdown(report) + f"wrote {', '.join(map(str, paths))}")
+    return 0
+
+
 def _presets() -> int:
     for name, p in presets.PRESETS.items():
         print(f"{name:12s} {p.model:18s} {p.steps:>11,d} steps  {p.description}")
@@ -123,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dichotomy`` console command."""
     args = _parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _presets()
+        return {"train": _train, "bench": _bench, "presets": lambda _: _presets()}[args.command](args)
     except errors.DichotomyError as e:
         print(f"dichotomy: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,266 @@
+"""``dichotomy bench``: time each workload on each backend and on its peers, side by side in one run.
+
+Every engine does the same float64 full-batch GD from the same initial parameters. Before anything is
+timed, each runs a few steps and its parameters are compared with the NumPy oracle's (rtol 1e-8); an engine
+that disagrees is reported and not timed. Times exclude compilation (one warm-up call) and are the median
+of three calls of enough steps to take ~0.2 s each. The machine's ceilings are measured in the same run:
+memory bandwidth (a 2-thread triad over arrays larger than the caches) and the float64 GEMM rate.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+from kernels import BackendUnavailable, get_backend
+from kernels.numba import ENGINES
+from kernels.peers import PEERS
+from refimpl import data, diagonal_net, matrix_factorization, relu_mlp
+from refimpl.optim import sgd_step
+from refimpl.trajectory import versions
+
+SEED = 20240505
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark problem: model, dataset and optimizer settings, and its cost per step."""
+
+    name: str
+    kind: str  # diag | mc | mlp
+    size: dict
+    lr: float
+    wd: float
+
+
+WORKLOADS = {w.name: w for w in (
+    Workload("diag-20k", "diag", {"d": 20_000, "n": 256}, 0.01, 1e-3),
+    Workload("diag-100k", "diag", {"d": 100_000, "n": 256}, 0.01, 1e-3),
+    Workload("mc", "mc", {"d": 97}, 0.1, 1e-4),
+    Workload("mlp-256", "mlp", {"p": 97, "h": 256}, 0.002, 1e-4),
+    Workload("mlp-1024", "mlp", {"p": 97, "h": 1024}, 0.002, 1e-4),
+)}
+
+
+def build(w: Workload):
+    """(module, config, params, dataset) of a workload, seeded."""
+    rng = np.random.default_rng(SEED)
+    if w.kind == "diag":
+        ds = data.sparse_linear_classification(rng, d=w.size["d"], n_train=w.size["n"], n_test=1, k=3)
+        config = diagonal_net.Config(d=w.size["d"], alpha=128.0)
+        return diagonal_net, config, diagonal_net.init(config), ds
+    if w.kind == "mc":
+        ds = data.multiplication_table(rng, d=w.size["d"], train_fraction=0.05)
+        config = matrix_factorization.Config(d=w.size["d"], alpha=10.0)
+        return matrix_factorization, config, matrix_factorization.init(config), ds
+    ds = data.modular_arithmetic(rng, p=w.size["p"], train_fraction=0.4)
+    p = w.size["p"]
+    config = relu_mlp.Config(D=2 * p, h=w.size["h"], out=p)
+    return relu_mlp, config, relu_mlp.init(config, rng), ds
+
+
+def work(w: Workload, ds) -> dict:
+    """Bytes of data read per step by a float64 and an int8 engine, and the dense-equivalent FLOPs."""
+    n = len(ds.y_train)
+    if w.kind == "diag":
+        nd = n * w.size["d"]
+        return {"bytes_float64": 2 * 8 * nd, "bytes_int8": 2 * nd, "flops": 4 * nd}
+    if w.kind == "mc":
+        return {"flops": 2 * 6 * n * w.size["d"]}
+    D, h, out = 2 * w.size["p"], w.size["h"], w.size["p"]
+    return {"flops": 4 * n * D * h + 6 * n * h * out}
+
+
+def _numpy_engine(module, config, params, ds, lr, wd):
+    X = ds.X_train.astype(np.float64) if ds.X_train.dtype == np.int8 else ds.X_train  # as the oracle's driver
+    state = {"P": {k: v.copy() for k, v in params.items()}}
+
+    def advance(steps):
+        for _ in range(steps):
+            state["P"] = sgd_step(state["P"], module.loss_and_grad(config, state["P"], X, ds.y_train, ds.loss)[1],
+                                  lr, wd)
+
+    return advance, lambda: state["P"]
+
+
+def _numba_engine(module, config, params, ds, lr, wd):
+    engine = ENGINES[module.__name__.rsplit(".", 1)[-1]](config, params, ds, np.float64, None)
+    return (lambda steps: engine.advance(steps, lr, wd)), engine.params
+
+
+def engines(module, config, params, ds, lr, wd, names) -> dict:
+    """name -> (advance, params) for each engine that can run here; a missing one maps to its reason."""
+    kind = {diagonal_net: "diag", matrix_factorization: "mc", relu_mlp: "mlp"}[module]
+    X = ds.X_train.astype(np.float64) if kind != "mc" else ds.X_train
+    out = {}
+    for name in names:
+        try:
+            if name == "numpy":
+                out[name] = _numpy_engine(module, config, params, ds, lr, wd)
+            elif name == "numba":
+                get_backend("numba")
+                out[name] = _numba_engine(module, config, params, ds, lr, wd)
+            elif name in PEERS:
+                out[name] = PEERS[name](kind, params, X, ds.y_train, lr, wd)
+            else:
+                out[name] = f"unknown engine {name!r}: choose from numpy, numba, {', '.join(PEERS)}"
+        except BackendUnavailable as e:
+            out[name] = str(e)
+    return out
+
+
+def _agree(got: dict, want: dict, rtol: float = 1e-8) -> float:
+    """Largest parameter difference relative to each array's scale."""
+    return max(float(np.abs(got[k] - want[k]).max() / max(np.abs(want[k]).max(), 1e-300)) for k in want)
+
+
+def _time(advance, budget: float = 0.2) -> float:
+    """Seconds per step: median of three calls of enough steps to take ``budget`` seconds."""
+    advance(1)  # warm-up: compilation, caches
+    steps = 1
+    while True:
+        t = time.perf_counter()
+        advance(steps)
+        if time.perf_counter() - t >= budget or steps >= 1 << 20:
+            break
+        steps *= 2
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        advance(steps)
+        times.append((time.perf_counter() - t) / steps)
+    return float(np.median(times))
+
+
+@njit(parallel=True, cache=True)
+def _triad(a, b, c, s):
+    for i in prange(a.size):
+        a[i] = b[i] + s * c[i]
+
+
+def ceilings() -> dict:
+    """Memory bandwidth (GB/s, 2-thread triad over 3 x 64 MB) and float64 GEMM rate (GFLOP/s, n = 2000)."""
+    b, c = np.random.default_rng(0).random((2, 8_000_000))
+    a = np.empty_like(b)
+    _triad(a, b, c, 0.5)
+    bw = []
+    for _ in range(5):
+        t = time.perf_counter()
+        _triad(a, b, c, 0.5)
+        bw.append(24 * a.size / (time.perf_counter() - t) / 1e9)
+    A = np.random.default_rng(1).random((2000, 2000))
+    A @ A
+    gemm = []
+    for _ in range(3):
+        t = time.perf_counter()
+        A @ A
+        gemm.append(2 * 2000**3 / (time.perf_counter() - t) / 1e9)
+    return {"bandwidth_GBps": float(np.median(bw)), "gemm_GFLOPs": float(np.median(gemm))}
+
+
+@dataclass
+class Result:
+    workload: str
+    engine: str
+    ms_per_step: float | None
+    agreement: float | None
+    note: str = ""
+    ratio_to_fastest_peer: float | None = None
+    roofline_fraction: float | None = None
+
+
+def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, progress=print) -> dict:
+    """Run every workload in ``names`` on every engine in ``engine_names``; return the report dict."""
+    ceiling = ceilings()
+    progress(f"ceilings: {ceiling['bandwidth_GBps']:.1f} GB/s, {ceiling['gemm_GFLOPs']:.1f} GFLOP/s")
+    results = []
+    for wname in names:
+        w = WORKLOADS[wname]
+        module, config, params, ds = build(w)
+        built = engines(module, config, params, ds, w.lr, w.wd, engine_names)
+        reference = None
+        rows = []
+        for name, made in built.items():
+            if isinstance(made, str):
+                rows.append(Result(wname, name, None, None, made))
+                continue
+            advance, current = made
+            advance(check_steps)
+            P = current()
+            if reference is None:
+                ref_advance, ref_params = _numpy_engine(module, config, params, ds, w.lr, w.wd)
+                ref_advance(check_steps)
+                reference = ref_params()
+            err = _agree(P, reference)
+            if err > 1e-8:
+                rows.append(Result(wname, name, None, err, f"disagrees with the oracle after {check_steps} steps"))
+                continue
+            with np.errstate(over="ignore", invalid="ignore"):
+                ms = 1e3 * _time(advance)
+            if not all(np.all(np.isfinite(v)) for v in current().values()):
+                rows.append(Result(wname, name, None, err, "diverged while being timed: lower the workload's lr"))
+                continue
+            rows.append(Result(wname, name, ms, err))
+            progress(f"{wname:10s} {name:6s} {ms:9.3f} ms/step")
+        _ratios(rows, w, ds, ceiling)
+        results.extend(rows)
+    return {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+            "ceilings": ceiling, "versions": versions(), "results": [asdict(r) for r in results]}
+
+
+def _ratios(rows, w, ds, ceiling):
+    timed = {r.engine: r.ms_per_step for r in rows if r.ms_per_step}
+    peers = [t for name, t in timed.items() if name != "numba"]
+    cost = work(w, ds)
+    for r in rows:
+        if not r.ms_per_step:
+            continue
+        if r.engine == "numba" and peers:
+            r.ratio_to_fastest_peer = min(peers) / r.ms_per_step
+        seconds = r.ms_per_step / 1e3
+        if w.kind == "diag":
+            moved = cost["bytes_int8" if r.engine == "numba" else "bytes_float64"]
+            r.roofline_fraction = moved / seconds / 1e9 / ceiling["bandwidth_GBps"]
+        elif w.kind == "mlp":
+            r.roofline_fraction = cost["flops"] / seconds / 1e9 / ceiling["gemm_GFLOPs"]
+
+
+def markdown(report: dict) -> str:
+    """The report as a markdown table (with the ceilings and versions above it)."""
+    c, v = report["ceilings"], report["versions"]
+    lines = [f"Measured {report['date']} on {report['machine']}: memory {c['bandwidth_GBps']:.1f} GB/s (2-thread "
+             f"triad), float64 GEMM {c['gemm_GFLOPs']:.1f} GFLOP/s. "
+             + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", "",
+             "| workload | engine | ms/step | steps/s | numba ÷ fastest peer | roofline fraction | note |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in report["results"]:
+        ms = r["ms_per_step"]
+        cells = [r["workload"], r["engine"], f"{ms:.3f}" if ms else "—", f"{1e3 / ms:,.0f}" if ms else "—",
+                 f"{r['ratio_to_fastest_peer']:.2f}×" if r["ratio_to_fastest_peer"] else "",
+                 f"{r['roofline_fraction']:.2f}" if r["roofline_fraction"] else "", r["note"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict, out: Path, docs: Path | None = None) -> list[Path]:
+    """bench.json and bench.md in ``out``; with ``docs``, also replace its marked benchmark section."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "bench.json", out / "bench.md"]
+    paths[0].write_text(json.dumps(report, indent=1) + "\n")
+    table = markdown(report)
+    paths[1].write_text(table)
+    if docs is not None:
+        start, end = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
+        text = docs.read_text() if docs.exists() else ""
+        block = f"{start}\n{table}{end}"
+        text = (text[:text.index(start)] + block + text[text.index(end) + len(end):]) if start in text else \
+            text + "\n" + block + "\n"
+        docs.write_text(text)
+        paths.append(docs)
+    return paths
