@@ -135,3 +135,50 @@ def test_numba_refuses_what_it_does_not_cover():
     with pytest.raises(errors.ConfigError, match="dtype"):
         numba.run(relu_mlp, relu_mlp.Config(D=10, h=4, out=5), relu_mlp.init(relu_mlp.Config(D=10, h=4, out=5),
                   np.random.default_rng(0)), ds, lr=0.1, wd=0.0, steps=1, dtype="float16")
+
+
+@settings(max_examples=8)
+@given(runs(), st.integers(1, 4), seeds)
+def test_numba_batch_equals_runs_one_by_one(run, B, seed):
+    """run_batch over B learning rates / weight decays / inits gives each run's own trajectory (1e-10)."""
+    from kernels.numba import run_batch
+
+    module, config, params, ds, lr, wd = run
+    rng = np.random.default_rng(seed)
+    inits = [params] + [{k: v * rng.uniform(0.8, 1.2) for k, v in params.items()} for _ in range(B - 1)]
+    lrs, wds = lr * rng.uniform(0.5, 1.0, B), wd * rng.uniform(0.5, 1.5, B)
+    got = run_batch(module, config, inits, ds, lr=lrs, wd=wds, steps=60, probe=ds.X_test)
+    for b in range(B):
+        try:
+            want = train.run(module, config, inits[b], ds, lr=lrs[b], wd=wds[b], steps=60, probe=ds.X_test)
+        except errors.TrainingDiverged as stop:
+            assert got[b].status == "diverged" and got[b].config["diverged_at"] == stop.step
+            continue
+        assert got[b].status == "completed" and got[b].config["batch"] == {"index": b, "size": B}
+        _compare(got[b], want, 1e-10)
+
+
+def test_numba_batch_isolates_a_diverging_run_and_checks_its_arguments():
+    from kernels.numba import run_batch
+
+    ds = data.sparse_linear_classification(np.random.default_rng(4), d=30, n_train=12, n_test=8, k=3)
+    config = diagonal_net.Config(d=30, alpha=2.0)
+    inits = [diagonal_net.init(config)] * 3
+    got = run_batch(diagonal_net, config, inits, ds, lr=[0.05, 500.0, 0.05], wd=0.01, steps=100)
+    assert [t.status for t in got] == ["completed", "diverged", "completed"]
+    np.testing.assert_allclose(got[0].params["u"], got[2].params["u"], rtol=1e-14)  # BLAS rounds by column
+    with pytest.raises(errors.ConfigError, match="sequence of 3"):
+        run_batch(diagonal_net, config, inits, ds, lr=[0.1, 0.1], wd=0.0, steps=1)
+    with pytest.raises(errors.ConfigError, match="2 configs for 3 runs"):
+        run_batch(diagonal_net, [config, config], inits, ds, lr=0.1, wd=0.0, steps=1)
+
+
+@pytest.mark.parametrize("h", [1, 5])
+def test_backends_never_modify_the_initial_parameters(backend, h):
+    ds = data.modular_arithmetic(np.random.default_rng(0), p=3, train_fraction=0.5)
+    config = relu_mlp.Config(D=6, h=h, out=3)
+    params = relu_mlp.init(config, np.random.default_rng(1))
+    before = {k: v.copy() for k, v in params.items()}
+    backend.run(relu_mlp, config, params, ds, lr=0.1, wd=0.0, steps=5)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])

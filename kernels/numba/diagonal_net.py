@@ -40,10 +40,19 @@ def rmatvec(XT, g, out):
         out[j] = s
 
 
+@njit(cache=True, inline="always")
+def power(x, k):
+    """x^k for a small integer k >= 0 by multiplication (x ** k with an integer k calls libm's pow)."""
+    out = 1.0
+    for _ in range(k):
+        out *= x
+    return out
+
+
 @njit(cache=True)
 def weights(u, v, L, w):
     for j in range(u.shape[0]):
-        w[j] = u[j] ** L - v[j] ** L
+        w[j] = power(u[j], L) - power(v[j], L)
 
 
 @njit(cache=True)
@@ -58,8 +67,8 @@ def advance(u, v, L, X, XT, y, code, lr, wd, steps, w, f, g, gw):
             return s, value
         rmatvec(XT, g, gw)
         for j in range(u.shape[0]):
-            du = L * u[j] ** (L - 1) * gw[j]
-            dv = -L * v[j] ** (L - 1) * gw[j]
+            du = L * power(u[j], L - 1) * gw[j]
+            dv = -L * power(v[j], L - 1) * gw[j]
             u[j] -= lr * (du + wd * u[j])
             v[j] -= lr * (dv + wd * v[j])
     return steps, value
@@ -96,3 +105,53 @@ class DiagonalNetEngine(Engine):
     def norm(self):
         u, v = self.u.astype(np.float64), self.v.astype(np.float64)
         return float(math.sqrt(u @ u + v @ v))
+
+
+@njit(cache=True)
+def advance_batch(U, V, L, X, y, code, lr, wd, steps, active, done, values):
+    """B runs (rows of U, V) on one dataset: the two products are GEMMs, one pass over X for all runs.
+
+    A run whose loss stops being finite is frozen (``active`` cleared, ``done`` = its step); the others go on.
+    """
+    B, d = U.shape
+    W = np.empty((B, d))
+    G = np.zeros((B, X.shape[0]))
+    for s in range(steps):
+        for b in range(B):
+            for j in range(d):
+                W[b, j] = power(U[b, j], L) - power(V[b, j], L)
+        F = np.dot(X, W.T)
+        for b in range(B):
+            if active[b]:
+                values[b] = klosses.scalar_value_grad(code, F[:, b], y, G[b])
+                if not math.isfinite(values[b]):
+                    active[b], done[b] = False, s
+                    G[b] = 0.0
+        GW = np.dot(G, X)
+        for b in range(B):
+            if active[b]:
+                for j in range(d):
+                    du = L * power(U[b, j], L - 1) * GW[b, j]
+                    dv = -L * power(V[b, j], L - 1) * GW[b, j]
+                    U[b, j] -= lr[b] * (du + wd[b] * U[b, j])
+                    V[b, j] -= lr[b] * (dv + wd[b] * V[b, j])
+
+
+class DiagonalNetBatch:
+    """B diagonal nets on one dataset (float64): data converted once, both products as BLAS GEMMs."""
+
+    def __init__(self, configs, params, data, probe):
+        self.engines = [DiagonalNetEngine(c, p, data, np.float64, probe) for c, p in zip(configs, params, strict=True)]
+        self.L = configs[0].L
+        self.X = np.ascontiguousarray(data.X_train, dtype=np.float64)
+
+    def advance(self, steps, lr, wd, active):
+        U = np.stack([e.u for e in self.engines])
+        V = np.stack([e.v for e in self.engines])
+        done = np.where(active, steps, 0)
+        values = np.zeros(len(self.engines))
+        first = self.engines[0]
+        advance_batch(U, V, self.L, self.X, first.y["train"], first.code, lr, wd, steps, active, done, values)
+        for b, e in enumerate(self.engines):
+            e.u[:], e.v[:] = U[b], V[b]
+        return done

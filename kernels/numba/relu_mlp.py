@@ -89,7 +89,7 @@ class ReluMlpEngine(Engine):
             raise ConfigError(f"the numba ReLU MLP kernel covers depth L = 2 (the paper's), not L = {config.L}; "
                               "use the numpy backend")
         super().__init__(data, dtype, probe)
-        self.W1T = np.ascontiguousarray(np.asarray(params["W1"], dtype=dtype).T)
+        self.W1T = np.array(np.asarray(params["W1"]).T, dtype=dtype, order="C")  # a copy, even when h = 1
         self.b1 = np.array(params["b1"], dtype=dtype)
         self.W2 = np.array(params["W2"], dtype=dtype)
         p = config.D // 2
