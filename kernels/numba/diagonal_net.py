@@ -22,22 +22,12 @@ FASTMATH = {"reassoc", "contract"}
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def matvec(X, w, f):
-    """f = X w for X (n, d) of any numeric dtype."""
+    """f = X w for X (n, d) of any numeric dtype; with X^T stored C-contiguous, also X^T g."""
     for i in prange(X.shape[0]):
         s = 0.0
         for j in range(X.shape[1]):
             s += X[i, j] * w[j]
         f[i] = s
-
-
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def rmatvec(XT, g, out):
-    """out = X^T g, given XT = X^T as a C-contiguous (d, n) array (about 5x faster than a column walk)."""
-    for j in prange(XT.shape[0]):
-        s = 0.0
-        for i in range(XT.shape[1]):
-            s += XT[j, i] * g[i]
-        out[j] = s
 
 
 @njit(cache=True, inline="always")
@@ -65,7 +55,7 @@ def advance(u, v, L, X, XT, y, code, lr, wd, steps, w, f, g, gw):
         value = klosses.scalar_value_grad(code, f, y, g)
         if not math.isfinite(value):
             return s, value
-        rmatvec(XT, g, gw)
+        matvec(XT, g, gw)  # X^T g, over the rows of the transposed copy
         for j in range(u.shape[0]):
             du = L * power(u[j], L - 1) * gw[j]
             dv = -L * power(v[j], L - 1) * gw[j]

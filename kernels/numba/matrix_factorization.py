@@ -20,31 +20,29 @@ from kernels.numba.engine import Engine
 FASTMATH = {"reassoc", "contract"}
 
 
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def entry(U, V, i, j):
+    """W_ij = <U_i, U_j> - <V_i, V_j>, reassociated so the dot products vectorize."""
+    su, sv = 0.0, 0.0
+    for r in range(U.shape[1]):
+        su += U[i, r] * U[j, r]
+        sv += V[i, r] * V[j, r]
+    return su - sv
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def forward(U, V, rows, cols, f):
-    """f_k = <U_i, U_j> - <V_i, V_j> for (i, j) = (rows_k, cols_k); reassociated so the dot products vectorize."""
-    d = U.shape[1]
+    """f_k = W_ij for (i, j) = (rows_k, cols_k)."""
     for k in range(rows.shape[0]):
-        i, j = rows[k], cols[k]
-        su, sv = 0.0, 0.0
-        for r in range(d):
-            su += U[i, r] * U[j, r]
-            sv += V[i, r] * V[j, r]
-        f[k] = su - sv
+        f[k] = entry(U, V, rows[k], cols[k])
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def slopes(U, V, rows, cols, y, code, g):
     """Forward pass fused with the loss: g_k = d loss_k / d f_k; returns the mean loss."""
-    d = U.shape[1]
     total = 0.0
     for k in range(rows.shape[0]):
-        i, j = rows[k], cols[k]
-        su, sv = 0.0, 0.0
-        for r in range(d):
-            su += U[i, r] * U[j, r]
-            sv += V[i, r] * V[j, r]
-        value, g[k] = klosses.point(code, su - sv, y[k])
+        value, g[k] = klosses.point(code, entry(U, V, rows[k], cols[k]), y[k])
         total += value
     return total / rows.shape[0]
 
