@@ -1,9 +1,9 @@
-"""Two-layer homogeneous ReLU MLP, compiled (twin of refimpl/relu_mlp.py for depth L = 2, the paper's).
+"""Homogeneous ReLU MLP of any depth L, compiled (twin of refimpl/relu_mlp.py).
 
 Two-hot inputs (modular arithmetic: one 1 among the first p columns, one among the last p) make the first
 layer a gather, z_i = W1[:, a_i] + W1[:, p + b_i] + b1, and its backward a scatter-add: ~58% of the dense
 FLOPs removed, exactly. Other inputs use a dense product. W1 is kept transposed, (D, h), so both are
-contiguous row operations; the output layer's products go to BLAS (np.dot in non-parallel njit code).
+contiguous row operations; the other layers' products go to BLAS (np.dot in non-parallel njit code).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.typed import List
 
 from kernels.numba import losses as klosses
 from kernels.numba.engine import Engine
-from refimpl.errors import ConfigError
 
 
 @njit(cache=True)
@@ -31,10 +31,21 @@ def hidden_dense(W1T, b1, X, Z):
 
 
 @njit(cache=True)
-def scores(Z, W2, H, F):
-    """H = relu(Z), F = H W2^T."""
-    H[:] = np.maximum(Z, 0.0)
-    F[:] = np.dot(H, W2.T)
+def forward(W1T, b1, Ws, two_hot, A, B, X):
+    """Pre-activations and activations of the L - 1 hidden layers, and the logits F = H W_L^T."""
+    Z = np.empty((A.shape[0] if two_hot else X.shape[0], b1.shape[0]), W1T.dtype)
+    if two_hot:
+        hidden_two_hot(W1T, b1, A, B, Z)
+    else:
+        hidden_dense(W1T, b1, X, Z)
+    H = np.maximum(Z, 0.0)
+    Zs, Hs = [Z], [H]
+    for layer in range(len(Ws) - 1):
+        Z = np.dot(H, Ws[layer].T)
+        H = np.maximum(Z, 0.0)
+        Zs.append(Z)
+        Hs.append(H)
+    return Zs, Hs, np.dot(H, Ws[len(Ws) - 1].T)
 
 
 @njit(cache=True)
@@ -45,31 +56,33 @@ def _loss(code, F, y, G):
 
 
 @njit(cache=True)
-def advance(W1T, b1, W2, two_hot, A, B, X, y, code, lr, wd, steps, Z, H, F, G):
-    """``steps`` GD steps in place; returns (steps done before a non-finite loss, the last loss)."""
+def advance(W1T, b1, Ws, two_hot, A, B, X, y, code, lr, wd, steps, G):
+    """``steps`` GD steps in place (``Ws`` = [W2, ..., WL]); returns (steps done before a non-finite loss,
+    the last loss)."""
     value = 0.0
+    k = len(Ws)
     for s in range(steps):
-        if two_hot:
-            hidden_two_hot(W1T, b1, A, B, Z)
-        else:
-            hidden_dense(W1T, b1, X, Z)
-        scores(Z, W2, H, F)
+        Zs, Hs, F = forward(W1T, b1, Ws, two_hot, A, B, X)
         value = _loss(code, F, y, G)
         if not math.isfinite(value):
             return s, value
-        dW2 = np.dot(G.T, H)
-        dZ = np.dot(G, W2) * (Z > 0)
-        db1 = dZ.sum(axis=0)
+        delta, grads = G, []
+        for layer in range(k - 1, -1, -1):  # Ws[layer] maps Hs[layer] to the next pre-activation
+            grads.append(np.dot(delta.T, Hs[layer]))
+            delta = np.dot(delta, Ws[layer]) * (Zs[layer] > 0)
+        db1 = delta.sum(axis=0)
         if two_hot:
             dW1T = np.zeros_like(W1T)
             for i in range(A.shape[0]):
-                dW1T[A[i]] += dZ[i]
-                dW1T[B[i]] += dZ[i]
+                dW1T[A[i]] += delta[i]
+                dW1T[B[i]] += delta[i]
         else:
-            dW1T = np.dot(X.T, dZ)
+            dW1T = np.dot(X.T, delta)
         W1T -= lr * (dW1T + wd * W1T)
         b1 -= lr * (db1 + wd * b1)
-        W2 -= lr * (dW2 + wd * W2)
+        for layer in range(k):
+            W = Ws[layer]
+            W -= lr * (grads[k - 1 - layer] + wd * W)
     return steps, value
 
 
@@ -85,13 +98,11 @@ def _two_hot_columns(X, p):
 
 class ReluMlpEngine(Engine):
     def __init__(self, config, params, data, dtype, probe):
-        if config.L != 2:
-            raise ConfigError(f"the numba ReLU MLP kernel covers depth L = 2 (the paper's), not L = {config.L}; "
-                              "use the numpy backend")
         super().__init__(data, dtype, probe)
+        self.L = config.L
         self.W1T = np.array(np.asarray(params["W1"]).T, dtype=dtype, order="C")  # a copy, even when h = 1
         self.b1 = np.array(params["b1"], dtype=dtype)
-        self.W2 = np.array(params["W2"], dtype=dtype)
+        self.Ws = List([np.array(params[f"W{layer}"], dtype=dtype) for layer in range(2, config.L + 1)])
         p = config.D // 2
         self.inputs = {}
         for split, X in self.X.items():
@@ -101,30 +112,22 @@ class ReluMlpEngine(Engine):
             empty = np.zeros(0, np.int64)
             self.inputs[split] = ((True, *hot, np.zeros((0, config.D), dtype)) if hot is not None else
                                   (False, empty, empty, np.ascontiguousarray(X, dtype=dtype)))
-        n = len(self.y["train"])
-        self.Z, self.H = np.empty((n, config.h), dtype), np.empty((n, config.h), dtype)
-        self.F, self.G = np.empty((n, config.out), dtype), np.empty((n, config.out), dtype)
+        self.G = np.empty((len(self.y["train"]), config.out), dtype)
 
     def advance(self, steps, lr, wd):
         cast = self.dtype(1).dtype.type
-        return advance(self.W1T, self.b1, self.W2, *self.inputs["train"], self.y["train"], self.code, cast(lr),
-                       cast(wd), steps, self.Z, self.H, self.F, self.G)
+        return advance(self.W1T, self.b1, self.Ws, *self.inputs["train"], self.y["train"], self.code, cast(lr),
+                       cast(wd), steps, self.G)
 
     def outputs(self, split):
-        two_hot, A, B, X = self.inputs[split]
-        n = len(A) if two_hot else len(X)
-        Z, H = np.empty((n, self.b1.size), self.dtype), np.empty((n, self.b1.size), self.dtype)
-        F = np.empty((n, self.W2.shape[0]), self.dtype)
-        if two_hot:
-            hidden_two_hot(self.W1T, self.b1, A, B, Z)
-        else:
-            hidden_dense(self.W1T, self.b1, X, Z)
-        scores(Z, self.W2, H, F)
+        F = forward(self.W1T, self.b1, self.Ws, *self.inputs[split])[2]
         return F if self.code == 3 else F[:, 0].copy()
 
     def params(self):
-        return {"W1": self.W1T.T.astype(np.float64), "b1": self.b1.astype(np.float64),
-                "W2": self.W2.astype(np.float64)}
+        out = {"W1": self.W1T.T.astype(np.float64), "b1": self.b1.astype(np.float64)}
+        out.update({f"W{layer}": W.astype(np.float64) for layer, W in enumerate(self.Ws, start=2)})
+        return out
 
     def norm(self):
-        return float(math.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in (self.W1T, self.b1, self.W2))))
+        arrays = (self.W1T, self.b1, *self.Ws)
+        return float(math.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays)))
