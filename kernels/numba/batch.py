@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 from tqdm.auto import tqdm
 
-from kernels.numba.driver import _metrics
+from kernels.numba.driver import record_metrics
 from refimpl import errors, models
 from refimpl.data import Dataset
 from refimpl.train import check_run
@@ -95,7 +95,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
             if s not in record:
                 break
             for b in np.flatnonzero(active):
-                row, value = _metrics(batch.engines[b], data, L)
+                row, value = record_metrics(batch.engines[b], data, L)
                 if not np.isfinite(value):
                     active[b], status[b], diverged_at[b] = False, "diverged", s
                     continue

@@ -69,15 +69,18 @@ class DiagonalNetEngine(Engine):
         super().__init__(data, dtype, probe)
         self.L = config.L
         self.u, self.v = np.array(params["u"], dtype=dtype), np.array(params["v"], dtype=dtype)
-        # +-1 integer data are kept as int8; anything else is converted once to the working dtype.
-        self.X = {k: None if X is None else np.ascontiguousarray(X if X.dtype == np.int8 else X.astype(dtype))
+        # +-1 integer data are kept as int8; anything else is converted to the working dtype (no copy when it
+        # already is: a batch's engines share the dataset's arrays).
+        self.X = {k: None if X is None else np.ascontiguousarray(X, dtype=np.int8 if X.dtype == np.int8 else dtype)
                   for k, X in self.X.items()}
-        self.XT = np.ascontiguousarray(self.X["train"].T)
+        self.XT = None  # the transposed copy, made on the first advance (a batch never needs one per run)
         n, d = self.X["train"].shape
         self.w, self.gw = np.empty(d, dtype), np.empty(d, dtype)
         self.f, self.g = np.empty(n, dtype), np.empty(n, dtype)
 
     def advance(self, steps, lr, wd):
+        if self.XT is None:
+            self.XT = np.ascontiguousarray(self.X["train"].T)
         cast = self.dtype(1).dtype.type
         return advance(self.u, self.v, self.L, self.X["train"], self.XT, self.y["train"], self.code, cast(lr),
                        cast(wd), steps, self.w, self.f, self.g, self.gw)

@@ -21,7 +21,7 @@ from refimpl.trajectory import Trajectory
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
-def _metrics(engine, data: Dataset, L: int) -> tuple[dict, float]:
+def record_metrics(engine, data: Dataset, L: int) -> tuple[dict, float]:
     """The metrics refimpl.train.evaluate records, from compiled forward passes and losses."""
     f_train, f_test = engine.outputs("train"), engine.outputs("test")
     y_train, y_test = engine.targets("train"), engine.targets("test")
@@ -68,7 +68,7 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
                 if done < target - s:
                     raise errors.TrainingDiverged(s + done, lr, trajectory("diverged"))
                 s = int(target)
-                row, value = _metrics(engine, data, L)
+                row, value = record_metrics(engine, data, L)
                 if not np.isfinite(value):
                     raise errors.TrainingDiverged(s, lr, trajectory("diverged"))
                 rows.append(row)

@@ -99,7 +99,6 @@ def _two_hot_columns(X, p):
 class ReluMlpEngine(Engine):
     def __init__(self, config, params, data, dtype, probe):
         super().__init__(data, dtype, probe)
-        self.L = config.L
         self.W1T = np.array(np.asarray(params["W1"]).T, dtype=dtype, order="C")  # a copy, even when h = 1
         self.b1 = np.array(params["b1"], dtype=dtype)
         self.Ws = List([np.array(params[f"W{layer}"], dtype=dtype) for layer in range(2, config.L + 1)])
