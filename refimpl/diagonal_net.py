@@ -7,7 +7,7 @@ The paper's per-coordinate scale a (u = v = a) is ``alpha = a * sqrt(2d)``; see
 log(sqrt(2d)).
 
 Inputs X may be float64 or any exact integer type (the paper's data are +-1, stored as int8); products are
-formed in float64 by row blocks so an int8 matrix is never copied whole.
+formed in float64 by row blocks (refimpl/blocks.py) so an int8 matrix is never copied whole.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl import errors, losses
-
-_BLOCK_ELEMENTS = 1 << 21  # 16 MiB of float64 per block when X is not float64
+from refimpl import blocks, errors, losses
 
 
 @dataclass(frozen=True)
@@ -52,24 +50,6 @@ def weights(config: Config, params: dict[str, np.ndarray]) -> np.ndarray:
     return params["u"] ** config.L - params["v"] ** config.L
 
 
-def _float_blocks(X: np.ndarray, dtype):
-    """Yield (start, float block of rows) of a non-float64 X, ~16 MiB at a time; None if X is float64 already."""
-    if X.dtype == np.float64 or X.dtype.kind == "c":
-        return None
-    rows = max(1, _BLOCK_ELEMENTS // max(X.shape[1], 1))
-    return ((s, X[s:s + rows].astype(np.result_type(dtype, np.float64))) for s in range(0, X.shape[0], rows))
-
-
-def _matvec(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    blocks = _float_blocks(X, w.dtype)
-    return X @ w if blocks is None else np.concatenate([B @ w for _, B in blocks])
-
-
-def _rmatvec(X: np.ndarray, g: np.ndarray) -> np.ndarray:
-    blocks = _float_blocks(X, g.dtype)
-    return X.T @ g if blocks is None else sum(g[s:s + len(B)] @ B for s, B in blocks)
-
-
 def check_inputs(config: Config, X) -> np.ndarray:
     """X must be a finite (n, d) numeric array."""
     X = errors.finite_array("X", X, ndim=2)
@@ -80,7 +60,7 @@ def check_inputs(config: Config, X) -> np.ndarray:
 
 def forward(config: Config, params, X):
     """Outputs f = X w, shape (n,), and the cache for :func:`backward` (here just X)."""
-    return _matvec(X, weights(config, params)), X
+    return blocks.matvec(X, weights(config, params)), X
 
 
 def predict(config: Config, params, X) -> np.ndarray:
@@ -90,7 +70,7 @@ def predict(config: Config, params, X) -> np.ndarray:
 
 def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarray]:
     """Gradient of sum_i g_i f_i: du = L u^{L-1} (X^T g), dv = -L v^{L-1} (X^T g) (docs/math.md §2.1)."""
-    gw = _rmatvec(cache, g)
+    gw = blocks.rmatvec(cache, g)
     L = config.L
     return {"u": L * params["u"] ** (L - 1) * gw, "v": -L * params["v"] ** (L - 1) * gw}
 
@@ -98,7 +78,7 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
 def jvp(config: Config, params, X, tangent) -> np.ndarray:
     """Directional derivative <grad f(theta; x_i), t> = <x_i, L u^{L-1} t_u - L v^{L-1} t_v>; shape (n,)."""
     L = config.L
-    return _matvec(X, L * params["u"] ** (L - 1) * tangent["u"] - L * params["v"] ** (L - 1) * tangent["v"])
+    return blocks.matvec(X, L * params["u"] ** (L - 1) * tangent["u"] - L * params["v"] ** (L - 1) * tangent["v"])
 
 
 def loss_and_grad(config: Config, params, X, y, loss: str):

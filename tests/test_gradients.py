@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from refimpl import diagonal_net, losses, matrix_factorization, relu_mlp
+from refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
 from tests.cases import diagonal_cases, factorization_cases, inner, mlp_cases, random_like
 from tests.tolerances import tol
 
@@ -125,7 +125,7 @@ def test_ntk_features_are_the_jacobian(model_cases):
 
 @pytest.mark.parametrize("block", [1 << 21, 10], ids=["one-block", "many-blocks"])
 def test_diagonal_net_backward_reads_int8_inputs_exactly(rng, monkeypatch, block):
-    monkeypatch.setattr(diagonal_net, "_BLOCK_ELEMENTS", block)  # 10 elements: 2 rows a block, 4 blocks
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", block)  # 10 elements: 2 rows a block, 4 blocks
     config = diagonal_net.Config(d=5, alpha=1.0)
     params = {"u": rng.standard_normal(5), "v": rng.standard_normal(5)}
     X8 = rng.choice(np.array([-1, 1], dtype=np.int8), size=(7, 5))

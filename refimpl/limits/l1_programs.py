@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from refimpl import blocks
 from refimpl.errors import ConfigError
 from refimpl.limits.qp import SolverFailed
 
 _HIGHS_OPTIONS = {"output_flag": False, "presolve": "off", "primal_feasibility_tolerance": 1e-10,
                   "dual_feasibility_tolerance": 1e-10}
-_BLOCK_ELEMENTS = 1 << 21
 PRICE_TOL = 1e-9  # a column enters when |A^T mu|_j > 1 + PRICE_TOL
 
 
@@ -41,14 +41,6 @@ class L1Solution:
     @property
     def norm(self) -> float:
         return float(np.abs(self.w).sum())
-
-
-def _rmatvec(A: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """A^T mu, converting a non-float A to float64 a block of rows at a time."""
-    if A.dtype == np.float64:
-        return A.T @ mu
-    rows = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
-    return sum(mu[s:s + rows] @ A[s:s + rows].astype(np.float64) for s in range(0, A.shape[0], rows))
 
 
 def _silent_highs() -> highspy.Highs:
@@ -114,7 +106,7 @@ def min_l1(A: np.ndarray, b: np.ndarray, *, equality: bool, max_rounds: int = 20
     """
     n, d = A.shape
     b = np.asarray(b, dtype=np.float64)
-    score = np.abs(_rmatvec(A, b))
+    score = np.abs(blocks.rmatvec(A, b))
     order = np.argsort(-score, kind="stable")
     size = min(d, max(2 * n, 64))
     program = _RestrictedProgram(A, b, equality)
@@ -129,7 +121,7 @@ def min_l1(A: np.ndarray, b: np.ndarray, *, equality: bool, max_rounds: int = 20
             size = min(d, 2 * size)
             continue
         w, mu = sol
-        v = _rmatvec(A, mu)
+        v = blocks.rmatvec(A, mu)
         excess = np.abs(v) - 1.0
         excess[program.columns] = -np.inf
         enter = np.flatnonzero(excess > PRICE_TOL)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refimpl import errors
+from refimpl import blocks, errors
 from refimpl.limits import l1_programs, qp
 
 
@@ -54,9 +54,5 @@ def max_l2_margin(X, y) -> LinearClassifier:
     """
     X, y = _check(X, y)
     A = _signed_rows(X, y)
-    rows = max(1, (1 << 21) // max(X.shape[1], 1))
-    B = [A[s:s + rows].astype(np.float64) for s in range(0, len(A), rows)]
-    G = np.block([[Bi @ Bj.T for Bj in B] for Bi in B])
-    sol = qp.hard_margin(G)
-    w = sum(sol.alpha[s:s + len(Bi)] @ Bi for s, Bi in zip(range(0, len(A), rows), B, strict=True))
-    return LinearClassifier(w, sol.margin, sol.gap)
+    sol = qp.hard_margin(blocks.gram(A, A))
+    return LinearClassifier(blocks.rmatvec(A, sol.alpha), sol.margin, sol.gap)

@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
-from refimpl import diagonal_net, losses, matrix_factorization, relu_mlp
+from refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
 from refimpl.errors import ConfigError
 
 MAX_BYTES = 1 << 30  # the largest Jacobian (MLP) or Gram matrix formed; beyond, a one-line ConfigError
@@ -42,10 +42,7 @@ def unit_init(module: ModuleType, config, params: dict[str, np.ndarray]) -> dict
 
 def _diagonal_gram(config, params, X1, X2):
     L = config.L
-    s = L * L * (params["u"] ** (2 * L - 2) + params["v"] ** (2 * L - 2))
-    B2 = np.asarray(X2, dtype=np.float64) * s
-    rows = max(1, (1 << 21) // max(X1.shape[1], 1))  # +-1 int8 data: convert X1 a block of rows at a time
-    return np.vstack([np.asarray(X1[i:i + rows], dtype=np.float64) @ B2.T for i in range(0, len(X1), rows)])
+    return blocks.gram(X1, X2, L * L * (params["u"] ** (2 * L - 2) + params["v"] ** (2 * L - 2)))
 
 
 def _factorization_gram(config, params, X1, X2):

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from refimpl import diagonal_net, matrix_factorization, models
+from refimpl import blocks, diagonal_net, matrix_factorization, models
 from refimpl.data import Dataset
 from refimpl.errors import ConfigError, DichotomyError
 from refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
@@ -36,12 +36,6 @@ class Predictor:
     outputs: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     reason: str = ""
-
-
-def _linear(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X w for float or +-1 integer X, a block of rows at a time."""
-    rows = max(1, (1 << 21) // max(X.shape[1], 1))
-    return np.concatenate([X[s:s + rows].astype(np.float64) @ w for s in range(0, len(X), rows)])
 
 
 def kernel_limit(module: ModuleType, config, params0, data: Dataset, probe) -> Predictor:
@@ -71,7 +65,7 @@ def late_limit(module: ModuleType, config, data: Dataset, probe) -> Predictor:
             else:
                 sol = min_norm.min_l1_interpolation(data.X_train, data.y_train)
                 name, info = "min-L1 interpolant", {"l1_norm": sol.norm, "gap": sol.gap}
-            return Predictor(name, _linear(probe, sol.w), info)
+            return Predictor(name, blocks.matvec(probe, sol.w), info)
         if module is matrix_factorization and task == "regression":
             c = min_norm.nuclear_norm_completion(config.d, data.X_train, data.y_train)
             return Predictor("min-nuclear-norm", c.W[probe[:, 0], probe[:, 1]],
