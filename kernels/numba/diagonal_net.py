@@ -137,14 +137,14 @@ class DiagonalNetBatch:
         self.engines = [DiagonalNetEngine(c, p, data, np.float64, probe) for c, p in zip(configs, params, strict=True)]
         self.L = configs[0].L
         self.X = np.ascontiguousarray(data.X_train, dtype=np.float64)
+        self.U = np.stack([e.u for e in self.engines])
+        self.V = np.stack([e.v for e in self.engines])
+        for b, e in enumerate(self.engines):  # each run's parameters are a row of the batch's, not a copy
+            e.u, e.v = self.U[b], self.V[b]
 
     def advance(self, steps, lr, wd, active):
-        U = np.stack([e.u for e in self.engines])
-        V = np.stack([e.v for e in self.engines])
         done = np.where(active, steps, 0)
-        values = np.zeros(len(self.engines))
         first = self.engines[0]
-        advance_batch(U, V, self.L, self.X, first.y["train"], first.code, lr, wd, steps, active, done, values)
-        for b, e in enumerate(self.engines):
-            e.u[:], e.v[:] = U[b], V[b]
+        advance_batch(self.U, self.V, self.L, self.X, first.y["train"], first.code, lr, wd, steps, active, done,
+                      np.zeros(len(self.engines)))
         return done
