@@ -1,4 +1,4 @@
-"""The ``dichotomy`` command: ``train`` a model on a preset (with overrides), list ``presets``, ``bench``."""
+"""The ``dichotomy`` command: ``validate`` the paper's claims, ``train`` a preset, list ``presets``, ``bench``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-limits", action="store_true",
                        help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
     sub.add_parser("presets", help="list the named experiments")
+    val = sub.add_parser("validate", help="reproduce the paper's claims and write report.md / report.json")
+    scale = val.add_mutually_exclusive_group()
+    scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
+                       help="CPU scale, the whole suite in ~10 minutes on 2 cores (default)")
+    scale.add_argument("--paper", dest="scale", action="store_const", const="paper",
+                       help="the paper's exact configurations (hours to days on a CPU)")
+    scale.add_argument("--scale", dest="scale", choices=("quick", "paper", "test"), help=argparse.SUPPRESS)
+    val.set_defaults(scale="quick")
+    val.add_argument("--backend", default="numba", choices=BACKENDS, help="training backend (default numba)")
+    val.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (default: all): "
+                     "fig1a fig1b fig2 fig3 fig4 scaling sample_complexity")
+    val.add_argument("--out", type=Path, default=Path("runs/validate"), help="output directory "
+                     "(default runs/validate); claims already there with the same config are reused")
+    val.add_argument("--force", action="store_true", help="recompute claims even if saved results match")
+    val.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     bench = sub.add_parser("bench", help="time every workload on every engine, side by side (docs/benchmarks.md)")
     bench.add_argument("--workload", nargs="+", default=None, help="workloads (default: all): "
                        "diag-20k diag-100k mc mlp-256 mlp-1024")
@@ -133,6 +148,18 @@ def _bench(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    from validation import suite
+
+    names = suite.select(args.only)
+    backend = get_backend(args.backend)
+    reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress, force=args.force)
+    failed = [r.name for r in reports if not r.passed]
+    print(f"{len(reports) - len(failed)} of {len(reports)} claims pass"
+          + (f" (failed: {', '.join(failed)})" if failed else "") + f"; report: {args.out / 'report.md'}")
+    return 1 if failed else 0
+
+
 def _presets() -> int:
     for name, p in presets.PRESETS.items():
         print(f"{name:12s} {p.model:18s} {p.steps:>11,d} steps  {p.description}")
@@ -143,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dichotomy`` console command."""
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "bench": _bench, "presets": lambda _: _presets()}[args.command](args)
+        return {"train": _train, "bench": _bench, "validate": _validate,
+                "presets": lambda _: _presets()}[args.command](args)
     except errors.DichotomyError as e:
         print(f"dichotomy: error: {e}", file=sys.stderr)
         return 2

@@ -155,3 +155,36 @@ def accuracy(task: str, f: np.ndarray, y: np.ndarray) -> float:
 def normalized_margin(task: str, f: np.ndarray, y: np.ndarray, norm: float, L: int) -> float:
     """min_i margin_i / ||theta||^L, the quantity whose maximization is problem (R1) (docs/math.md §1.3)."""
     return float(np.min(margins(task, f, y)) / norm**L)
+
+
+def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """(log L, (dL/df) / L), both computed in log space: finite where L underflows to 0.
+
+    This is what the loss-normalized learning rate eta / L(theta) of the no-weight-decay experiments
+    (Fig. 4, Appendix B.1) needs: the step eta (dL/dtheta) / L never forms L or its gradient. Per sample,
+    (dl_i/df_i) / sum_j l_j = sign * exp(log |dl_i/df_i| - logsumexp_j log l_j) (docs/math.md §1.4).
+    """
+    if loss == "squared":
+        r = f - y
+        total = float(np.sum(r * r))
+        with np.errstate(divide="ignore"):
+            return float(np.log(total / r.size)), 2.0 * r / total
+    if loss in ("logistic", "exponential"):
+        m = y * f
+        log_l = _log_softplus(-m) if loss == "logistic" else -m
+        log_dl = -np.logaddexp(0.0, m) if loss == "logistic" else -m  # log sigma(-m) or -m
+        total = logsumexp(log_l)
+        return float(total - np.log(f.shape[0])), -y * np.exp(log_dl - total)
+    if loss == "cross_entropy":
+        n = f.shape[0]
+        rows = np.arange(n)
+        s = f - f[rows, y][:, None]          # F_ij - F_{i,y_i}; 0 at the true class
+        s[rows, y] = -np.inf
+        lse = logsumexp(s, axis=1)           # log sum_{j != y} e^{s_ij}
+        log_l = _log_softplus(lse)           # l_i = log(1 + e^{lse})
+        sp = np.logaddexp(0.0, lse)          # log(1 + sum_j e^{s_ij}) = log-partition minus F_y
+        total = logsumexp(log_l)
+        g = np.exp(s - sp[:, None] - total)  # softmax_j / sum l for j != y
+        g[rows, y] = -np.exp(lse - sp - total)  # -(1 - p_y) / sum l
+        return float(total - np.log(n)), g
+    raise ConfigError(f"unknown loss {loss!r}; choose one of {sorted(TASKS)}")

@@ -141,3 +141,67 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
     finally:
         bar.close()
     return trajectory("completed")
+
+
+def run_loss_normalized(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *,
+                        eta: float, steps: int, warmup_lr: float = 0.0, warmup_steps: int = 0, record=None,
+                        progress: bool = False, run_config: dict | None = None) -> Trajectory:
+    """GD without weight decay at the loss-normalized learning rate eta / L(theta) (Fig. 4, Appendix B.1).
+
+    ``warmup_steps`` plain steps at ``warmup_lr`` come first (the official code's initial phase), then
+    theta <- theta - eta (dL/dtheta) / L, with (dL/df) / L formed in log space
+    (:func:`refimpl.losses.log_normalized_grad`), so the run goes on where L underflows to 0. The
+    continuous time t = sum of the effective learning rates is kept as ``log_time`` = ln t (float64 holds
+    ln t far beyond where t itself overflows); ``time`` is exp(log_time) and may be inf. Every other metric
+    is :func:`run`'s.
+    """
+    model = models.get(model) if isinstance(model, str) else model
+    eta = errors.positive("eta", eta)
+    warmup_lr = errors.positive("warmup_lr", warmup_lr, allow_zero=True)
+    warmup_steps = errors.positive_int("warmup_steps", warmup_steps, minimum=0)
+    if warmup_steps and not warmup_lr:
+        raise errors.ConfigError("warmup_steps > 0 needs warmup_lr > 0")
+    _, _, steps, record, _ = check_run(model, config, params, data, eta, 0.0, steps, record)
+    cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "eta": eta, "wd": 0.0,
+           "warmup_lr": warmup_lr, "warmup_steps": warmup_steps, "steps": steps, "schedule": "eta / L(theta)",
+           "backend": "numpy", **(run_config or {})}
+    X_train = _hot_copy(data.X_train)
+    rows: list[dict[str, float]] = []
+    log_time = -np.inf
+
+    def trajectory(status):
+        metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
+        with np.errstate(over="ignore"):
+            metrics["time"] = np.exp(metrics.get("log_time", np.zeros(0)))
+        return Trajectory(record[: len(rows)], metrics, params, cfg, status)
+
+    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
+    next_rec, s = 0, 0
+    try:
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for s in range(steps + 1):
+                f, cache = model.forward(config, params, X_train)
+                if s < warmup_steps:
+                    value, g = losses.value_and_grad(data.loss, f, data.y_train)
+                    log_value, log_lr = np.log(value), np.log(warmup_lr)
+                else:
+                    log_value, g = losses.log_normalized_grad(data.loss, f, data.y_train)
+                    value, log_lr = float(np.exp(log_value)), np.log(eta) - log_value
+                if not (np.isfinite(log_value) or log_value == -np.inf) or not np.all(np.isfinite(g)):
+                    raise errors.TrainingDiverged(s, eta, trajectory("diverged"))
+                if next_rec < len(record) and s == record[next_rec]:
+                    rows.append({**evaluate(model, config, params, data, f, value), "log_time": log_time})
+                    next_rec += 1
+                    bar.set_postfix({"log10_t": f"{log_time / np.log(10):.4g}", "test_acc":
+                                     f"{rows[-1].get('test_acc', np.nan):.3g}"}, refresh=False)
+                    bar.update(s - bar.n)
+                if s == steps:
+                    break
+                step = eta if s >= warmup_steps else warmup_lr
+                params = sgd_step(params, model.backward(config, params, cache, g), step, 0.0)
+                log_time = np.logaddexp(log_time, log_lr)
+    except KeyboardInterrupt:
+        raise errors.TrainingInterrupted(s, trajectory("interrupted")) from None
+    finally:
+        bar.close()
+    return trajectory("completed")

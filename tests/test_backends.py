@@ -180,3 +180,40 @@ def test_backends_never_modify_the_initial_parameters(backend, h):
     backend.run(relu_mlp, config, params, ds, lr=0.1, wd=0.0, steps=5)
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
+
+
+_CACHED_RUN = """
+import sys
+import numpy as np
+from kernels.numba.diagonal_net import matvec
+from refimpl import data, diagonal_net
+from kernels.numba import run
+if sys.argv[1] == "inner":  # cache only the parallel product, as a first evaluation would
+    f = np.empty(3); matvec(np.ones((3, 4), np.int8), np.ones(4), f); print(f[0])
+else:
+    ds = data.sparse_linear_classification(np.random.default_rng(0), d=30, n_train=8, n_test=8, k=3)
+    config = diagonal_net.Config(d=30, alpha=4.0)
+    traj = run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.01, wd=0.01, steps=5)
+    print(traj.metrics["train_loss"][-1])
+"""
+
+
+def test_numba_kernels_reload_from_the_cache_in_new_processes(tmp_path):
+    """numba#8578: a cached function that calls a cached parallel one segfaults once loaded from the cache.
+    Here: cache the parallel product alone, compile the training loop, then load everything in a new
+    process, each in a fresh interpreter with its own cache directory."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    script = tmp_path / "cached_run.py"
+    script.write_text(_CACHED_RUN)
+    outputs = []
+    for arg in ("inner", "train", "train"):
+        done = subprocess.run([sys.executable, str(script), arg], env=env, capture_output=True, text=True,
+                              cwd=os.getcwd(), timeout=600)
+        assert done.returncode == 0, f"{arg}: exit {done.returncode}\n{done.stderr[-2000:]}"
+        outputs.append(done.stdout.strip())
+    assert outputs[0] == "4.0" and outputs[1] == outputs[2]
+    assert any((tmp_path / "cache").rglob("*.nbi"))

@@ -29,31 +29,43 @@ def _norm_twin(ax, traj: Trajectory):
     return twin
 
 
-def _distance_panel(ax, diagnosis):
-    """Distances to the two limits on a log axis, with the predicted and measured switch marked."""
-    for predictor, dist, color in ((diagnosis.kernel, diagnosis.kernel_distance, "tab:purple"),
-                                   (diagnosis.late, diagnosis.late_distance, "tab:green")):
-        if predictor.outputs is not None:
-            ax.plot(diagnosis.steps, dist, color=color, label=f"to {predictor.name}")
-    t_pred = diagnosis.predicted["steps"]
-    if np.isfinite(t_pred) and t_pred <= diagnosis.steps[-1]:
-        ax.axvline(t_pred, color="k", ls=":", label="t* = ln α / λ")
-    if diagnosis.measured is not None and np.isfinite(diagnosis.measured.step_50):
-        ax.axvline(diagnosis.measured.step_50, color="k", ls="--", lw=0.8, label="measured switch")
+def _distance_panel(ax, steps, curves: dict, marks: dict):
+    """Distances to the limits (``curves``: label -> array aligned with ``steps``) on a log axis, with
+    vertical lines at ``marks`` (label -> step)."""
+    colors = iter(("tab:purple", "tab:green", "tab:orange", "tab:brown"))
+    for label, dist in curves.items():
+        ax.plot(steps, dist, color=next(colors), label=label)
+    for (label, step), style in zip(marks.items(), ((":", 1.2), ("--", 0.8), ("-.", 0.8)), strict=False):
+        if np.isfinite(step) and step <= steps[-1]:
+            ax.axvline(step, color="k", ls=style[0], lw=style[1], label=label)
     ax.set_yscale("log")
     ax.set_ylabel("distance on probe set")
     ax.legend(loc="lower left", fontsize="small")
 
 
-def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnosis=None) -> Path:
+def diagnosis_curves(diagnosis) -> tuple[dict, dict]:
+    """The distance curves and switch marks of a :class:`refimpl.limits.transition.Diagnosis`."""
+    curves = {f"to {p.name}": d for p, d in ((diagnosis.kernel, diagnosis.kernel_distance),
+                                             (diagnosis.late, diagnosis.late_distance)) if p.outputs is not None}
+    marks = {"t* = ln α / λ": diagnosis.predicted["steps"]}
+    if diagnosis.measured is not None:
+        marks["measured switch"] = diagnosis.measured.step_50
+    return curves, marks
+
+
+def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnosis=None, *,
+                    curves: dict | None = None, marks: dict | None = None, norm_prediction=None) -> Path:
     """Write a PNG: accuracy (top) and loss with parameter norm (bottom) as in the paper's Figs. 1 and 3.
 
     For regression, the top panel is omitted and the loss is drawn on a log axis. With a
     :class:`refimpl.limits.transition.Diagnosis`, a last panel shows the distances to the kernel and
-    late-phase predictors crossing.
+    late-phase predictors crossing; ``curves`` and ``marks`` (see :func:`_distance_panel`) give that panel
+    directly. ``norm_prediction`` (array aligned with ``traj.steps``) is drawn beside the measured norm.
     """
+    if diagnosis is not None:
+        curves, marks = diagnosis_curves(diagnosis)
     classification = "test_acc" in traj.metrics
-    panels = (2 if classification else 1) + (diagnosis is not None)
+    panels = (2 if classification else 1) + (curves is not None)
     fig, axes = plt.subplots(panels, 1, figsize=(7, 1.0 + 2.75 * panels), sharex=True, squeeze=False)
     axes = axes[:, 0]
     if classification:
@@ -70,11 +82,13 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
     loss.set_ylabel("loss")
     if not classification:
         loss.set_yscale("symlog", linthresh=1e-4)
-    _step_axis(loss, label=diagnosis is None)
-    if diagnosis is not None:
-        _distance_panel(axes[-1], diagnosis)
+    _step_axis(loss, label=curves is None)
+    if curves is not None:
+        _distance_panel(axes[-1], traj.steps, curves, marks or {})
         _step_axis(axes[-1])
     twin = _norm_twin(loss, traj)
+    if norm_prediction is not None:
+        twin.plot(traj.steps, norm_prediction, color="k", ls=":", lw=1, label="||θ₀|| e^{-ηλ step}")
     lines = loss.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
     loss.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper right")

@@ -45,18 +45,32 @@ def weights(u, v, L, w):
         w[j] = power(u[j], L) - power(v[j], L)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def advance(u, v, L, X, XT, y, code, lr, wd, steps, w, f, g, gw):
-    """``steps`` GD steps in place; returns (steps done before a non-finite loss, the last loss)."""
+    """``steps`` GD steps in place; returns (steps done before a non-finite loss, the last loss).
+
+    The two products are written out here rather than calling :func:`matvec`: a cached function that
+    calls another cached ``parallel=True`` function segfaults when loaded from the cache in a later process
+    (numba#8578), so every parallel loop lives in the function that is cached.
+    """
     value = 0.0
+    n, d = X.shape
     for s in range(steps):
         weights(u, v, L, w)
-        matvec(X, w, f)
+        for i in prange(n):  # f = X w
+            acc = 0.0
+            for j in range(d):
+                acc += X[i, j] * w[j]
+            f[i] = acc
         value = klosses.scalar_value_grad(code, f, y, g)
         if not math.isfinite(value):
             return s, value
-        matvec(XT, g, gw)  # X^T g, over the rows of the transposed copy
-        for j in range(u.shape[0]):
+        for j in prange(d):  # X^T g, over the rows of the transposed copy
+            acc = 0.0
+            for i in range(n):
+                acc += XT[j, i] * g[i]
+            gw[j] = acc
+        for j in range(d):
             du = L * power(u[j], L - 1) * gw[j]
             dv = -L * power(v[j], L - 1) * gw[j]
             u[j] -= lr * (du + wd * u[j])
@@ -132,6 +146,8 @@ def advance_batch(U, V, L, X, y, code, lr, wd, steps, active, done, values):
 
 class DiagonalNetBatch:
     """B diagonal nets on one dataset (float64): data converted once, both products as BLAS GEMMs."""
+
+    blas_threads = 1  # B-column GEMMs: one thread is as fast, and no spinning workers stall the evaluation
 
     def __init__(self, configs, params, data, probe):
         self.engines = [DiagonalNetEngine(c, p, data, np.float64, probe) for c, p in zip(configs, params, strict=True)]

@@ -1,0 +1,132 @@
+"""What every claim module returns: :class:`Results` (saved without pickle) and :class:`Check` verdicts.
+
+A claim module (``validation/fig1a.py`` ...) holds one prediction of the paper and three functions:
+
+- ``compute(config, backend, progress) -> Results``: the runs and the closed-form limits;
+- ``plot(results, out) -> list[Path]``: its figures;
+- ``check(results, config) -> list[Check]``: each prediction, its measurement and its tolerance.
+
+and ``TITLE``, ``CLAIM`` (the statement, with its source in the paper) and ``CONFIGS`` (``quick``, ``paper``
+and ``test`` scales; tolerances live in the config so that they are fixed before a run and hashed with it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from refimpl.errors import ConfigError
+from refimpl.trajectory import Trajectory, load
+
+
+@dataclass(frozen=True)
+class Check:
+    """One prediction against its measurement.
+
+    ``predicted`` is the theory's (or the figure's) value, or None for a pure bound; ``tolerance`` says in
+    words what passes (written down with the config, before the run; justified in docs/validation.md).
+    """
+
+    name: str
+    prediction: str
+    predicted: float | None
+    measured: float
+    tolerance: str
+    passed: bool
+
+    @classmethod
+    def close(cls, name: str, prediction: str, predicted: float, measured: float, *, atol: float = 0.0,
+              rtol: float = 0.0) -> Check:
+        """Passes when |measured - predicted| <= atol + rtol |predicted|."""
+        parts = [f"±{atol:g}" if atol else "", f"±{100 * rtol:g}%" if rtol else ""]
+        ok = math.isfinite(measured) and abs(measured - predicted) <= atol + rtol * abs(predicted)
+        return cls(name, prediction, float(predicted), float(measured), " ".join(p for p in parts if p), ok)
+
+    @classmethod
+    def bound(cls, name: str, prediction: str, measured: float, *, low: float | None = None,
+              high: float | None = None) -> Check:
+        """Passes when low <= measured <= high (either side may be open)."""
+        text = " and ".join(s for s in (f">= {low:g}" if low is not None else "",
+                                        f"<= {high:g}" if high is not None else "") if s)
+        ok = (math.isfinite(measured) and (low is None or measured >= low)
+              and (high is None or measured <= high))
+        return cls(name, prediction, None, float(measured), text, ok)
+
+    @classmethod
+    def holds(cls, name: str, prediction: str, measured: float, condition: bool, tolerance: str) -> Check:
+        """A check whose pass condition is computed by the caller (an ordering, a sign)."""
+        return cls(name, prediction, None, float(measured), tolerance, bool(condition))
+
+
+@dataclass
+class Results:
+    """A claim's measurements: JSON ``values``, named ``arrays`` and the raw ``trajectories``."""
+
+    values: dict = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    trajectories: dict[str, Trajectory] = field(default_factory=dict)
+
+    def save(self, folder: Path, config: dict) -> Path:
+        """Write ``results.json`` (config, its hash, values), ``results.npz`` and ``trajectories/``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, traj in self.trajectories.items():
+            traj.save(folder / "trajectories" / name)
+        np.savez_compressed(folder / "results.npz", **self.arrays)
+        doc = {"config": config, "config_hash": config_hash(config), "values": _clean(self.values),
+               "arrays": sorted(self.arrays), "trajectories": sorted(self.trajectories)}
+        path = folder / "results.json"
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> Results:
+        doc = json.loads((folder / "results.json").read_text())
+        with np.load(folder / "results.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in doc["arrays"]}
+        trajectories = {k: load(folder / "trajectories" / k) for k in doc["trajectories"]}
+        return cls(doc["values"], arrays, trajectories)
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a JSON config (what decides whether saved results can be reused)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def saved_hash(folder: Path) -> str | None:
+    """The config hash of the results saved in ``folder``, or None if there are none (or they are unreadable)."""
+    try:
+        doc = json.loads((folder / "results.json").read_text())
+        return doc["config_hash"] if (folder / "results.npz").exists() else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _clean(obj):
+    """JSON values: NumPy scalars as Python numbers, NaN/inf as None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def check_to_json(check: Check) -> dict:
+    return _clean(asdict(check))
+
+
+def need(config: dict, *keys: str) -> None:
+    """Raise ConfigError naming the first missing key of a claim's config."""
+    for key in keys:
+        if key not in config:
+            raise ConfigError(f"the claim's config has no {key!r}")

@@ -1,0 +1,68 @@
+"""Fig. 1a: grokking of a diagonal linear net on sparse +-1 data (Corollaries 3.6 and 3.7).
+
+From ||theta_0|| = alpha with weight decay lambda, the net fits the training set at once with the
+max-L2-margin (kernel) classifier, which generalizes at chance on k-sparse data with n << d; near
+t* = ln(alpha) / lambda it switches to the max-L1-margin classifier, which generalizes perfectly. Until then
+the norm decays as ||theta_0|| e^{-eta lambda step}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from validation import switch
+from validation.claim import Check, Results
+
+TITLE = "Grokking: diagonal net, sparse ±1 data (Fig. 1a)"
+CLAIM = ("Test accuracy sits near chance while the predictor is the max-L2-margin (kernel) classifier, then "
+         "rises sharply to ~100% as it moves to the max-L1-margin classifier, near t* = ln α / λ; during the "
+         "plateau ||θ|| ≈ ||θ₀|| e^{−ηλ·step} (Corollaries 3.6, 3.7; §3.2.3).")
+
+# Tolerances (docs/validation.md#fig1a): the plateau and final accuracies are the exact limits' test
+# accuracies +- 0.05 / 0.02; the distances bound how close the run is to each limit direction; the switch
+# may come anywhere in [0.3, 1.2] t* (Theorem 3.4/3.5 are asymptotic; O(log log A / lambda) corrections and
+# the alpha convention move it; the paper's own Fig. 1a switches at 0.4-0.75 t*).
+_CHECKS = {"plateau_atol": 0.05, "final_atol": 0.02, "kernel_distance_max": 0.1, "late_distance_max": 0.15,
+           "norm_rtol": 0.02, "switch_low": 0.3, "switch_high": 1.2}
+CONFIGS = {
+    "quick": {"run": {"preset": "fig1a-quick"}, "checks": _CHECKS},
+    "paper": {"run": {"preset": "fig1a"}, "checks": _CHECKS,
+              "figure": {"plateau_test_acc": 0.515, "final_test_acc": 1.0, "final_norm": 4.33,
+                         "switch_steps": [2.0e5, 3.6e5]}},
+    "test": {"run": {"preset": "fig1a-quick", "overrides": {"d": 400, "n_train": 40, "n_test": 400,
+                                                              "steps": 20_000, "wd": 3e-2}},
+             "checks": _CHECKS},
+}
+
+
+def compute(config: dict, backend, progress: bool = False) -> Results:
+    return switch.compute(config, backend, progress)
+
+
+def plot(results: Results, out: Path) -> list[Path]:
+    return switch.plot(results, out, TITLE)
+
+
+def check(results: Results, config: dict) -> list[Check]:
+    v, c = results.values, config["checks"]
+    ratio = (v["switch_step_50"] or float("nan")) / v["t_star_steps"]
+    out = [
+        Check.bound("train fit", "train accuracy 100% at the end", v["final_train_acc"], low=1.0),
+        Check.close("plateau = kernel", "plateau test acc = max-L2-margin classifier's", v["l2_test_acc"],
+                    v["plateau_test_acc"] if v["plateau_test_acc"] is not None else float("nan"),
+                    atol=c["plateau_atol"]),
+        Check.bound("plateau near chance", "max-L2-margin test acc near chance (n << d)", v["l2_test_acc"],
+                    high=0.65),
+        Check.close("final = max-L1-margin", "final test acc = max-L1-margin classifier's", v["l1_test_acc"],
+                    v["final_test_acc"], atol=c["final_atol"]),
+        Check.bound("grokking", "final test accuracy near 100%", v["final_test_acc"], low=0.95),
+        Check.bound("at the kernel predictor", "distance to max-L2-margin direction from fit to t*/2",
+                    v["kernel_distance_plateau"], high=c["kernel_distance_max"]),
+        Check.bound("at the L1 predictor", "final distance to max-L1-margin direction", v["late_distance_final"],
+                    high=c["late_distance_max"]),
+        Check.close("norm decay", "max | ||θ_s|| / (||θ₀||(1−ηλ)^s) − 1 | for s ≤ t*/2", 0.0,
+                    v["norm_error_early"], atol=c["norm_rtol"]),
+        Check.bound("switch time", "measured switch (50%) / t*, t* = ln α / (ηλ)", ratio, low=c["switch_low"],
+                    high=c["switch_high"]),
+    ]
+    return out

@@ -1,0 +1,111 @@
+"""Fig. 3: matrix completion by W = U U^T - V V^T from U = V = alpha I (Corollary 3.11, Theorem 3.12).
+
+The kernel phase fits the observed entries (and their transposes) and leaves every other entry at 0, so the
+test MSE sits at the kernel (K2) prediction's; after t* = ln(alpha) / lambda, W moves to the minimum
+nuclear-norm completion and the test MSE falls to ~0, with ||theta||^2 -> ||W||_* (a balanced factorization).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from refimpl import losses
+from refimpl.limits import kernel_predictors, min_norm, transition
+from validation import plots, runs
+from validation.claim import Check, Results
+
+TITLE = "Matrix completion: kernel plateau, then the min-nuclear-norm completion (Fig. 3)"
+CLAIM = ("The test MSE plateaus at the kernel predictor's (observed entries and their transposes fitted, the "
+         "rest 0; ≈ 0.1023 in the paper), then drops to ≈ 0 as W approaches the minimum-nuclear-norm "
+         "completion, with ||θ||² → ||W||_* ≈ ||X*||_* (paper: 5.61² vs 5.64²) (Corollary 3.11, Theorem 3.12).")
+
+# Tolerances (docs/validation.md#fig3). Plateau: K2's test MSE +- 1% (the kernel limit is exact up to
+# O(1/alpha^2) terms). The final state carries a lambda bias (Theorem 3.12: ||W - X*|| <~ sqrt(lambda ||X*||_*)),
+# hence 15% on ||theta||^2 / ||W_nuc||_* and 0.15 on the relative distance at quick scale's lambda = 1e-3.
+_CHECKS = {"plateau_rtol": 0.01, "drop_max": 0.05, "norm_rtol": 0.15, "late_distance_max": 0.15,
+           "balance_rtol": 0.01, "switch_low": 0.5, "switch_high": 2.5}
+CONFIGS = {
+    "quick": {"run": {"preset": "fig3-quick", "overrides": {"wd": 1e-3, "steps": 150_000}}, "checks": _CHECKS},
+    "paper": {"run": {"preset": "fig3"}, "checks": {**_CHECKS, "norm_rtol": 0.03, "late_distance_max": 0.05},
+              "figure": {"plateau_test_mse": 0.1023, "final_norm": 5.61}},
+    "test": {"run": {"preset": "fig3-quick", "overrides": {"d": 30, "train_fraction": 0.3, "wd": 1e-2,
+                                                             "steps": 20_000}},
+             "checks": _CHECKS},
+}
+
+
+def compute(config: dict, backend, progress: bool = False) -> Results:
+    run = runs.train(config["run"], backend, progress=progress, label="matrix factorization")
+    traj, data, cfg = run.traj, run.data, run.config
+    kp = kernel_predictors.kernel_predictor(run.module, cfg, run.params0, data.X_train, data.y_train, data.loss)
+    kernel_test_mse = losses.value_and_grad("squared", kp.predict(run.module, cfg, data.X_test), data.y_test)[0]
+    completion = min_norm.nuclear_norm_completion(cfg.d, data.X_train, data.y_train)
+    nuc_test_mse = float(np.mean((completion.W[data.X_test[:, 0], data.X_test[:, 1]] - data.y_test) ** 2))
+    d = transition.diagnose(traj, run.module, cfg, run.params0, data, run.probe, lr=run.preset.lr,
+                            wd=run.preset.wd)
+    U, V = traj.params["U"], traj.params["V"]
+    W = U @ U.T - V @ V.T
+    norm = traj.metrics["param_norm"]
+    lr, wd = run.preset.lr, run.preset.wd
+    predicted_norm = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
+    early = (traj.steps >= 1) & (traj.steps <= 0.5 * d.predicted["steps"])
+    m = d.measured
+    values = {
+        "t_star_steps": d.predicted["steps"], "kernel_test_mse": kernel_test_mse,
+        "nuclear_test_mse": nuc_test_mse, "nuclear_norm_completion": completion.nuclear_norm,
+        "nuclear_norm_truth": float(np.sum((np.arange(cfg.d) / cfg.d) ** 2)),  # X* = u u^T, u = arange(d)/d
+        "plateau_test_mse": None if m is None else m.plateau,
+        "final_test_mse": float(traj.metrics["test_loss"][-1]),
+        "fit_step": transition.fit_step(traj),
+        "final_norm": float(norm[-1]), "final_norm_sq": float(norm[-1] ** 2),
+        "final_W_nuclear_norm": float(np.linalg.norm(W, "nuc")),
+        "late_distance_final": float(d.late_distance[-1]),
+        "norm_error_early": float(np.max(np.abs(norm[early] / predicted_norm[early] - 1))) if early.any() else None,
+        "switch_step_50": None if m is None else m.step_50,
+        "switch_width": None if m is None else m.width,
+    }
+    arrays = {"steps": traj.steps, "kernel_distance": d.kernel_distance, "late_distance": d.late_distance,
+              "predicted_norm": predicted_norm}
+    return Results(values, arrays, {"run": traj})
+
+
+def plot(results: Results, out: Path) -> list[Path]:
+    a, v = results.arrays, results.values
+    marks = {"t* = ln α / (ηλ)": v["t_star_steps"]}
+    if v["switch_step_50"] is not None:
+        marks["measured switch (50%)"] = v["switch_step_50"]
+    curves = {"to the kernel (K2) completion": a["kernel_distance"],
+              "to the min-nuclear-norm completion": a["late_distance"]}
+    return [plots.plot_trajectory(results.trajectories["run"], out / "figure.png", TITLE, curves=curves,
+                                  marks=marks, norm_prediction=a["predicted_norm"])]
+
+
+def check(results: Results, config: dict) -> list[Check]:
+    v, c = results.values, config["checks"]
+    nan = float("nan")
+    plateau = v["plateau_test_mse"] if v["plateau_test_mse"] is not None else nan
+    out = [
+        Check.close("plateau = kernel", "test-MSE plateau = kernel (K2) prediction's test MSE", v["kernel_test_mse"],
+                    plateau, rtol=c["plateau_rtol"]),
+        Check.bound("drop", "final test MSE / plateau", v["final_test_mse"] / plateau, high=c["drop_max"]),
+        Check.close("norm -> nuclear norm", "final ||θ||² = ||W_nuc||_* of the min-nuclear-norm completion",
+                    v["nuclear_norm_completion"], v["final_norm_sq"], rtol=c["norm_rtol"]),
+        Check.close("balanced", "final ||θ||² = ||W||_* (a stationary point of the λ-problem is balanced)",
+                    v["final_W_nuclear_norm"], v["final_norm_sq"], rtol=c["balance_rtol"]),
+        Check.bound("at the nuclear-norm completion", "final relative distance to the min-nuclear-norm completion",
+                    v["late_distance_final"], high=c["late_distance_max"]),
+        Check.close("norm decay", "max | ||θ_s|| / (||θ₀||(1−ηλ)^s) − 1 | for s ≤ t*/2", 0.0,
+                    v["norm_error_early"] if v["norm_error_early"] is not None else nan, atol=0.02),
+        Check.bound("switch time", "measured switch (50%) / t*, t* = ln α / (ηλ)",
+                    (v["switch_step_50"] or nan) / v["t_star_steps"], low=c["switch_low"], high=c["switch_high"]),
+    ]
+    figure = config.get("figure")
+    if figure:
+        out += [Check.close("figure: plateau", "Fig. 3 plateau test MSE", figure["plateau_test_mse"], plateau,
+                            rtol=0.02),
+                Check.close("figure: final norm", "Fig. 3 final ||θ||", figure["final_norm"], v["final_norm"],
+                            rtol=0.03)]
+    return out
+

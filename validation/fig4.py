@@ -1,0 +1,117 @@
+"""Fig. 4: modular addition without weight decay, at the loss-normalized learning rate eta / L(theta).
+
+Without weight decay nothing pulls the net out of the kernel regime in (1/lambda) log alpha time; the
+implicit bias of the loss alone (Lyu & Li's margin maximization) still moves it towards a max-margin
+solution, but only on a log-log time scale, with ||theta||^2 growing like log t (L = 2). The loss-normalized
+schedule makes that regime reachable; the loss and the time live in log space (refimpl.train.
+run_loss_normalized).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from refimpl import presets, train
+from refimpl.limits import transition
+from validation import runs
+from validation.claim import Check, Results
+
+TITLE = "No weight decay: grokking on a log-log time scale (Fig. 4)"
+CLAIM = ("With λ = 0 and the learning rate η/L(θ), the net fits the training set while test accuracy stays "
+         "near 0, and test accuracy then rises only slowly, over many decades of log t; ||θ||² grows like "
+         "log t (Appendix B.1, Fig. 4).")
+
+# Tolerances (docs/validation.md#fig4): the rise must start only after log t has grown `late_factor`-fold
+# from the fit, gain at least `rise_min`, and ||theta||^2 must be affine in ln t with R^2 >= 0.9.
+_CHECKS = {"at_fit_max": 0.1, "rise_min": 0.2, "late_factor": 3.0, "r2_min": 0.9, "level": 0.1}
+CONFIGS = {
+    "quick": {"run": {"preset": "fig2a-quick", "overrides": {"p": 23, "h": 64, "train_fraction": 0.85,
+                                                               "wd": 0.0, "steps": 10_000}},
+              "eta": 0.05, "warmup_lr": 0.5, "warmup_steps": 1000, "checks": _CHECKS},
+    "paper": {"run": {"preset": "fig2a", "overrides": {"wd": 0.0, "steps": 10_000_000}},
+              "eta": 0.01, "warmup_lr": 0.1, "warmup_steps": 100_000, "checks": _CHECKS,
+              "figure": {"log10_time_at_10pct": 160.0}},
+    "test": {"run": {"preset": "fig2a-quick", "overrides": {"p": 11, "h": 16, "train_fraction": 0.8,
+                                                              "wd": 0.0, "steps": 1500}},
+             "eta": 0.05, "warmup_lr": 0.5, "warmup_steps": 500, "checks": _CHECKS},
+}
+
+
+def compute(config: dict, backend, progress: bool = False) -> Results:
+    """Runs on the NumPy reference whatever ``backend`` is: the loss-normalized schedule lives there only."""
+    preset = runs.preset_of(config["run"])
+    module, cfg, params, data = presets.build(preset)
+    traj = train.run_loss_normalized(module, cfg, params, data, eta=config["eta"], steps=preset.steps,
+                                     warmup_lr=config["warmup_lr"], warmup_steps=config["warmup_steps"],
+                                     progress=progress)
+    m, steps = traj.metrics, traj.steps
+    fit = transition.fit_step(traj)
+    after = (steps >= max(fit, config["warmup_steps"])) & np.isfinite(m["log_time"])
+    ln_t, norm_sq = m["log_time"][after], m["param_norm"][after] ** 2
+    slope, intercept = np.polyfit(ln_t, norm_sq, 1) if after.sum() >= 3 else (math.nan, math.nan)
+    resid = norm_sq - (slope * ln_t + intercept)
+    r2 = 1.0 - np.sum(resid**2) / max(np.sum((norm_sq - norm_sq.mean()) ** 2), np.finfo(float).tiny)
+    level = config["checks"]["level"]
+    hits = np.flatnonzero((steps >= fit) & (m["test_acc"] >= level))
+    log10 = m["log_time"] / math.log(10)
+    values = {
+        "fit_step": fit, "log10_time_at_fit": float(runs.at_steps(traj, "log_time", [fit])[0] / math.log(10)),
+        "test_at_fit": float(runs.at_steps(traj, "test_acc", [fit])[0]),
+        "final_test": float(m["test_acc"][-1]), "final_log10_time": float(log10[-1]),
+        "min_train_after_fit": float(np.min(m["train_acc"][steps >= fit])),
+        "log10_time_at_level": float(log10[hits[0]]) if hits.size else None,
+        "norm_sq_slope": float(slope), "norm_sq_r2": float(r2), "final_log_loss": float(m["train_log_loss"][-1]),
+        "notes": [f"Run on the NumPy reference (the loss-normalized schedule lives in refimpl.train only), "
+                  f"not on the {backend.name} backend."] if backend.name != "numpy" else [],
+    }
+    return Results(values, {}, {"run": traj})
+
+
+def plot(results: Results, out: Path) -> list[Path]:
+    traj = results.trajectories["run"]
+    m = traj.metrics
+    x = np.log10(1.0 + np.exp(np.minimum(m["log_time"], 700.0)))
+    x = np.where(m["log_time"] > 700.0, m["log_time"] / math.log(10), x)  # log10(1 + t) = log10 t for huge t
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x, 100 * m["train_acc"], color="tab:blue", label="train")
+    ax.plot(x, 100 * m["test_acc"], color="tab:red", label="test")
+    ax.set_xlabel("log10(1 + t), t = Σ η/L (continuous time)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    twin = ax.twinx()
+    twin.plot(x, m["param_norm"] ** 2, color="tab:gray", ls="--", label="||θ||²")
+    twin.set_ylabel("||θ||²", color="tab:gray")
+    ax.legend(loc="center right")
+    fig.suptitle(TITLE)
+    fig.tight_layout()
+    path = out / "figure.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def check(results: Results, config: dict) -> list[Check]:
+    v, c = results.values, config["checks"]
+    at_level = v["log10_time_at_level"] if v["log10_time_at_level"] is not None else math.nan
+    out = [
+        Check.bound("train fit kept", "train accuracy after it first reaches 100%", v["min_train_after_fit"],
+                    low=0.99),
+        Check.bound("memorization", "test accuracy when train accuracy first hits 100%", v["test_at_fit"],
+                    high=c["at_fit_max"]),
+        Check.bound("slow rise", "final test acc − test acc at fit", v["final_test"] - v["test_at_fit"],
+                    low=c["rise_min"]),
+        Check.bound("log-log time", f"log10 t at {c['level']:.0%} test acc / log10 t at fit",
+                    at_level / max(v["log10_time_at_fit"], 1e-12), low=c["late_factor"]),
+        Check.bound("norm ~ sqrt(log t)", "R² of ||θ||² = a + b ln t after the fit", v["norm_sq_r2"],
+                    low=c["r2_min"]),
+        Check.bound("norm grows", "slope b of ||θ||² against ln t", v["norm_sq_slope"], low=0.0),
+    ]
+    figure = config.get("figure")
+    if figure:
+        out.append(Check.close("figure: 10% point", "Fig. 4b log10 t at 10% test accuracy",
+                               figure["log10_time_at_10pct"], at_level, rtol=0.3))
+    return out

@@ -1,0 +1,85 @@
+"""Training runs for the claims: a preset plus overrides on a backend, one run or a sweep on one dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from refimpl import errors, presets
+from refimpl.data import Dataset
+from refimpl.limits import transition
+from refimpl.trajectory import Trajectory
+
+
+@dataclass
+class Run:
+    """A finished run and everything needed to compare it with the limits."""
+
+    traj: Trajectory
+    module: ModuleType
+    config: object
+    params0: dict
+    data: Dataset
+    probe: np.ndarray
+    preset: presets.Preset
+
+
+def preset_of(spec: dict) -> presets.Preset:
+    """``{"preset": NAME, "overrides": {...}}`` -> the overridden Preset."""
+    return presets.override(presets.get(spec["preset"]), **spec.get("overrides", {}))
+
+
+def train(spec: dict, backend, *, progress: bool = False, label: str = "") -> Run:
+    """Train the preset ``spec`` names on ``backend``, recording the default probe outputs."""
+    preset = preset_of(spec)
+    module, config, params, data = presets.build(preset)
+    probe = transition.default_probe(data)
+    traj = _run(backend, module, config, params, data, preset.lr, preset.wd, preset.steps, probe, progress, label)
+    return Run(traj, module, config, params, data, probe, preset)
+
+
+def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -> list[Run]:
+    """Runs of one preset (one dataset) that differ in the model's config or in lr/wd: ``changes[b]`` maps a
+    model Config field, ``lr`` or ``wd`` to its value for run b. The L = 2 diagonal net on the numba backend
+    trains all runs as one batch (one pass over X serves every run); otherwise they run one after another."""
+    preset = preset_of(spec)
+    module, config, _, data = presets.build(preset)
+    probe = transition.default_probe(data)
+    configs, params, lrs, wds = [], [], [], []
+    for change in changes:
+        change = dict(change)
+        lrs.append(change.pop("lr", preset.lr))
+        wds.append(change.pop("wd", preset.wd))
+        try:
+            c = dataclasses.replace(config, **change)
+        except TypeError as e:
+            raise errors.ConfigError(f"sweep of {spec['preset']}: {e}") from None
+        configs.append(c)
+        params.append(module.init(c, np.random.default_rng(preset.init_seed)))
+    if backend.name == "numba" and module.__name__.endswith("diagonal_net"):
+        from kernels.numba import run_batch
+
+        trajs = run_batch(module, configs, params, data, lr=lrs, wd=wds, steps=preset.steps, probe=probe,
+                          progress=progress)
+        for traj in trajs:
+            if traj.status != "completed":
+                raise errors.TrainingDiverged(traj.config.get("diverged_at", -1), traj.config["lr"], traj)
+    else:
+        trajs = [_run(backend, module, c, p, data, a, w, preset.steps, probe, progress, f"run {b + 1}/{len(changes)}")
+                 for b, (c, p, a, w) in enumerate(zip(configs, params, lrs, wds, strict=True))]
+    return [Run(t, module, c, p, data, probe, preset) for t, c, p in zip(trajs, configs, params, strict=True)]
+
+
+def _run(backend, module, config, params, data, lr, wd, steps, probe, progress, label) -> Trajectory:
+    if progress and label:
+        print(f"    {label}", flush=True)
+    return backend.run(module, config, params, data, lr=lr, wd=wd, steps=steps, probe=probe, progress=progress)
+
+
+def at_steps(traj: Trajectory, metric: str, steps) -> np.ndarray:
+    """``metric`` at the recorded steps nearest to ``steps`` (no interpolation)."""
+    idx = np.clip(np.searchsorted(traj.steps, np.asarray(steps)), 0, len(traj.steps) - 1)
+    return traj.metrics[metric][idx]

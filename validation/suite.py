@@ -1,0 +1,137 @@
+"""``dichotomy validate``: run the claims, check them, and write the report (docs/validation.md).
+
+For each claim in :data:`CLAIMS` the suite takes the config of the chosen scale, reuses the results saved in
+``OUT/NAME/`` when their config hash matches (so an interrupted suite resumes where it stopped), otherwise
+computes and saves them, then plots and checks. It writes ``OUT/report.md`` (one section per claim: figure,
+predicted-vs-measured table, verdict) and ``OUT/report.json`` (every check).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from refimpl import errors
+from refimpl.trajectory import versions
+from validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
+from validation.claim import Check, Results, check_to_json, config_hash, saved_hash
+
+CLAIMS: dict[str, ModuleType] = {"fig1a": fig1a, "fig1b": fig1b, "fig2": fig2, "fig3": fig3, "fig4": fig4,
+                                 "scaling": scaling, "sample_complexity": sample_complexity}
+SCALES = ("quick", "paper", "test")
+
+
+@dataclass
+class ClaimReport:
+    name: str
+    title: str
+    claim: str
+    config: dict
+    checks: list[Check]
+    figures: list[Path]
+    seconds: float
+    reused: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def select(only: list[str] | None) -> list[str]:
+    """The claim names to run, in the suite's order; unknown names raise ConfigError."""
+    if not only:
+        return list(CLAIMS)
+    unknown = [n for n in only if n not in CLAIMS]
+    if unknown:
+        raise errors.ConfigError(f"unknown claim {unknown[0]!r}; choose from {', '.join(CLAIMS)}")
+    return [n for n in CLAIMS if n in only]
+
+
+def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = True,
+              force: bool = False) -> ClaimReport:
+    """Compute (or reuse), plot and check one claim; its files go to ``out / name``."""
+    module = CLAIMS[name]
+    if scale not in module.CONFIGS:
+        raise errors.ConfigError(f"claim {name} has no {scale!r} config; it has {', '.join(module.CONFIGS)}")
+    config = {**module.CONFIGS[scale], "scale": scale, "backend": backend.name}
+    folder = out / name
+    start = time.perf_counter()
+    reused = not force and saved_hash(folder) == config_hash(config)
+    if reused:
+        results = Results.load(folder)
+    else:
+        results = module.compute(config, backend, progress=progress)
+        results.save(folder, config)
+    figures = module.plot(results, folder)
+    checks = module.check(results, config)
+    notes = list(results.values.get("notes", []))
+    return ClaimReport(name, module.TITLE, module.CLAIM, config, checks, figures,
+                       time.perf_counter() - start, reused, notes)
+
+
+def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
+        echo=print) -> list[ClaimReport]:
+    """Run the claims ``names`` at ``scale`` and write the report after each one (nothing is lost)."""
+    if scale not in SCALES:
+        raise errors.ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for i, name in enumerate(names, 1):
+        echo(f"[{i}/{len(names)}] {name}: {CLAIMS[name].TITLE}")
+        report = run_claim(name, scale, backend, out, progress=progress, force=force)
+        reports.append(report)
+        verdict = "PASS" if report.passed else "FAIL"
+        echo(f"    {verdict} ({sum(c.passed for c in report.checks)}/{len(report.checks)} checks, "
+             f"{report.seconds:.0f} s{', reused saved results' if report.reused else ''})")
+        write(reports, out, scale, backend.name)
+    return reports
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
+    """The report a theorist reads: a summary table, then one section per claim."""
+    passed = sum(r.passed for r in reports)
+    lines = [f"# dichotomy validation report ({scale} scale, {backend} backend)", "",
+             f"{passed} of {len(reports)} claims pass. Versions: "
+             + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".", "",
+             "| claim | verdict | checks passed | seconds |", "|---|---|---|---|"]
+    for r in reports:
+        lines.append(f"| [{r.name}](#{r.name}) {r.title} | {'PASS' if r.passed else '**FAIL**'} | "
+                     f"{sum(c.passed for c in r.checks)}/{len(r.checks)} | {r.seconds:.0f} |")
+    for r in reports:
+        lines += ["", f"## {r.name}", "", f"**{r.title}.** {r.claim}", ""]
+        lines += [f"![{r.name}]({fig.relative_to(fig.parents[1]).as_posix()})" for fig in r.figures]
+        lines += ["", "| check | prediction | predicted | measured | tolerance | verdict |", "|---|---|---|---|---|---|"]
+        for c in r.checks:
+            lines.append(f"| {c.name} | {c.prediction} | {_fmt(c.predicted)} | {_fmt(c.measured)} | "
+                         f"{c.tolerance} | {'pass' if c.passed else '**FAIL**'} |")
+        if r.notes:
+            lines += [""] + [f"- {n}" for n in r.notes]
+        lines += ["", f"Verdict: **{'PASS' if r.passed else 'FAIL'}**. Config: `{json.dumps(r.config)}`"]
+    return "\n".join(lines) + "\n"
+
+
+def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.json`` into ``out``."""
+    md = out / "report.md"
+    md.write_text(markdown(reports, scale, backend))
+    doc = {"scale": scale, "backend": backend, "versions": versions(),
+           "passed": all(r.passed for r in reports),
+           "claims": {r.name: {"title": r.title, "claim": r.claim, "passed": r.passed, "seconds": r.seconds,
+                               "reused": r.reused, "config": r.config, "notes": r.notes,
+                               "figures": [f.name for f in r.figures],
+                               "checks": [check_to_json(c) for c in r.checks]} for r in reports}}
+    js = out / "report.json"
+    js.write_text(json.dumps(doc, indent=1) + "\n")
+    return md, js

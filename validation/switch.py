@@ -1,0 +1,70 @@
+"""One run of a diagonal net on a classification task, measured against both of its limits (Figs. 1a, 1b).
+
+The early-phase predictor of the L = 2 diagonal net is the max-L2-margin linear classifier (the NTK is
+linear: Corollary 3.6) and the late-phase one the max-L1-margin classifier (Corollary 3.7). Both are computed
+exactly (refimpl.limits), their test accuracies are the predicted plateau and final values, and the distance
+of the network's normalized outputs to each is recorded along the run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from refimpl import blocks
+from refimpl.limits import max_margin, transition
+from validation import plots, runs
+from validation.claim import Results
+
+
+def _accuracy(X, w, y) -> float:
+    f = blocks.matvec(X, w)
+    return float(np.mean(np.where(f == 0, 0.5, (np.sign(f) == y).astype(float))))
+
+
+def compute(config: dict, backend, progress: bool = False) -> Results:
+    """Train ``config["run"]`` and compare it with the max-L2 and max-L1 margin classifiers."""
+    run = runs.train(config["run"], backend, progress=progress, label="diagonal net")
+    traj, data = run.traj, run.data
+    l2 = max_margin.max_l2_margin(data.X_train, data.y_train)
+    l1 = max_margin.max_l1_margin(data.X_train, data.y_train)
+    d = transition.diagnose(traj, run.module, run.config, run.params0, data, run.probe, lr=run.preset.lr,
+                            wd=run.preset.wd)
+    lr, wd = run.preset.lr, run.preset.wd
+    t_star = d.predicted["steps"]
+    norm = traj.metrics["param_norm"]
+    predicted_norm = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
+    early = (traj.steps >= 1) & (traj.steps <= 0.5 * t_star)
+    fit = transition.fit_step(traj)
+    kernel_window = (traj.steps >= fit) & (traj.steps <= max(fit, 0.5 * t_star))
+    m = d.measured
+    values = {
+        "fit_step": fit, "t_star_steps": t_star, "alpha": d.predicted["alpha"],
+        "t_star_per_coordinate_steps": math.log(d.predicted["alpha"] / math.sqrt(2 * run.config.d)) / (lr * wd),
+        "l2_test_acc": _accuracy(data.X_test, l2.w, data.y_test),
+        "l1_test_acc": _accuracy(data.X_test, l1.w, data.y_test),
+        "plateau_test_acc": None if m is None else m.plateau,
+        "final_test_acc": float(traj.metrics["test_acc"][-1]),
+        "final_train_acc": float(traj.metrics["train_acc"][-1]),
+        "kernel_distance_plateau": float(np.nanmax(d.kernel_distance[kernel_window])),
+        "late_distance_final": float(d.late_distance[-1]),
+        "norm_error_early": float(np.max(np.abs(norm[early] / predicted_norm[early] - 1))) if early.any() else None,
+        "switch_step_50": None if m is None else m.step_50,
+        "switch_width": None if m is None else m.width,
+        "final_norm": float(norm[-1]),
+    }
+    arrays = {"steps": traj.steps, "kernel_distance": d.kernel_distance, "late_distance": d.late_distance,
+              "predicted_norm": predicted_norm}
+    return Results(values, arrays, {"run": traj})
+
+
+def plot(results: Results, out: Path, title: str) -> list[Path]:
+    a, v = results.arrays, results.values
+    marks = {"t* = ln α / (ηλ)": v["t_star_steps"]}
+    if v["switch_step_50"] is not None:
+        marks["measured switch (50%)"] = v["switch_step_50"]
+    curves = {"to max-L2-margin (kernel)": a["kernel_distance"], "to max-L1-margin (rich)": a["late_distance"]}
+    return [plots.plot_trajectory(results.trajectories["run"], out / "figure.png", title, curves=curves,
+                                  marks=marks, norm_prediction=a["predicted_norm"])]
