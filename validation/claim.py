@@ -59,8 +59,10 @@ class Check:
 
     @classmethod
     def holds(cls, name: str, prediction: str, measured: float, condition: bool, tolerance: str) -> Check:
-        """A check whose pass condition is computed by the caller (an ordering, a sign)."""
-        return cls(name, prediction, None, float(measured), tolerance, bool(condition))
+        """A check whose pass condition is computed by the caller (an ordering, a sign); it never passes on
+        a NaN or infinite measurement."""
+        return cls(name, prediction, None, float(measured), tolerance,
+                   bool(condition) and math.isfinite(measured))
 
 
 @dataclass

@@ -56,13 +56,13 @@ def check(results: Results, config: dict) -> list[Check]:
         Check.close("final = max-L1-margin", "final test acc = max-L1-margin classifier's", v["l1_test_acc"],
                     v["final_test_acc"], atol=c["final_atol"]),
         Check.bound("grokking", "final test accuracy near 100%", v["final_test_acc"], low=0.95),
-        Check.bound("at the kernel predictor", "distance to max-L2-margin direction from fit to t*/2",
+        Check.bound("at the kernel predictor", "distance to max-L2-margin direction from the fit to the switch's 10% point",
                     v["kernel_distance_plateau"], high=c["kernel_distance_max"]),
         Check.bound("at the L1 predictor", "final distance to max-L1-margin direction", v["late_distance_final"],
                     high=c["late_distance_max"]),
-        Check.close("norm decay", "max | ||θ_s|| / (||θ₀||(1−ηλ)^s) − 1 | for s ≤ t*/2", 0.0,
+        Check.close("norm decay", "max over the kernel phase of |‖θ_s‖ / (‖θ₀‖(1−ηλ)^s) − 1|", 0.0,
                     v["norm_error_early"], atol=c["norm_rtol"]),
         Check.bound("switch time", "measured switch (50%) / t*, t* = ln α / (ηλ)", ratio, low=c["switch_low"],
                     high=c["switch_high"]),
     ]
-    return out
+    return out + switch.figure_checks(v, config.get("figure"))

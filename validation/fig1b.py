@@ -44,12 +44,12 @@ def check(results: Results, config: dict) -> list[Check]:
     v, c = results.values, config["checks"]
     plateau = v["plateau_test_acc"] if v["plateau_test_acc"] is not None else float("nan")
     ratio = (v["switch_step_50"] or float("nan")) / v["t_star_steps"]
-    return [
+    return switch.figure_checks(v, config.get("figure")) + [
         Check.close("plateau = kernel", "plateau test acc = max-L2-margin classifier's", v["l2_test_acc"],
                     plateau, atol=c["plateau_atol"]),
         Check.bound("plateau generalizes", "max-L2-margin test accuracy (dense w*, margin γ)", v["l2_test_acc"],
                     low=0.95),
-        Check.bound("at the kernel predictor", "distance to max-L2-margin direction from fit to t*/2",
+        Check.bound("at the kernel predictor", "distance to max-L2-margin direction from the fit to the switch's 10% point",
                     v["kernel_distance_plateau"], high=c["kernel_distance_max"]),
         Check.close("final = max-L1-margin", "final test acc = max-L1-margin classifier's", v["l1_test_acc"],
                     v["final_test_acc"], atol=c["final_atol"]),

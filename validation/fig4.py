@@ -36,8 +36,8 @@ CONFIGS = {
               "eta": 0.01, "warmup_lr": 0.1, "warmup_steps": 100_000, "checks": _CHECKS,
               "figure": {"log10_time_at_10pct": 160.0}},
     "test": {"run": {"preset": "fig2a-quick", "overrides": {"p": 11, "h": 16, "train_fraction": 0.8,
-                                                              "wd": 0.0, "steps": 1500}},
-             "eta": 0.05, "warmup_lr": 0.5, "warmup_steps": 500, "checks": _CHECKS},
+                                                              "wd": 0.0, "steps": 2500}},
+             "eta": 0.05, "warmup_lr": 0.5, "warmup_steps": 1000, "checks": _CHECKS},
 }
 
 
@@ -47,7 +47,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     module, cfg, params, data = presets.build(preset)
     traj = train.run_loss_normalized(module, cfg, params, data, eta=config["eta"], steps=preset.steps,
                                      warmup_lr=config["warmup_lr"], warmup_steps=config["warmup_steps"],
-                                     progress=progress)
+                                     record=runs.schedule(preset.steps), progress=progress)
     m, steps = traj.metrics, traj.steps
     fit = transition.fit_step(traj)
     after = (steps >= max(fit, config["warmup_steps"])) & np.isfinite(m["log_time"])

@@ -11,7 +11,13 @@ import numpy as np
 from refimpl import errors, presets
 from refimpl.data import Dataset
 from refimpl.limits import transition
-from refimpl.trajectory import Trajectory
+from refimpl.trajectory import Trajectory, record_steps
+
+
+def schedule(steps: int) -> np.ndarray:
+    """The claims' record schedule: every step to 100, then 100 log-spaced steps per decade (a switch's
+    position is read to ~2%; the training driver's default, 1000 dense steps, costs more than the run)."""
+    return record_steps(steps, dense=100, per_decade=100)
 
 
 @dataclass
@@ -63,7 +69,7 @@ def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -
         from kernels.numba import run_batch
 
         trajs = run_batch(module, configs, params, data, lr=lrs, wd=wds, steps=preset.steps, probe=probe,
-                          progress=progress)
+                          record=schedule(preset.steps), progress=progress)
         for traj in trajs:
             if traj.status != "completed":
                 raise errors.TrainingDiverged(traj.config.get("diverged_at", -1), traj.config["lr"], traj)
@@ -76,7 +82,8 @@ def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -
 def _run(backend, module, config, params, data, lr, wd, steps, probe, progress, label) -> Trajectory:
     if progress and label:
         print(f"    {label}", flush=True)
-    return backend.run(module, config, params, data, lr=lr, wd=wd, steps=steps, probe=probe, progress=progress)
+    return backend.run(module, config, params, data, lr=lr, wd=wd, steps=steps, record=schedule(steps), probe=probe,
+                       progress=progress)
 
 
 def at_steps(traj: Trajectory, metric: str, steps) -> np.ndarray:

@@ -36,9 +36,9 @@ CONFIGS = {
     "paper": {"run": {"preset": "fig1a", "overrides": {"steps": 2_000_000}}, "alphas": [32.0, 128.0, 512.0, 2048.0],
               "wd_fixed": 1e-3, "wds": [5e-4, 1e-3, 2e-3, 4e-3], "alpha_fixed": 128.0, "steps_wds": 4_000_000,
               "checks": _CHECKS},
-    "test": {"run": {**_RUN, "overrides": {"d": 300, "n_train": 30, "n_test": 300, "steps": 8_000}},
+    "test": {"run": {**_RUN, "overrides": {"d": 300, "n_train": 30, "n_test": 300, "steps": 30_000}},
              "alphas": [64.0, 256.0, 1024.0], "wd_fixed": 4e-2, "wds": [2e-2, 4e-2, 8e-2], "alpha_fixed": 64.0,
-             "steps_wds": 10_000, "checks": _CHECKS},
+             "steps_wds": 30_000, "checks": _CHECKS},
 }
 
 

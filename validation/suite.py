@@ -91,6 +91,10 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
     return reports
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def _fmt(x) -> str:
     if x is None:
         return "—"
@@ -114,8 +118,8 @@ def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
         lines += [f"![{r.name}]({fig.relative_to(fig.parents[1]).as_posix()})" for fig in r.figures]
         lines += ["", "| check | prediction | predicted | measured | tolerance | verdict |", "|---|---|---|---|---|---|"]
         for c in r.checks:
-            lines.append(f"| {c.name} | {c.prediction} | {_fmt(c.predicted)} | {_fmt(c.measured)} | "
-                         f"{c.tolerance} | {'pass' if c.passed else '**FAIL**'} |")
+            lines.append(f"| {_cell(c.name)} | {_cell(c.prediction)} | {_fmt(c.predicted)} | {_fmt(c.measured)} | "
+                         f"{_cell(c.tolerance)} | {'pass' if c.passed else '**FAIL**'} |")
         if r.notes:
             lines += [""] + [f"- {n}" for n in r.notes]
         lines += ["", f"Verdict: **{'PASS' if r.passed else 'FAIL'}**. Config: `{json.dumps(r.config)}`"]

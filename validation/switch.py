@@ -16,12 +16,20 @@ import numpy as np
 from refimpl import blocks
 from refimpl.limits import max_margin, transition
 from validation import plots, runs
-from validation.claim import Results
+from validation.claim import Check, Results
 
 
 def _accuracy(X, w, y) -> float:
     f = blocks.matvec(X, w)
     return float(np.mean(np.where(f == 0, 0.5, (np.sign(f) == y).astype(float))))
+
+
+def kernel_phase_end(t_star: float, measured) -> float:
+    """The last step of the kernel phase: where the measured switch has gone 10% of its way, or t*/2 when
+    no switch was measured. The kernel-phase predictions (the limit, the norm decay) are checked up to here."""
+    if measured is not None and math.isfinite(measured.step_10):
+        return float(measured.step_10)
+    return 0.5 * t_star
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
@@ -34,14 +42,15 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
                             wd=run.preset.wd)
     lr, wd = run.preset.lr, run.preset.wd
     t_star = d.predicted["steps"]
+    m = d.measured
     norm = traj.metrics["param_norm"]
     predicted_norm = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
-    early = (traj.steps >= 1) & (traj.steps <= 0.5 * t_star)
     fit = transition.fit_step(traj)
-    kernel_window = (traj.steps >= fit) & (traj.steps <= max(fit, 0.5 * t_star))
-    m = d.measured
+    end = kernel_phase_end(t_star, m)
+    early = (traj.steps >= 1) & (traj.steps <= end)
+    kernel_window = (traj.steps >= fit) & (traj.steps <= max(fit, end))
     values = {
-        "fit_step": fit, "t_star_steps": t_star, "alpha": d.predicted["alpha"],
+        "fit_step": fit, "t_star_steps": t_star, "alpha": d.predicted["alpha"], "kernel_phase_end": end,
         "t_star_per_coordinate_steps": math.log(d.predicted["alpha"] / math.sqrt(2 * run.config.d)) / (lr * wd),
         "l2_test_acc": _accuracy(data.X_test, l2.w, data.y_test),
         "l1_test_acc": _accuracy(data.X_test, l1.w, data.y_test),
@@ -68,3 +77,23 @@ def plot(results: Results, out: Path, title: str) -> list[Path]:
     curves = {"to max-L2-margin (kernel)": a["kernel_distance"], "to max-L1-margin (rich)": a["late_distance"]}
     return [plots.plot_trajectory(results.trajectories["run"], out / "figure.png", title, curves=curves,
                                   marks=marks, norm_prediction=a["predicted_norm"])]
+
+
+def figure_checks(values: dict, figure: dict | None) -> list[Check]:
+    """At paper scale: the measured values against the numbers read off the paper's figure (digest §3.2)."""
+    if not figure:
+        return []
+    out = []
+    for key, atol in (("plateau_test_acc", 0.03), ("final_test_acc", 0.03)):
+        if key in figure:
+            measured = values[key] if values[key] is not None else math.nan
+            out.append(Check.close(f"figure: {key}", f"the figure's {key.replace('_', ' ')}", figure[key],
+                                   measured, atol=atol))
+    if "final_norm" in figure:
+        out.append(Check.close("figure: final norm", "the figure's final ||θ||", figure["final_norm"],
+                               values["final_norm"], rtol=0.1))
+    if "switch_steps" in figure:
+        low, high = figure["switch_steps"]
+        out.append(Check.bound("figure: switch", "measured switch (50%) inside the figure's rise",
+                               values["switch_step_50"] or math.nan, low=low, high=high))
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from kernels.numba.driver import record_metrics
@@ -21,6 +22,8 @@ from refimpl.trajectory import Trajectory
 
 class SequentialBatch:
     """B single-run engines advanced in turn."""
+
+    blas_threads = None  # the engines' own BLAS use: leave OpenBLAS's thread count alone
 
     def __init__(self, engine_type, configs, params, data, probe):
         self.engines = [engine_type(c, p, data, np.float64, probe) for c, p in zip(configs, params, strict=True)]
@@ -85,7 +88,10 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
 
     diverged_at = np.zeros(B, dtype=np.int64)
     s = 0
-    with np.errstate(over="ignore", invalid="ignore"), tqdm(total=steps, disable=not progress, unit="step") as bar:
+    # The diagonal-net batch's skinny GEMMs gain nothing from BLAS threads, and OpenBLAS workers spinning
+    # after each GEMM starve the parallel evaluation loops (4x slower on 2 cores): one BLAS thread there.
+    with (np.errstate(over="ignore", invalid="ignore"), threadpool_limits(batch.blas_threads, user_api="blas"),
+          tqdm(total=steps, disable=not progress, unit="step") as bar):
         for target in list(record) + ([steps] if record[-1] < steps else []):
             was = active.copy()
             done = batch.advance(int(target - s), lr, wd, active)
