@@ -30,9 +30,9 @@ CLAIM = ("The switch happens at t ≈ (1/λ) ln α: at fixed λ the measured tim
 _CHECKS = {"slope_rtol": 0.25, "window_slack": 0.2, "r2_min": 0.95}
 _RUN = {"preset": "fig1a-quick"}
 CONFIGS = {
-    "quick": {"run": {**_RUN, "overrides": {"steps": 150_000}}, "alphas": [128.0, 512.0, 2048.0, 8192.0],
-              "wd_fixed": 1e-2, "wds": [5e-3, 1e-2, 2e-2, 4e-2], "alpha_fixed": 128.0,
-              "steps_wds": 200_000, "checks": _CHECKS},
+    "quick": {"run": {**_RUN, "overrides": {"steps": 120_000}}, "alphas": [128.0, 512.0, 2048.0, 8192.0],
+              "wd_fixed": 1e-2, "wds": [1e-2, 2e-2, 4e-2, 8e-2], "alpha_fixed": 128.0,
+              "steps_wds": 60_000, "checks": _CHECKS},
     "paper": {"run": {"preset": "fig1a", "overrides": {"steps": 2_000_000}}, "alphas": [32.0, 128.0, 512.0, 2048.0],
               "wd_fixed": 1e-3, "wds": [5e-4, 1e-3, 2e-3, 4e-3], "alpha_fixed": 128.0, "steps_wds": 4_000_000,
               "checks": _CHECKS},
