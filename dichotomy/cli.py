@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(default runs/validate); claims already there with the same config are reused")
     val.add_argument("--force", action="store_true", help="recompute claims even if saved results match")
     val.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    val.add_argument("--docs", type=Path, default=None,
+                     help="also write the report and its figures into this markdown file (docs/validation.md)")
     bench = sub.add_parser("bench", help="time every workload on every engine, side by side (docs/benchmarks.md)")
     bench.add_argument("--workload", nargs="+", default=None, help="workloads (default: all): "
                        "diag-20k diag-100k mc mlp-256 mlp-1024")
@@ -154,6 +156,8 @@ def _validate(args) -> int:
     names = suite.select(args.only)
     backend = get_backend(args.backend)
     reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress, force=args.force)
+    if args.docs is not None:
+        suite.write_docs(reports, args.scale, backend.name, args.docs)
     failed = [r.name for r in reports if not r.passed]
     print(f"{len(reports) - len(failed)} of {len(reports)} claims pass"
           + (f" (failed: {', '.join(failed)})" if failed else "") + f"; report: {args.out / 'report.md'}")

@@ -1,7 +1,8 @@
 """Backends: the same training math, fast. ``get_backend(name).run(...)`` has refimpl.train.run's contract.
 
 ``numpy`` is the float64 reference itself (refimpl.train.run); ``numba`` is the compiled CPU backend
-(kernels/numba/, with an extra ``dtype="float32"`` option). Asking for a backend that cannot run here raises
+(kernels/numba/, with an extra ``dtype="float32"`` option); ``cupy`` is the GPU backend (kernels/cupy/, same
+contract, needs CuPy and a CUDA device). Asking for a backend that cannot run here raises
 :class:`BackendUnavailable` with the reason; nothing ever falls back to another backend silently.
 """
 
@@ -40,7 +41,12 @@ def get_backend(name: str) -> Backend:
             raise BackendUnavailable(f"the numba backend needs numba: {e}") from None
         return Backend("numba", run)
     if name == "cupy":
-        raise BackendUnavailable("the cupy backend is not implemented yet (issue #5); use --backend numba")
+        from kernels import cupy as gpu
+
+        reason = gpu.unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailable(f"the cupy backend cannot run here: {reason}; use --backend numba")
+        return Backend("cupy", gpu.run)
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

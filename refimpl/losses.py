@@ -153,7 +153,7 @@ def accuracy(task: str, f: np.ndarray, y: np.ndarray) -> float:
 
 
 def normalized_margin(task: str, f: np.ndarray, y: np.ndarray, norm: float, L: int) -> float:
-    """min_i margin_i / ||theta||^L, the quantity whose maximization is problem (R1) (docs/math.md §1.3)."""
+    """min_i margin_i / ||theta||^L, the quantity whose maximization is problem (R1) (docs/math.md §1.4)."""
     return float(np.min(margins(task, f, y)) / norm**L)
 
 
@@ -162,7 +162,7 @@ def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float,
 
     This is what the loss-normalized learning rate eta / L(theta) of the no-weight-decay experiments
     (Fig. 4, Appendix B.1) needs: the step eta (dL/dtheta) / L never forms L or its gradient. Per sample,
-    (dl_i/df_i) / sum_j l_j = sign * exp(log |dl_i/df_i| - logsumexp_j log l_j) (docs/math.md §1.4).
+    (dl_i/df_i) / sum_j l_j = sign * exp(log |dl_i/df_i| - logsumexp_j log l_j) (docs/math.md §1.3).
     """
     if loss == "squared":
         r = f - y

@@ -9,6 +9,8 @@ predicted-vs-measured table, verdict) and ``OUT/report.json`` (every check).
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ class ClaimReport:
     config: dict
     checks: list[Check]
     figures: list[Path]
-    seconds: float
+    seconds: float  # to compute the results (when reused: what computing them took then)
     reused: bool
     notes: list[str] = field(default_factory=list)
 
@@ -65,12 +67,13 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
         results = Results.load(folder)
     else:
         results = module.compute(config, backend, progress=progress)
+        results.values["compute_seconds"] = time.perf_counter() - start
         results.save(folder, config)
     figures = module.plot(results, folder)
     checks = module.check(results, config)
     notes = list(results.values.get("notes", []))
-    return ClaimReport(name, module.TITLE, module.CLAIM, config, checks, figures,
-                       time.perf_counter() - start, reused, notes)
+    seconds = results.values.get("compute_seconds") or time.perf_counter() - start
+    return ClaimReport(name, module.TITLE, module.CLAIM, config, checks, figures, seconds, reused, notes)
 
 
 def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
@@ -86,7 +89,7 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
         reports.append(report)
         verdict = "PASS" if report.passed else "FAIL"
         echo(f"    {verdict} ({sum(c.passed for c in report.checks)}/{len(report.checks)} checks, "
-             f"{report.seconds:.0f} s{', reused saved results' if report.reused else ''})")
+             + ("reused saved results)" if report.reused else f"{report.seconds:.0f} s)"))
         write(reports, out, scale, backend.name)
     return reports
 
@@ -109,7 +112,7 @@ def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
     lines = [f"# dichotomy validation report ({scale} scale, {backend} backend)", "",
              f"{passed} of {len(reports)} claims pass. Versions: "
              + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".", "",
-             "| claim | verdict | checks passed | seconds |", "|---|---|---|---|"]
+             "| claim | verdict | checks passed | compute seconds |", "|---|---|---|---|"]
     for r in reports:
         lines.append(f"| [{r.name}](#{r.name}) {r.title} | {'PASS' if r.passed else '**FAIL**'} | "
                      f"{sum(c.passed for c in r.checks)}/{len(r.checks)} | {r.seconds:.0f} |")
@@ -139,3 +142,25 @@ def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tu
     js = out / "report.json"
     js.write_text(json.dumps(doc, indent=1) + "\n")
     return md, js
+
+
+DOCS_START, DOCS_END = "<!-- validate:quick:start -->", "<!-- validate:quick:end -->"
+
+
+def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path) -> Path:
+    """Put the report between the markers of ``docs`` (docs/validation.md), its figures in ``docs``'s folder
+    under ``validation/NAME.png``; the report's own headings move one level down."""
+    text = docs.read_text()
+    if DOCS_START not in text or DOCS_END not in text:
+        raise errors.ConfigError(f"{docs} has no {DOCS_START} ... {DOCS_END} section to fill")
+    figures = docs.parent / "validation"
+    figures.mkdir(exist_ok=True)
+    for r in reports:
+        for fig in r.figures:
+            shutil.copyfile(fig, figures / f"{r.name}.png")
+    body = markdown(reports, scale, backend).split("\n", 1)[1]  # drop the report's title
+    body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
+    body = re.sub(r"\]\((\w+)/figure\.png\)", r"](validation/\1.png)", body)
+    start, end = text.index(DOCS_START) + len(DOCS_START), text.index(DOCS_END)
+    docs.write_text(text[:start] + "\n" + body.strip() + "\n" + text[end:])
+    return docs

@@ -37,18 +37,24 @@ def record_metrics(engine, data: Dataset, L: int) -> tuple[dict, float]:
 
 def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *, lr: float,
         wd: float, steps: int, record=None, probe=None, progress: bool = False, run_config: dict | None = None,
-        dtype: str = "float64") -> Trajectory:
-    """refimpl.train.run, compiled. ``dtype="float32"`` trains in single precision (docs/benchmarks.md)."""
+        dtype: str = "float64", engines: dict | None = None, backend: str = "numba") -> Trajectory:
+    """refimpl.train.run, compiled. ``dtype="float32"`` trains in single precision (docs/benchmarks.md).
+
+    ``engines`` (model stem -> engine class; default the numba ones) lets the CuPy backend reuse this
+    driver with its GPU engines; ``backend`` names it in the trajectory's config.
+    """
     from kernels.numba import ENGINES
+
+    engines = ENGINES if engines is None else engines
 
     model = models.get(model) if isinstance(model, str) else model
     lr, wd, steps, record, probe = check_run(model, config, params, data, lr, wd, steps, record, probe)
     if dtype not in DTYPES:
         raise errors.ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    engine = ENGINES[model.__name__.rsplit(".", 1)[-1]](config, params, data, DTYPES[dtype], probe)
+    engine = engines[model.__name__.rsplit(".", 1)[-1]](config, params, data, DTYPES[dtype], probe)
     L = models.degree(model, config)
     cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "lr": lr, "wd": wd,
-           "steps": steps, "backend": "numba", "dtype": dtype, **(run_config or {})}
+           "steps": steps, "backend": backend, "dtype": dtype, **(run_config or {})}
     rows, outputs = [], []
 
     def trajectory(status):
