@@ -1,4 +1,5 @@
-"""The ``dichotomy`` command: ``validate`` the paper's claims, ``train`` a preset, list ``presets``, ``bench``."""
+"""The ``dichotomy`` command: ``validate`` the paper's claims, ``train`` a preset, list ``presets``, ``bench``,
+``crosscheck`` PyTorch/JAX against the reference, ``export-golden`` reference trajectories."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels import BACKENDS, get_backend
+from kernels import BACKENDS, BackendUnavailable, get_backend
 from refimpl import errors, presets
 from refimpl.limits import transition
 from refimpl.models import MODELS
@@ -56,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-limits", action="store_true",
                        help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
     sub.add_parser("presets", help="list the named experiments")
+    cross = sub.add_parser("crosscheck", help="compare the built-in PyTorch or JAX implementation with the reference")
+    cross.add_argument("--framework", required=True, choices=("torch", "jax"))
+    cross.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS),
+                       help="models to check (default: all three)")
+    cross.add_argument("--steps", type=int, default=100, help="trajectory length compared (default 100)")
+    cross.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
+    cross.add_argument("--mistake", choices=("decoupled", "sum", "float32", "half-mse"), default=None,
+                       help="build the adapter with this deliberate slip, to see it caught (docs/crosscheck.md)")
+    cross.add_argument("--json", type=Path, default=None, help="also write the reports to this JSON file")
+    golden = sub.add_parser("export-golden", help="write small reference trajectories (npz + json) per model")
+    golden.add_argument("--out", required=True, type=Path, help="output directory")
+    golden.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS))
+    golden.add_argument("--steps", type=int, default=20, help="steps per trajectory (default 20)")
     val = sub.add_parser("validate", help="reproduce the paper's claims and write report.md / report.json")
     scale = val.add_mutually_exclusive_group()
     scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
@@ -164,6 +178,37 @@ def _validate(args) -> int:
     return 1 if failed else 0
 
 
+def _crosscheck(args) -> int:
+    from kernels.adapters import adapter
+    from refimpl import crosscheck
+
+    reports = []
+    for name in args.model:
+        module, config, params, ds, lr, wd = crosscheck.problem(name)
+        if args.mistake == "half-mse" and ds.loss != "squared":
+            print(f"{name}: skipped (half-mse applies to the squared loss only)")
+            continue
+        peer = adapter(args.framework, module, config, ds.loss, args.mistake)
+        report = crosscheck.crosscheck(module, config, params, ds, lr=lr, wd=wd, steps=args.steps, rtol=args.rtol,
+                                       forward=peer.forward, loss_and_grad=peer.loss_and_grad,
+                                       step=peer.make_step(ds.X_train, ds.y_train, lr, wd), framework=args.framework)
+        print(report.table())
+        reports.append(report)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([r.to_json() for r in reports], indent=1) + "\n")
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def _export_golden(args) -> int:
+    from refimpl import crosscheck
+
+    steps = errors.positive_int("steps", args.steps)
+    for name in args.model:
+        print("wrote " + ", ".join(map(str, crosscheck.write_golden(args.out, name, steps))))
+    return 0
+
+
 def _presets() -> int:
     for name, p in presets.PRESETS.items():
         print(f"{name:12s} {p.model:18s} {p.steps:>11,d} steps  {p.description}")
@@ -175,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "bench": _bench, "validate": _validate,
+                "crosscheck": _crosscheck, "export-golden": _export_golden,
                 "presets": lambda _: _presets()}[args.command](args)
-    except errors.DichotomyError as e:
+    except (errors.DichotomyError, BackendUnavailable) as e:
         print(f"dichotomy: error: {e}", file=sys.stderr)
         return 2
 

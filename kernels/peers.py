@@ -10,55 +10,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import BackendUnavailable
+from kernels.adapters import import_jax, import_torch, jax_loss, outputs, torch_loss
 
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        raise BackendUnavailable('PyTorch is not installed: pip install ".[peers]"') from None
-    return torch
-
-
-def _jax():
-    try:
-        import jax
-    except ImportError:
-        raise BackendUnavailable('JAX is not installed: pip install ".[peers]"') from None
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
-def _torch_outputs(torch, kind, P, X):
-    if kind == "diag":
-        return X @ (P["u"] ** 2 - P["v"] ** 2)
-    if kind == "mc":
-        i, j = X[:, 0], X[:, 1]
-        return (P["U"][i] * P["U"][j]).sum(1) - (P["V"][i] * P["V"][j]).sum(1)
-    return torch.relu(X @ P["W1"].T + P["b1"]) @ P["W2"].T
-
-
-def _torch_loss(torch, kind, f, y):
-    if kind == "diag":
-        return torch.nn.functional.softplus(-y * f).mean()
-    if kind == "mc":
-        return torch.nn.functional.mse_loss(f, y)
-    return torch.nn.functional.cross_entropy(f, y)
+_STEMS = {"diag": "diagonal_net", "mc": "matrix_factorization", "mlp": "relu_mlp"}
+_LOSSES = {"diag": "logistic", "mc": "squared", "mlp": "cross_entropy"}
 
 
 def make_torch(kind: str, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd: float):
     """PyTorch eager CPU, float64: autograd + torch.optim.SGD (coupled weight decay), one step per call."""
-    torch = _torch()
+    torch = import_torch()
     P = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
-    Xt = torch.tensor(X, dtype=torch.int64 if kind == "mc" else torch.float64)
-    yt = torch.tensor(y, dtype=torch.int64 if kind == "mlp" else torch.float64)
+    kind, loss = _STEMS[kind], _LOSSES[kind]
+    Xt = torch.tensor(X, dtype=torch.int64 if kind == "matrix_factorization" else torch.float64)
+    yt = torch.tensor(y, dtype=torch.int64 if loss == "cross_entropy" else torch.float64)
     opt = torch.optim.SGD(list(P.values()), lr=lr, weight_decay=wd)
 
     def advance(steps):
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            _torch_loss(torch, kind, _torch_outputs(torch, kind, P, Xt), yt).backward()
+            torch_loss(torch, loss, outputs(torch, torch.relu, kind, 2, P, Xt), yt).backward()
             opt.step()
 
     return advance, lambda: {k: v.detach().numpy().copy() for k, v in P.items()}
@@ -66,18 +36,12 @@ def make_torch(kind: str, params: dict, X: np.ndarray, y: np.ndarray, lr: float,
 
 def make_jax(kind: str, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd: float):
     """JAX CPU, float64: jax.grad and p <- p - lr (g + wd p) inside one jit-compiled lax.fori_loop."""
-    jax = _jax()
+    jax = import_jax()
     jnp = jax.numpy
+    stem, name = _STEMS[kind], _LOSSES[kind]
 
     def loss(P):
-        if kind == "diag":
-            return jnp.mean(jax.nn.softplus(-y * (X @ (P["u"] ** 2 - P["v"] ** 2))))
-        if kind == "mc":
-            i, j = X[:, 0], X[:, 1]
-            f = (P["U"][i] * P["U"][j]).sum(1) - (P["V"][i] * P["V"][j]).sum(1)
-            return jnp.mean((f - y) ** 2)
-        logits = jax.nn.relu(X @ P["W1"].T + P["b1"]) @ P["W2"].T
-        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, y[:, None], 1)[:, 0])
+        return jax_loss(jax, name, outputs(jnp, jax.nn.relu, stem, 2, P, X), y)
 
     grad = jax.grad(loss)
 

@@ -188,3 +188,17 @@ def test_run_loss_normalized_matches_a_hand_loop():
     assert traj.metrics["log_time"][-1] == pytest.approx(log_t, rel=1e-12)
     with pytest.raises(ConfigError, match="warmup_lr"):
         train.run_loss_normalized(relu_mlp, config, params, ds, eta=0.05, steps=5, warmup_steps=2)
+
+
+def test_write_docs_fills_the_marked_section_and_copies_figures(reports, tmp_path):
+    out, by_name = reports
+    docs = tmp_path / "validation.md"
+    docs.write_text(f"# Title\n\nbefore\n{suite.DOCS_START}\nold\n{suite.DOCS_END}\nafter\n")
+    suite.write_docs(list(by_name.values()), "test", "numba", docs)
+    text = docs.read_text()
+    assert "old" not in text and text.startswith("# Title") and text.rstrip().endswith("after")
+    assert "### fig1a" in text and "](validation/fig1a.png)" in text
+    assert (tmp_path / "validation" / "scaling.png").exists()
+    docs.write_text("no markers")
+    with pytest.raises(ConfigError, match="no <!-- validate"):
+        suite.write_docs(list(by_name.values()), "test", "numba", docs)
