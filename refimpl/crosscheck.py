@@ -170,7 +170,8 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
     if forward is not None:
         f = forward(params, X)
         float32_seen |= np.asarray(f).dtype == np.float32
-        comparisons.append(Comparison("forward f(theta; X)", np.array([relative_error(f, model.predict(config, params, X))]), rtol))
+        error = relative_error(f, model.predict(config, params, X))
+        comparisons.append(Comparison("forward f(theta; X)", np.array([error]), rtol))
     if loss_and_grad is not None:
         value, grads = loss_and_grad(params, X, y)
         float32_seen |= any(np.asarray(g).dtype == np.float32 for g in grads.values())
@@ -181,7 +182,8 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
     if step is not None:
         trajectory = [{k: np.array(v) for k, v in params.items()}]
         for _ in range(steps):
-            trajectory.append({k: np.asarray(v) for k, v in step({k: v.copy() for k, v in trajectory[-1].items()}).items()})
+            after = step({k: v.copy() for k, v in trajectory[-1].items()})
+            trajectory.append({k: np.asarray(v) for k, v in after.items()})
         float32_seen |= any(v.dtype == np.float32 for v in trajectory[-1].values())
         want = reference_trajectory(model, config, params, data, lr, wd, steps)
         comparisons.append(Comparison(f"parameters, steps 0..{steps}",

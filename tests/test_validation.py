@@ -132,6 +132,17 @@ def test_cli_validate_exit_code_and_errors(tmp_path, capsys):
     assert main(["validate", "--backend", "cupy", "--out", str(out)]) == 2
 
 
+def test_a_claim_that_errors_fails_and_the_suite_goes_on(tmp_path, monkeypatch):
+    def broken(config, backend, progress=False):
+        raise ConfigError("solver gave up")
+
+    monkeypatch.setattr(suite.CLAIMS["fig1a"], "compute", broken)
+    reports = suite.run(["fig1a", "sample_complexity"], "test", get_backend("numpy"), tmp_path, progress=False,
+                        echo=lambda _: None)
+    assert [r.passed for r in reports] == [False, True]
+    assert "stopped by an error: solver gave up" in (tmp_path / "report.md").read_text()
+
+
 def test_unknown_scale_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown scale"):
         suite.run(["fig1a"], "huge", get_backend("numpy"), tmp_path)

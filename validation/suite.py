@@ -85,7 +85,14 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
     reports = []
     for i, name in enumerate(names, 1):
         echo(f"[{i}/{len(names)}] {name}: {CLAIMS[name].TITLE}")
-        report = run_claim(name, scale, backend, out, progress=progress, force=force)
+        start = time.perf_counter()
+        try:
+            report = run_claim(name, scale, backend, out, progress=progress, force=force)
+        except errors.DichotomyError as e:  # a diverged run, a failed solver: this claim fails, the suite goes on
+            report = ClaimReport(name, CLAIMS[name].TITLE, CLAIMS[name].CLAIM, CLAIMS[name].CONFIGS.get(scale, {}),
+                                 [Check.holds("ran", "the claim's computation completes", float("nan"), False,
+                                              "no error")],
+                                 [], time.perf_counter() - start, False, [f"stopped by an error: {e}"])
         reports.append(report)
         verdict = "PASS" if report.passed else "FAIL"
         echo(f"    {verdict} ({sum(c.passed for c in report.checks)}/{len(report.checks)} checks, "
@@ -119,7 +126,8 @@ def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
     for r in reports:
         lines += ["", f"## {r.name}", "", f"**{r.title}.** {r.claim}", ""]
         lines += [f"![{r.name}]({fig.relative_to(fig.parents[1]).as_posix()})" for fig in r.figures]
-        lines += ["", "| check | prediction | predicted | measured | tolerance | verdict |", "|---|---|---|---|---|---|"]
+        lines += ["", "| check | prediction | predicted | measured | tolerance | verdict |",
+                  "|---|---|---|---|---|---|"]
         for c in r.checks:
             lines.append(f"| {_cell(c.name)} | {_cell(c.prediction)} | {_fmt(c.predicted)} | {_fmt(c.measured)} | "
                          f"{_cell(c.tolerance)} | {'pass' if c.passed else '**FAIL**'} |")

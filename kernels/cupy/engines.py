@@ -65,7 +65,7 @@ class DiagonalNetEngine(GpuEngine):
     def __init__(self, config, params, data, dtype, probe):
         super().__init__(data, dtype, probe)
         cp = self.cp
-        for split, X in self.X.items():
+        for X in self.X.values():
             if X is not None and not (X.dtype == np.int8 or np.all(np.abs(X) == 1)):
                 from kernels import BackendUnavailable
 
