@@ -81,16 +81,23 @@ def _kind(module) -> str:
     return module.__name__.rsplit(".", 1)[-1]
 
 
-class TorchAdapter:
+class _Adapter:
+    """What both adapters record: the model's kind and depth, the loss, and the deliberate mistake (if any)."""
+
+    def __init__(self, module, config, loss: str, mistake: str | None = None):
+        if mistake is not None and mistake not in MISTAKES:
+            raise BackendUnavailable(f"unknown mistake {mistake!r}; choose one of {', '.join(MISTAKES)}")
+        self.kind, self.L, self.loss, self.mistake = _kind(module), getattr(config, "L", 2), loss, mistake
+
+
+class TorchAdapter(_Adapter):
     """PyTorch: an nn.Module holding the parameters, autograd, torch.optim.SGD (coupled weight decay)."""
 
     framework = "torch"
 
     def __init__(self, module, config, loss: str, mistake: str | None = None):
-        if mistake is not None and mistake not in MISTAKES:
-            raise BackendUnavailable(f"unknown mistake {mistake!r}; choose one of {', '.join(MISTAKES)}")
+        super().__init__(module, config, loss, mistake)
         self.torch = import_torch()
-        self.kind, self.L, self.loss, self.mistake = _kind(module), getattr(config, "L", 2), loss, mistake
         self.dtype = self.torch.float32 if mistake == "float32" else self.torch.float64
 
     def _module(self, params):
@@ -149,16 +156,14 @@ class TorchAdapter:
         return step
 
 
-class JaxAdapter:
+class JaxAdapter(_Adapter):
     """JAX: pure functions, jax.grad, x64, and p <- p - lr (g + wd p) as an optax-style update."""
 
     framework = "jax"
 
     def __init__(self, module, config, loss: str, mistake: str | None = None):
-        if mistake is not None and mistake not in MISTAKES:
-            raise BackendUnavailable(f"unknown mistake {mistake!r}; choose one of {', '.join(MISTAKES)}")
+        super().__init__(module, config, loss, mistake)
         self.jax = import_jax()
-        self.kind, self.L, self.loss, self.mistake = _kind(module), getattr(config, "L", 2), loss, mistake
         self.dtype = self.jax.numpy.float32 if mistake == "float32" else self.jax.numpy.float64
 
     def _objective(self, P, X, y):

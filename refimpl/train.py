@@ -51,6 +51,12 @@ def _hot_copy(X: np.ndarray) -> np.ndarray:
     return X
 
 
+def describe(config, data: Dataset, backend: str, run_config: dict | None = None, **settings) -> dict:
+    """The config stored with a trajectory: model config, dataset, loss, optimizer settings, backend."""
+    return {"model_config": vars(config), "data": data.info, "loss": data.loss, **settings, "backend": backend,
+            **(run_config or {})}
+
+
 def evaluate(model: ModuleType, config, params, data: Dataset, f_train: np.ndarray,
              train_loss: float) -> dict[str, float]:
     """Every metric at one recorded step, given the train outputs and loss already computed."""
@@ -102,18 +108,14 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
     """
     model = models.get(model) if isinstance(model, str) else model
     lr, wd, steps, record, probe = check_run(model, config, params, data, lr, wd, steps, record, probe)
-    cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "lr": lr, "wd": wd,
-           "steps": steps, "backend": "numpy", **(run_config or {})}
+    cfg = describe(config, data, "numpy", run_config, lr=lr, wd=wd, steps=steps)
     X_train = _hot_copy(data.X_train)
     rows: list[dict[str, float]] = []
     outputs: list[np.ndarray] = []
 
     def trajectory(status):
-        steps_done = record[: len(rows)]
-        metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
-        metrics["time"] = lr * steps_done.astype(np.float64)
-        return Trajectory(steps_done, metrics, params, cfg, status,
-                          outputs=None if probe is None else np.array(outputs[: len(rows)]))
+        return Trajectory.from_rows(record, rows, params, cfg, status, lr=lr,
+                                    outputs=None if probe is None else outputs)
 
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
     next_rec, s = 0, 0
@@ -162,18 +164,17 @@ def run_loss_normalized(model: ModuleType | str, config, params: dict[str, np.nd
     if warmup_steps and not warmup_lr:
         raise errors.ConfigError("warmup_steps > 0 needs warmup_lr > 0")
     _, _, steps, record, _ = check_run(model, config, params, data, eta, 0.0, steps, record)
-    cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "eta": eta, "wd": 0.0,
-           "warmup_lr": warmup_lr, "warmup_steps": warmup_steps, "steps": steps, "schedule": "eta / L(theta)",
-           "backend": "numpy", **(run_config or {})}
+    cfg = describe(config, data, "numpy", run_config, eta=eta, wd=0.0, warmup_lr=warmup_lr,
+                   warmup_steps=warmup_steps, steps=steps, schedule="eta / L(theta)")
     X_train = _hot_copy(data.X_train)
     rows: list[dict[str, float]] = []
     log_time = -np.inf
 
     def trajectory(status):
-        metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
+        traj = Trajectory.from_rows(record, rows, params, cfg, status)
         with np.errstate(over="ignore"):
-            metrics["time"] = np.exp(metrics.get("log_time", np.zeros(0)))
-        return Trajectory(record[: len(rows)], metrics, params, cfg, status)
+            traj.metrics["time"] = np.exp(traj.metrics.get("log_time", np.zeros(0)))
+        return traj
 
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
     next_rec, s = 0, 0

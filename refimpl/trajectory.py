@@ -65,6 +65,19 @@ class Trajectory:
     def __len__(self) -> int:
         return len(self.steps)
 
+    @classmethod
+    def from_rows(cls, record: np.ndarray, rows: list[dict], params: dict, config: dict, status: str, *,
+                  lr: float | None = None, outputs: list | None = None) -> Trajectory:
+        """The trajectory of a run that recorded ``rows`` (one dict of metrics each) at the first
+        ``len(rows)`` steps of ``record``; ``time`` = lr * step is added when ``lr`` is given. Every training
+        driver builds its result (and what it keeps on divergence or Ctrl-C) this way."""
+        steps = np.asarray(record)[: len(rows)]
+        metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
+        if lr is not None:
+            metrics["time"] = lr * steps.astype(np.float64)
+        return cls(steps, metrics, params, config, status,
+                   outputs=None if outputs is None else np.array(outputs[: len(rows)]))
+
     def save(self, stem: str | Path) -> tuple[Path, Path]:
         """Write ``STEM.npz`` and ``STEM.json``; return their paths."""
         stem = Path(stem)

@@ -47,7 +47,7 @@ def test_default_preset_is_the_models_quick_one(tmp_path):
     (["train", "matrix-completion", "--train-fraction", "1.2"], "between 0 and 1"),
     (["train", "relu-mlp", "--preset", "fig3"], "is for matrix-completion"),
     (["train", "relu-mlp", "--preset", "nope"], "unknown preset"),
-    (["train", "diagonal-net", "--backend", "cupy"], "not implemented"),
+    (["train", "diagonal-net", "--backend", "cupy"], "cupy backend cannot run here"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, argv, match):
     assert main(argv + ["--out", str(tmp_path)]) == 2

@@ -49,3 +49,12 @@ def test_cupy_backend_says_why_it_cannot_run():
     with pytest.raises(BackendUnavailable, match="cupy backend cannot run here") as e:
         get_backend("cupy")
     assert reason in str(e.value)
+
+
+def test_gpu_engines_import_without_a_gpu_and_cover_every_model():
+    from kernels.cupy.engines import ENGINES as GPU
+    from kernels.numba import ENGINES as CPU
+
+    assert set(GPU) == set(CPU) == set(sources.MODELS)
+    for engine in GPU.values():  # every engine launches only kernels its source defines
+        assert engine.model in sources.MODELS

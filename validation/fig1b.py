@@ -32,8 +32,7 @@ CONFIGS = {
 }
 
 
-def compute(config: dict, backend, progress: bool = False) -> Results:
-    return switch.compute(config, backend, progress)
+compute = switch.compute
 
 
 def plot(results: Results, out: Path) -> list[Path]:
@@ -43,18 +42,9 @@ def plot(results: Results, out: Path) -> list[Path]:
 def check(results: Results, config: dict) -> list[Check]:
     v, c = results.values, config["checks"]
     plateau = v["plateau_test_acc"] if v["plateau_test_acc"] is not None else float("nan")
-    ratio = (v["switch_step_50"] or float("nan")) / v["t_star_steps"]
-    return switch.figure_checks(v, config.get("figure")) + [
-        Check.close("plateau = kernel", "plateau test acc = max-L2-margin classifier's", v["l2_test_acc"],
-                    plateau, atol=c["plateau_atol"]),
+    return switch.limit_checks(v, c) + [
         Check.bound("plateau generalizes", "max-L2-margin test accuracy (dense w*, margin γ)", v["l2_test_acc"],
                     low=0.95),
-        Check.bound("at the kernel predictor", "distance to the max-L2-margin direction at half the switch time",
-                    v["kernel_distance_at_window_end"], high=c["kernel_distance_max"]),
-        Check.close("final = max-L1-margin", "final test acc = max-L1-margin classifier's", v["l1_test_acc"],
-                    v["final_test_acc"], atol=c["final_atol"]),
         Check.bound("misgrokking", "test accuracy drop, plateau − final", plateau - v["final_test_acc"],
                     low=c["drop_min"]),
-        Check.bound("switch time", "measured switch (50%) / t*, t* = ln α / (ηλ)", ratio, low=c["switch_low"],
-                    high=c["switch_high"]),
-    ]
+    ] + switch.figure_checks(v, config.get("figure"))

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from refimpl.limits import transition
-from validation import runs
+from validation import plots, runs
 from validation.claim import Check, Results
 
 TITLE = "Modular addition, two-layer ReLU net: grokking, and its dependence on α and λ (Fig. 2)"
@@ -29,8 +29,8 @@ CLAIM = ("(a) He init, small λ: train accuracy reaches 100% with test accuracy 
 def _config(p, h, frac, lr, wd, steps, alphas, wds, collapse_wd, level, checks):
     base = {"preset": "fig2a-quick", "overrides": {"p": p, "h": h, "train_fraction": frac, "lr": lr, "wd": wd,
                                                     "steps": steps}}
-    return {"base": base, "alphas": alphas, "wds": wds, "collapse_wd": collapse_wd, "level": level,
-            "checks": checks}
+    return {"base": base, "alphas": alphas, "wds": wds, "wd_alpha": 10.0, "collapse_wd": collapse_wd,
+            "level": level, "checks": checks}
 
 
 # Tolerances (docs/validation.md#fig2). The jump is measured as the first step at which test accuracy
@@ -67,15 +67,18 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     for a, run in zip(config["alphas"], runs.sweep(zero, backend, [{"init_scale": a} for a in config["alphas"]],
                                                    progress=progress), strict=True):
         trajs[f"alpha_{a:g}"] = run.traj
-    wds = [w for w in config["wds"] if w != config["base"]["overrides"]["wd"]] + [config["collapse_wd"]]
-    for w, run in zip(wds, runs.sweep(zero, backend, [{"init_scale": 10.0, "wd": w} for w in wds],
+    base_wd, wd_alpha = config["base"]["overrides"]["wd"], config["wd_alpha"]
+    shared = f"alpha_{wd_alpha:g}" in trajs  # the base-lambda run of the lambda sweep is already done
+    wds = [w for w in config["wds"] + [config["collapse_wd"]] if not (shared and w == base_wd)]
+    for w, run in zip(wds, runs.sweep(zero, backend, [{"init_scale": wd_alpha, "wd": w} for w in wds],
                                       progress=progress), strict=True):
         trajs[f"wd_{w:g}"] = run.traj
-    trajs[f"wd_{config['base']['overrides']['wd']:g}"] = trajs.get("alpha_10", trajs[f"alpha_{config['alphas'][-1]:g}"])
+    if shared:
+        trajs[f"wd_{base_wd:g}"] = trajs[f"alpha_{wd_alpha:g}"]
     he = trajs["he"]
     fit = transition.fit_step(he)
     values = {
-        "lr": config["base"]["overrides"]["lr"], "wd": config["base"]["overrides"]["wd"],
+        "lr": config["base"]["overrides"]["lr"], "wd": base_wd, "wd_alpha": wd_alpha,
         "he_fit_step": fit, "he_test_at_fit": float(runs.at_steps(he, "test_acc", [fit])[0]),
         "he_final_test": float(he.metrics["test_acc"][-1]), "he_final_train": float(he.metrics["train_acc"][-1]),
         "jump_alpha": {f"{a:g}": _jump(trajs[f"alpha_{a:g}"], level) for a in config["alphas"]},
@@ -90,12 +93,13 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
 def plot(results: Results, out: Path) -> list[Path]:
     t = results.trajectories
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+
     def swept(prefix, symbol):
         keys = sorted((k for k in t if k.startswith(prefix)), key=lambda k: float(k.split("_")[1]))
         return [(k, f"{symbol} = {k.split('_')[1]}") for k in keys]
 
     panels = (("(a) He init", [("he", "He init")]), ("(b) init scale α, last layer 0", swept("alpha_", "α")),
-              ("(c) weight decay λ, α = 10", swept("wd_", "λ")))
+              (f"(c) weight decay λ, α = {results.values['wd_alpha']:g}", swept("wd_", "λ")))
     for ax, (title, items) in zip(axes, panels, strict=True):
         for i, (key, label) in enumerate(items):
             color = plt.cm.viridis(i / max(len(items) - 1, 1))
@@ -107,12 +111,7 @@ def plot(results: Results, out: Path) -> list[Path]:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", loc="center left")
     axes[0].set_ylabel("accuracy (%)  (train dotted)")
-    fig.suptitle(TITLE)
-    fig.tight_layout()
-    path = out / "figure.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return plots.save(fig, out, TITLE, dpi=110)
 
 
 def check(results: Results, config: dict) -> list[Check]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from refimpl import presets, train
 from refimpl.limits import transition
-from validation import runs
+from validation import plots, runs
 from validation.claim import Check, Results
 
 TITLE = "No weight decay: grokking on a log-log time scale (Fig. 4)"
@@ -86,12 +86,7 @@ def plot(results: Results, out: Path) -> list[Path]:
     twin.plot(x, m["param_norm"] ** 2, color="tab:gray", ls="--", label="||θ||²")
     twin.set_ylabel("||θ||²", color="tab:gray")
     ax.legend(loc="center right")
-    fig.suptitle(TITLE)
-    fig.tight_layout()
-    path = out / "figure.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return plots.save(fig, out, TITLE, dpi=120)
 
 
 def check(results: Results, config: dict) -> list[Check]:

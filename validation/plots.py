@@ -101,3 +101,14 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def save(fig, out: Path, title: str, dpi: int = 120, **title_style) -> list[Path]:
+    """Title, lay out and write ``fig`` as ``out/figure.png`` (a claim's figure); close it."""
+    fig.suptitle(title, **title_style)
+    fig.tight_layout()
+    path = Path(out) / "figure.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return [path]

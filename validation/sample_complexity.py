@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from refimpl import blocks, data
 from refimpl.limits import max_margin
+from validation import plots
 from validation.claim import Check, Results
 
 TITLE = "Sample complexity of the two limits: max-L1 vs max-L2 margin (Appendix E)"
@@ -77,12 +78,7 @@ def plot(results: Results, out: Path) -> list[Path]:
     ax.set_ylabel("test error")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    fig.suptitle(TITLE, fontsize="medium")
-    fig.tight_layout()
-    path = out / "figure.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return plots.save(fig, out, TITLE, dpi=120, fontsize="medium")
 
 
 def check(results: Results, config: dict) -> list[Check]:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from refimpl.limits import transition
-from validation import runs
+from validation import plots, runs
 from validation.claim import Check, Results
 
 TITLE = "Scaling of the transition time with ln α and 1/λ (diagonal net)"
@@ -111,12 +111,7 @@ def plot(results: Results, out: Path) -> list[Path]:
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(TITLE)
-    fig.tight_layout()
-    path = out / "figure.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return plots.save(fig, out, TITLE, dpi=120)
 
 
 def check(results: Results, config: dict) -> list[Check]:

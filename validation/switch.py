@@ -84,6 +84,23 @@ def plot(results: Results, out: Path, title: str) -> list[Path]:
                                   marks=marks, norm_prediction=a["predicted_norm"])]
 
 
+def limit_checks(v: dict, c: dict) -> list[Check]:
+    """The checks fig1a and fig1b share: the plateau and the end at the two limits, the kernel-phase
+    distance, and the switch time against t*."""
+    plateau = v["plateau_test_acc"] if v["plateau_test_acc"] is not None else math.nan
+    return [
+        Check.close("plateau = kernel", "plateau test acc = max-L2-margin classifier's", v["l2_test_acc"],
+                    plateau, atol=c["plateau_atol"]),
+        Check.bound("at the kernel predictor", "distance to the max-L2-margin direction at half the switch time",
+                    v["kernel_distance_at_window_end"], high=c["kernel_distance_max"]),
+        Check.close("final = max-L1-margin", "final test acc = max-L1-margin classifier's", v["l1_test_acc"],
+                    v["final_test_acc"], atol=c["final_atol"]),
+        Check.bound("switch time", "measured switch (50%) / t*, t* = ln α / (ηλ)",
+                    (v["switch_step_50"] or math.nan) / v["t_star_steps"], low=c["switch_low"],
+                    high=c["switch_high"]),
+    ]
+
+
 def figure_checks(values: dict, figure: dict | None) -> list[Check]:
     """At paper scale: the measured values against the numbers read off the paper's figure (digest §3.2)."""
     if not figure:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from kernels.numba.driver import record_metrics
 from refimpl import errors, models
 from refimpl.data import Dataset
-from refimpl.train import check_run
+from refimpl.train import check_run, describe
 from refimpl.trajectory import Trajectory
 
 
@@ -76,15 +76,12 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     active = np.ones(B, dtype=np.bool_)
 
     def trajectory(b):
-        steps_done = record[: len(rows[b])]
-        metrics = {k: np.array([r[k] for r in rows[b]]) for k in (rows[b][0] if rows[b] else {})}
-        metrics["time"] = lr[b] * steps_done.astype(np.float64)
-        cfg = {"model_config": vars(configs[b]), "data": data.info, "loss": data.loss, "lr": lr[b], "wd": wd[b],
-               "steps": steps, "backend": "numba", "batch": {"index": b, "size": B}, **(run_config or {})}
+        cfg = describe(configs[b], data, "numba", run_config, lr=lr[b], wd=wd[b], steps=steps,
+                       batch={"index": b, "size": B})
         if status[b] == "diverged":
             cfg["diverged_at"] = int(diverged_at[b])
-        return Trajectory(steps_done, metrics, batch.engines[b].params(), cfg, status[b],
-                          outputs=None if probe is None else np.array(outputs[b]))
+        return Trajectory.from_rows(record, rows[b], batch.engines[b].params(), cfg, status[b], lr=lr[b],
+                                    outputs=None if probe is None else outputs[b])
 
     diverged_at = np.zeros(B, dtype=np.int64)
     s = 0

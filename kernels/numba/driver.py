@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from refimpl import errors, models
 from refimpl.data import Dataset
-from refimpl.train import check_run
+from refimpl.train import check_run, describe
 from refimpl.trajectory import Trajectory
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -53,16 +53,12 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
         raise errors.ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     engine = engines[model.__name__.rsplit(".", 1)[-1]](config, params, data, DTYPES[dtype], probe)
     L = models.degree(model, config)
-    cfg = {"model_config": vars(config), "data": data.info, "loss": data.loss, "lr": lr, "wd": wd,
-           "steps": steps, "backend": backend, "dtype": dtype, **(run_config or {})}
+    cfg = describe(config, data, backend, run_config, lr=lr, wd=wd, steps=steps, dtype=dtype)
     rows, outputs = [], []
 
     def trajectory(status):
-        steps_done = record[: len(rows)]
-        metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
-        metrics["time"] = lr * steps_done.astype(np.float64)
-        return Trajectory(steps_done, metrics, engine.params(), cfg, status,
-                          outputs=None if probe is None else np.array(outputs))
+        return Trajectory.from_rows(record, rows, engine.params(), cfg, status, lr=lr,
+                                    outputs=None if probe is None else outputs)
 
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
     s = 0
