@@ -88,7 +88,7 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
         _step_axis(axes[-1])
     twin = _norm_twin(loss, traj)
     if norm_prediction is not None:
-        twin.plot(traj.steps, norm_prediction, color="k", ls=":", lw=1, label="||θ₀|| e^{-ηλ step}")
+        twin.plot(traj.steps, norm_prediction, color="k", ls=":", lw=1, label="||θ₀||·(1−ηλ)^step")
     lines = loss.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
     loss.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper right")
