@@ -169,7 +169,12 @@ def _validate(args) -> int:
 
     names = suite.select(args.only)
     backend = get_backend(args.backend)
-    reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress, force=args.force)
+    try:
+        reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress, force=args.force)
+    except KeyboardInterrupt:
+        print(f"dichotomy: interrupted; the claims finished so far are in {args.out / 'report.md'}, and a rerun "
+              "resumes from the first unfinished one", file=sys.stderr)
+        return 130
     if args.docs is not None:
         suite.write_docs(reports, args.scale, backend.name, args.docs)
     failed = [r.name for r in reports if not r.passed]

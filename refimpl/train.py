@@ -179,7 +179,7 @@ def run_loss_normalized(model: ModuleType | str, config, params: dict[str, np.nd
     bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
     next_rec, s = 0, 0
     try:
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
             for s in range(steps + 1):
                 f, cache = model.forward(config, params, X_train)
                 if s < warmup_steps:

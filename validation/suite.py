@@ -88,6 +88,8 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
         start = time.perf_counter()
         try:
             report = run_claim(name, scale, backend, out, progress=progress, force=force)
+        except KeyboardInterrupt:  # Ctrl-C stops the suite; the finished claims are in the report already
+            raise
         except errors.DichotomyError as e:  # a diverged run, a failed solver: this claim fails, the suite goes on
             report = ClaimReport(name, CLAIMS[name].TITLE, CLAIMS[name].CLAIM, CLAIMS[name].CONFIGS.get(scale, {}),
                                  [Check.holds("ran", "the claim's computation completes", float("nan"), False,
