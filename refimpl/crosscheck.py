@@ -166,7 +166,7 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
         raise errors.ConfigError("give at least one of forward, loss_and_grad, step to compare")
     steps = errors.positive_int("steps", steps)
     X, y, loss = data.X_train, data.y_train, data.loss
-    comparisons, float32_seen = [], False
+    comparisons, float32_seen, tried = [], False, {}
     if forward is not None:
         f = forward(params, X)
         float32_seen |= np.asarray(f).dtype == np.float32
@@ -178,7 +178,7 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
         want_value, want_grads = model.loss_and_grad(config, params, X, y, loss)
         comparisons.append(Comparison("loss", np.array([relative_error(value, want_value)]), rtol))
         comparisons.append(Comparison("gradient", np.array([relative_error(grads, want_grads)]), rtol))
-    trajectory = None
+        tried = _gradient_alternatives(value, grads, want_value, want_grads, X.shape[0], loss)
     if step is not None:
         trajectory = [{k: np.array(v) for k, v in params.items()}]
         for _ in range(steps):
@@ -191,41 +191,49 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
                                       rtol))
     report = Report(model.__name__.rsplit(".", 1)[-1], framework, comparisons)
     if not report.passed:
-        report.diagnosis, report.alternatives = _diagnose(model, config, params, data, lr, wd, steps, trajectory,
-                                                          loss_and_grad, float32_seen)
+        if step is not None:  # the trajectory tells the update conventions apart; it takes precedence
+            tried = _trajectory_alternatives(model, config, params, data, lr, wd, trajectory, want)
+        report.diagnosis, report.alternatives = _explain(tried, float32_seen), tried
     return report
 
 
-def _diagnose(model, config, params, data, lr, wd, steps, trajectory, loss_and_grad, float32_seen):
-    """The convention that explains the disagreement, and the error against each alternative tried."""
+def _trajectory_alternatives(model, config, params, data, lr, wd, trajectory, reference) -> dict[str, float]:
+    """Largest error over the first 20 steps (enough to separate the conventions, cheap for big models)
+    between the run and the reference replayed under each alternative convention."""
+    short = min(len(trajectory) - 1, 20)
     tried = {}
-    if trajectory is not None:
-        short = min(steps, 20)  # enough to separate the conventions, cheap for big models
-        for name in CONVENTIONS:
-            if name in ("reference", "float32") or (name == "half-mse" and data.loss != "squared"):
-                continue
-            want = reference_trajectory(model, config, params, data, lr, wd, short, name)
-            tried[name] = max(relative_error(g, w) for g, w in zip(trajectory[: short + 1], want, strict=True))
-        tried["reference"] = max(relative_error(g, w) for g, w in zip(
-            trajectory[: short + 1], reference_trajectory(model, config, params, data, lr, wd, short), strict=True))
-    elif loss_and_grad is not None:
-        value, grads = loss_and_grad(params, data.X_train, data.y_train)
-        want_value, want_grads = model.loss_and_grad(config, params, data.X_train, data.y_train, data.loss)
-        n = data.X_train.shape[0]
-        for name, scale in (("sum", n), ("half-mse", 0.5), ("reference", 1.0)):
-            if name == "half-mse" and data.loss != "squared":
-                continue
-            tried[name] = max(relative_error(value, scale * want_value),
-                              relative_error(grads, {k: scale * v for k, v in want_grads.items()}))
+    for name in CONVENTIONS:
+        if name == "float32" or (name == "half-mse" and data.loss != "squared"):
+            continue
+        want = (reference if name == "reference" else
+                reference_trajectory(model, config, params, data, lr, wd, short, name))
+        tried[name] = max(relative_error(g, w) for g, w in zip(trajectory[: short + 1], want[: short + 1],
+                                                               strict=True))
+    return tried
+
+
+def _gradient_alternatives(value, grads, want_value, want_grads, n, loss) -> dict[str, float]:
+    """Error of the loss and gradient against the reference's scaled as each alternative would scale it."""
+    tried = {}
+    for name, scale in (("sum", n), ("half-mse", 0.5), ("reference", 1.0)):
+        if name == "half-mse" and loss != "squared":
+            continue
+        tried[name] = max(relative_error(value, scale * want_value),
+                          relative_error(grads, {k: scale * v for k, v in want_grads.items()}))
+    return tried
+
+
+def _explain(tried: dict[str, float], float32_seen: bool) -> str | None:
+    """The convention that explains the disagreement, or None when none does."""
     if float32_seen:
-        return CONVENTIONS["float32"] + " (the framework returned float32 arrays)", tried
+        return CONVENTIONS["float32"] + " (the framework returned float32 arrays)"
     if tried:
         best = min(tried, key=tried.get)
         if best != "reference" and tried[best] <= MATCH_RTOL and tried[best] * MATCH_FACTOR <= tried["reference"]:
-            return f"{best}: {CONVENTIONS[best]}", tried
+            return f"{best}: {CONVENTIONS[best]}"
         if 1e-9 < tried.get("reference", 0) < 1e-4:
-            return CONVENTIONS["float32"] + " (errors at single-precision level)", tried
-    return None, tried
+            return CONVENTIONS["float32"] + " (errors at single-precision level)"
+    return None
 
 
 # --- small standard problems and golden trajectories -----------------------------------------------------

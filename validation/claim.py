@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.errors import ConfigError
 from refimpl.trajectory import Trajectory, load
 
 
@@ -126,9 +125,3 @@ def _clean(obj):
 def check_to_json(check: Check) -> dict:
     return _clean(asdict(check))
 
-
-def need(config: dict, *keys: str) -> None:
-    """Raise ConfigError naming the first missing key of a claim's config."""
-    for key in keys:
-        if key not in config:
-            raise ConfigError(f"the claim's config has no {key!r}")

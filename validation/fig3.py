@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl import losses
-from refimpl.limits import kernel_predictors, min_norm, transition
+from refimpl.limits import transition
 from validation import plots, runs, switch
 from validation.claim import Check, Results
 
@@ -39,19 +39,16 @@ CONFIGS = {
 def compute(config: dict, backend, progress: bool = False) -> Results:
     run = runs.train(config["run"], backend, progress=progress, label="matrix factorization")
     traj, data, cfg = run.traj, run.data, run.config
-    kp = kernel_predictors.kernel_predictor(run.module, cfg, run.params0, data.X_train, data.y_train, data.loss)
+    lr, wd = run.preset.lr, run.preset.wd
+    d = transition.diagnose(traj, run.module, cfg, run.params0, data, run.probe, lr=lr, wd=wd)
+    kp, completion = d.kernel.solved(), d.late.solved()  # K2 and the nuclear-norm SDP, solved once
     kernel_test_mse = losses.value_and_grad("squared", kp.predict(run.module, cfg, data.X_test), data.y_test)[0]
-    completion = min_norm.nuclear_norm_completion(cfg.d, data.X_train, data.y_train)
     nuc_test_mse = float(np.mean((completion.W[data.X_test[:, 0], data.X_test[:, 1]] - data.y_test) ** 2))
-    d = transition.diagnose(traj, run.module, cfg, run.params0, data, run.probe, lr=run.preset.lr,
-                            wd=run.preset.wd)
     U, V = traj.params["U"], traj.params["V"]
     W = U @ U.T - V @ V.T
     norm = traj.metrics["param_norm"]
-    lr, wd = run.preset.lr, run.preset.wd
-    predicted_norm = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
     m = d.measured
-    early = (traj.steps >= 1) & (traj.steps <= switch.kernel_phase_end(d.predicted["steps"], m))
+    predicted_norm, norm_error = switch.norm_decay(traj, lr, wd, switch.kernel_phase_end(d.predicted["steps"], m))
     values = {
         "t_star_steps": d.predicted["steps"], "kernel_test_mse": kernel_test_mse,
         "nuclear_test_mse": nuc_test_mse, "nuclear_norm_completion": completion.nuclear_norm,
@@ -62,7 +59,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
         "final_norm": float(norm[-1]), "final_norm_sq": float(norm[-1] ** 2),
         "final_W_nuclear_norm": float(np.linalg.norm(W, "nuc")),
         "late_distance_final": float(d.late_distance[-1]),
-        "norm_error_early": float(np.max(np.abs(norm[early] / predicted_norm[early] - 1))) if early.any() else None,
+        "norm_error_early": norm_error,
         "switch_step_50": None if m is None else m.step_50,
         "switch_width": None if m is None else m.width,
     }

@@ -50,11 +50,8 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
                                      record=runs.schedule(preset.steps), progress=progress)
     m, steps = traj.metrics, traj.steps
     fit = transition.fit_step(traj)
-    after = (steps >= max(fit, config["warmup_steps"])) & np.isfinite(m["log_time"])
-    ln_t, norm_sq = m["log_time"][after], m["param_norm"][after] ** 2
-    slope, intercept = np.polyfit(ln_t, norm_sq, 1) if after.sum() >= 3 else (math.nan, math.nan)
-    resid = norm_sq - (slope * ln_t + intercept)
-    r2 = 1.0 - np.sum(resid**2) / max(np.sum((norm_sq - norm_sq.mean()) ** 2), np.finfo(float).tiny)
+    after = steps >= max(fit, config["warmup_steps"])  # ||theta||^2 against ln t, in the normalized phase
+    slope, _, r2 = runs.linear_fit(m["log_time"][after], m["param_norm"][after] ** 2, min_points=3)
     level = config["checks"]["level"]
     hits = np.flatnonzero((steps >= fit) & (m["test_acc"] >= level))
     log10 = m["log_time"] / math.log(10)

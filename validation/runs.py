@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -90,3 +91,16 @@ def at_steps(traj: Trajectory, metric: str, steps) -> np.ndarray:
     """``metric`` at the recorded steps nearest to ``steps`` (no interpolation)."""
     idx = np.clip(np.searchsorted(traj.steps, np.asarray(steps)), 0, len(traj.steps) - 1)
     return traj.metrics[metric][idx]
+
+
+def linear_fit(x, y, min_points: int = 2) -> tuple[float, float, float]:
+    """Least-squares line through the finite points (x_i, y_i): (slope, intercept, R^2); NaNs with fewer
+    than ``min_points`` points (R^2 is NaN when y is constant)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < min_points:
+        return math.nan, math.nan, math.nan
+    slope, intercept = np.polyfit(x[ok], y[ok], 1)
+    resid = y[ok] - (slope * x[ok] + intercept)
+    total = np.sum((y[ok] - y[ok].mean()) ** 2)
+    return float(slope), float(intercept), float(1 - np.sum(resid**2) / total) if total > 0 else math.nan

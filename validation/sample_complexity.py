@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from refimpl import blocks, data
+from refimpl import blocks, data, losses
 from refimpl.limits import max_margin
 from validation import plots
 from validation.claim import Check, Results
@@ -40,8 +40,7 @@ CONFIGS = {
 
 
 def _error(X, w, y) -> float:
-    f = blocks.matvec(X, w)
-    return float(np.mean(np.where(f == 0, 0.5, (np.sign(f) != y).astype(float))))
+    return 1.0 - losses.accuracy("binary", blocks.matvec(X, w), y)
 
 
 def compute(config: dict, backend=None, progress: bool = False) -> Results:

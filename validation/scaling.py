@@ -42,16 +42,6 @@ CONFIGS = {
 }
 
 
-def _fit(x, y):
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 2:
-        return math.nan, math.nan, math.nan
-    slope, intercept = np.polyfit(x[ok], y[ok], 1)
-    resid = y[ok] - (slope * x[ok] + intercept)
-    total = np.sum((y[ok] - y[ok].mean()) ** 2)
-    return float(slope), float(intercept), float(1 - np.sum(resid**2) / total) if total > 0 else math.nan
-
-
 def _measure(trajs):
     step50, width = [], []
     for traj in trajs:
@@ -71,8 +61,8 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     alphas, wds = np.array(config["alphas"]), np.array(config["wds"])
     s_a, w_a = _measure([r.traj for r in by_alpha])
     s_w, w_w = _measure([r.traj for r in by_wd])
-    slope_a, icpt_a, r2_a = _fit(np.log(alphas), s_a)           # steps against ln alpha
-    slope_w, icpt_w, r2_w = _fit(1.0 / wds, lr * s_w)            # time against 1/lambda
+    slope_a, icpt_a, r2_a = runs.linear_fit(np.log(alphas), s_a)           # steps against ln alpha
+    slope_w, icpt_w, r2_w = runs.linear_fit(1.0 / wds, lr * s_w)            # time against 1/lambda
     d = by_alpha[0].config.d
     t_star_a = np.log(alphas) / (lr * config["wd_fixed"])
     values = {"lr": lr, "wd_fixed": config["wd_fixed"], "alpha_fixed": config["alpha_fixed"], "d": d,

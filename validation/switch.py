@@ -13,15 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl import blocks
+from refimpl import blocks, losses
 from refimpl.limits import max_margin, transition
 from validation import plots, runs
 from validation.claim import Check, Results
-
-
-def _accuracy(X, w, y) -> float:
-    f = blocks.matvec(X, w)
-    return float(np.mean(np.where(f == 0, 0.5, (np.sign(f) == y).astype(float))))
 
 
 def kernel_phase_end(t_star: float, measured) -> float:
@@ -37,34 +32,42 @@ def kernel_phase_end(t_star: float, measured) -> float:
     return 0.5 * t_star
 
 
+def norm_decay(traj, lr: float, wd: float, end: float) -> tuple[np.ndarray, float | None]:
+    """The kernel phase's norm ||theta_0|| (1 - lr wd)^s at every recorded step s, and the largest relative
+    deviation of the measured norm from it over steps 1..``end`` (None if no step lies there)."""
+    norm = traj.metrics["param_norm"]
+    predicted = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
+    early = (traj.steps >= 1) & (traj.steps <= end)
+    error = float(np.max(np.abs(norm[early] / predicted[early] - 1))) if early.any() else None
+    return predicted, error
+
+
 def compute(config: dict, backend, progress: bool = False) -> Results:
     """Train ``config["run"]`` and compare it with the max-L2 and max-L1 margin classifiers."""
     run = runs.train(config["run"], backend, progress=progress, label="diagonal net")
     traj, data = run.traj, run.data
-    l2 = max_margin.max_l2_margin(data.X_train, data.y_train)
-    l1 = max_margin.max_l1_margin(data.X_train, data.y_train)
-    d = transition.diagnose(traj, run.module, run.config, run.params0, data, run.probe, lr=run.preset.lr,
-                            wd=run.preset.wd)
     lr, wd = run.preset.lr, run.preset.wd
+    d = transition.diagnose(traj, run.module, run.config, run.params0, data, run.probe, lr=lr, wd=wd)
+    l2 = max_margin.max_l2_margin(data.X_train, data.y_train)
+    l1 = d.late.solved()  # the max-L1-margin classifier the diagnostic solved for
     t_star = d.predicted["steps"]
     m = d.measured
     norm = traj.metrics["param_norm"]
-    predicted_norm = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
     fit = transition.fit_step(traj)
     end = kernel_phase_end(t_star, m)
-    early = (traj.steps >= 1) & (traj.steps <= end)
+    predicted_norm, norm_error = norm_decay(traj, lr, wd, end)
     at_end = min(int(np.searchsorted(traj.steps, end, side="right")) - 1, len(traj.steps) - 1)
     values = {
         "fit_step": fit, "t_star_steps": t_star, "alpha": d.predicted["alpha"], "kernel_phase_end": end,
         "t_star_per_coordinate_steps": math.log(d.predicted["alpha"] / math.sqrt(2 * run.config.d)) / (lr * wd),
-        "l2_test_acc": _accuracy(data.X_test, l2.w, data.y_test),
-        "l1_test_acc": _accuracy(data.X_test, l1.w, data.y_test),
+        "l2_test_acc": losses.accuracy("binary", blocks.matvec(data.X_test, l2.w), data.y_test),
+        "l1_test_acc": losses.accuracy("binary", blocks.matvec(data.X_test, l1.w), data.y_test),
         "plateau_test_acc": None if m is None else m.plateau,
         "final_test_acc": float(traj.metrics["test_acc"][-1]),
         "final_train_acc": float(traj.metrics["train_acc"][-1]),
         "kernel_distance_at_window_end": float(d.kernel_distance[max(at_end, 0)]),
         "late_distance_final": float(d.late_distance[-1]),
-        "norm_error_early": float(np.max(np.abs(norm[early] / predicted_norm[early] - 1))) if early.any() else None,
+        "norm_error_early": norm_error,
         "switch_step_50": None if m is None else m.step_50,
         "switch_width": None if m is None else m.width,
         "final_norm": float(norm[-1]),

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from kernels.cupy.modules import THREADS, blocks, kernel, real
+from kernels import BackendUnavailable
+from kernels.cupy.modules import THREADS, blocks, kernel
 from kernels.numba.engine import Engine
 from kernels.numba.relu_mlp import _two_hot_columns
 
@@ -28,8 +29,7 @@ class GpuEngine(Engine):
 
         super().__init__(data, dtype, probe)
         self.cp = cupy
-        self.name = "float64" if dtype == np.float64 else "float32"
-        self.real = real(self.name)
+        self.name = np.dtype(dtype).name  # float64 or float32: which compiled module to use
         self.loss_acc = cupy.zeros(1, dtype)
         self.last_loss = cupy.zeros(1, dtype)
         self.diverged = cupy.full(1, -1, np.int32)
@@ -43,18 +43,19 @@ class GpuEngine(Engine):
                                              np.int32(1)))
 
     def advance(self, steps, lr, wd):
+        """``steps`` steps (:meth:`run_steps`), then one read of the device's divergence flag and last loss."""
         start = int(self.step_count.get()[0])
-        lr, wd = self.real(lr), self.real(wd)
-        for _ in range(steps):
-            self.step(lr, wd)
-            self.finish()
+        self.run_steps(steps, self.dtype(lr), self.dtype(wd))  # kernel scalars must be real_t exactly
         at = int(self.diverged.get()[0])
         if at >= 0:
             return at - start, math.nan
         return steps, float(self.last_loss.get()[0])
 
-    def targets(self, split):
-        return self.y[split]
+    def run_steps(self, steps, lr, wd):
+        """Launch ``steps`` steps, each followed by the end-of-step bookkeeping; no host synchronization."""
+        for _ in range(steps):
+            self.step(lr, wd)
+            self.finish()
 
 
 class DiagonalNetEngine(GpuEngine):
@@ -67,8 +68,6 @@ class DiagonalNetEngine(GpuEngine):
         cp = self.cp
         for X in self.X.values():
             if X is not None and not (X.dtype == np.int8 or np.all(np.abs(X) == 1)):
-                from kernels import BackendUnavailable
-
                 raise BackendUnavailable("the cupy diagonal net takes +-1 inputs (int8); use --backend numba")
         self.L, self.d = config.L, config.d
         self.u, self.v = cp.asarray(params["u"], dtype), cp.asarray(params["v"], dtype)
@@ -146,8 +145,8 @@ class MatrixFactorizationEngine(GpuEngine):
                              self.lr_dev, self.wd_dev, self.loss_acc, self.diverged))
         self.U, self.U2, self.V, self.V2 = self.U2, self.U, self.V2, self.V
 
-    def advance(self, steps, lr, wd):
-        start = int(self.step_count.get()[0])
+    def run_steps(self, steps, lr, wd):
+        """Whole blocks of ``GRAPH_STEPS`` steps replayed from the captured graph, the rest launched."""
         self.lr_dev.fill(lr)
         self.wd_dev.fill(wd)
         replays, rest = divmod(steps, self.GRAPH_STEPS)
@@ -155,14 +154,7 @@ class MatrixFactorizationEngine(GpuEngine):
             graph = self.graph or self._capture()
             for _ in range(replays):
                 graph.launch()
-        for _ in range(rest):
-            self.step(lr, wd)
-            self.finish()
-        self.cp.cuda.get_current_stream().synchronize()
-        at = int(self.diverged.get()[0])
-        if at >= 0:
-            return at - start, math.nan
-        return steps, float(self.last_loss.get()[0])
+        super().run_steps(rest, lr, wd)
 
     def _capture(self):
         for name in ("mc_slopes", "mc_update", "finish_step"):  # load the module before capturing
@@ -201,8 +193,6 @@ class ReluMlpEngine(GpuEngine):
         super().__init__(data, dtype, probe)
         cp = self.cp
         if self.code != 3:
-            from kernels import BackendUnavailable
-
             raise BackendUnavailable("the cupy ReLU MLP trains with cross-entropy only; use --backend numba")
         self.config = config
         self.P = {k: cp.asarray(v, dtype) for k, v in params.items()}
@@ -212,8 +202,6 @@ class ReluMlpEngine(GpuEngine):
         for split, X in self.X.items():
             hot = None if X is None or config.D % 2 else _two_hot_columns(X, p)
             if X is not None and hot is None:
-                from kernels import BackendUnavailable
-
                 raise BackendUnavailable("the cupy ReLU MLP takes two-hot inputs only; use --backend numba")
             if hot is not None:
                 self.hot[split] = tuple(cp.asarray(a, np.int32) for a in hot)

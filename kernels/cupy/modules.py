@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
-
 from kernels.cupy.sources import options, source
 
 THREADS = 256
@@ -16,7 +14,7 @@ def module(model: str, dtype: str):
     """The ``cupy.RawModule`` of ``model``'s source for ``dtype`` (float64 or float32)."""
     import cupy
 
-    return cupy.RawModule(code=source(model), options=options(dtype)[:1] + ("--std=c++17",))
+    return cupy.RawModule(code=source(model), options=options(dtype, arch=None))  # CuPy targets the device
 
 
 def kernel(model: str, dtype: str, name: str):
@@ -25,8 +23,3 @@ def kernel(model: str, dtype: str, name: str):
 
 def blocks(count: int, threads: int = THREADS) -> int:
     return max(1, (int(count) + threads - 1) // threads)
-
-
-def real(dtype: str):
-    """The NumPy scalar type of ``dtype``: kernel arguments must match the kernel's real_t exactly."""
-    return np.float64 if dtype == "float64" else np.float32

@@ -30,12 +30,23 @@ def default_probe(data: Dataset) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Predictor:
-    """A limit evaluated on the probe set (``outputs``), or the ``reason`` it was not computed."""
+    """A limit evaluated on the probe set (``outputs``), or the ``reason`` it was not computed.
+
+    ``solution`` is the solver's own result (a KernelPredictor, LinearClassifier, L1Solution or
+    Completion), for evaluating the limit elsewhere than on the probe set without solving it again.
+    """
 
     name: str
     outputs: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     reason: str = ""
+    solution: object = None
+
+    def solved(self):
+        """``solution``, or the ConfigError saying why the limit could not be computed."""
+        if self.solution is None:
+            raise ConfigError(f"the {self.name} limit was not computed: {self.reason}")
+        return self.solution
 
 
 def kernel_limit(module: ModuleType, config, params0, data: Dataset, probe) -> Predictor:
@@ -47,7 +58,7 @@ def kernel_limit(module: ModuleType, config, params0, data: Dataset, probe) -> P
     info = {"problem": kp.problem, "norm": kp.norm, "accuracy": kp.accuracy}
     if kp.margin is not None:
         info["gamma_ntk"] = kp.margin
-    return Predictor(f"kernel ({kp.problem})", kp.predict(module, config, probe), info)
+    return Predictor(f"kernel ({kp.problem})", kp.predict(module, config, probe), info, solution=kp)
 
 
 def late_limit(module: ModuleType, config, data: Dataset, probe) -> Predictor:
@@ -65,11 +76,11 @@ def late_limit(module: ModuleType, config, data: Dataset, probe) -> Predictor:
             else:
                 sol = min_norm.min_l1_interpolation(data.X_train, data.y_train)
                 name, info = "min-L1 interpolant", {"l1_norm": sol.norm, "gap": sol.gap}
-            return Predictor(name, blocks.matvec(probe, sol.w), info)
+            return Predictor(name, blocks.matvec(probe, sol.w), info, solution=sol)
         if module is matrix_factorization and task == "regression":
             c = min_norm.nuclear_norm_completion(config.d, data.X_train, data.y_train)
             return Predictor("min-nuclear-norm", c.W[probe[:, 0], probe[:, 1]],
-                             {"nuclear_norm": c.nuclear_norm, "gap": c.gap, "residual": c.residual})
+                             {"nuclear_norm": c.nuclear_norm, "gap": c.gap, "residual": c.residual}, solution=c)
     except DichotomyError as e:
         return Predictor("late", reason=str(e))
     return Predictor("late", reason=f"{module.__name__.split('.')[-1]} (L={models.degree(module, config)}) has "

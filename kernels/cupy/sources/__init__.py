@@ -37,10 +37,12 @@ def source(model: str) -> str:
     return (HERE / "common.cuh").read_text() + "\n" + (HERE / f"{model}.cu").read_text()
 
 
-def options(dtype: str, arch: str = ARCH) -> tuple[str, ...]:
+def options(dtype: str, arch: str | None = ARCH) -> tuple[str, ...]:
+    """NVRTC options: the working type, C++17, and the target architecture (None: left to the caller)."""
     if dtype not in REAL_TYPES:
         raise DichotomyError(f"dtype must be one of {', '.join(REAL_TYPES)}, got {dtype!r}")
-    return (f"-Dreal_t={REAL_TYPES[dtype]}", f"--gpu-architecture=compute_{arch.split('_')[1]}", "--std=c++17")
+    target = () if arch is None else (f"--gpu-architecture=compute_{arch.split('_')[1]}",)
+    return (f"-Dreal_t={REAL_TYPES[dtype]}", *target, "--std=c++17")
 
 
 def compile_ptx(model: str, dtype: str = "float64", arch: str = ARCH) -> tuple[str, str]:
