@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels import BACKENDS, BackendUnavailable, get_backend
-from refimpl import errors, presets
-from refimpl.limits import transition
-from refimpl.models import MODELS
-from refimpl.trajectory import Trajectory
+from dichotomy.kernels import BACKENDS, BackendUnavailable, get_backend
+from dichotomy.refimpl import errors, presets
+from dichotomy.refimpl.limits import transition
+from dichotomy.refimpl.models import MODELS
+from dichotomy.refimpl.trajectory import Trajectory
 
 # option -> (field name, type, help). Each overrides the preset's run, dataset or model setting.
 _OPTIONS = {
@@ -113,7 +113,7 @@ def _save(traj: Trajectory, out: Path, title: str, plot: bool, diagnosis=None) -
         paths.append(out / "diagnosis.json")
         paths[-1].write_text(json.dumps(diagnosis.to_json(), indent=1) + "\n")
     if plot and len(traj):
-        from validation.plots import plot_trajectory
+        from dichotomy.validation.plots import plot_trajectory
 
         paths.append(plot_trajectory(traj, out / "trajectory.png", title, diagnosis))
     return paths
@@ -152,7 +152,7 @@ def _train(args) -> int:
 
 
 def _bench(args) -> int:
-    from kernels import bench
+    from dichotomy.kernels import bench
 
     names = args.workload or list(bench.WORKLOADS)
     unknown = [n for n in names if n not in bench.WORKLOADS]
@@ -165,7 +165,7 @@ def _bench(args) -> int:
 
 
 def _validate(args) -> int:
-    from validation import suite
+    from dichotomy.validation import suite
 
     names = suite.select(args.only)
     backend = get_backend(args.backend)
@@ -184,8 +184,8 @@ def _validate(args) -> int:
 
 
 def _crosscheck(args) -> int:
-    from kernels.adapters import adapter
-    from refimpl import crosscheck
+    from dichotomy.kernels.adapters import adapter
+    from dichotomy.refimpl import crosscheck
 
     reports = []
     for name in args.model:
@@ -206,7 +206,7 @@ def _crosscheck(args) -> int:
 
 
 def _export_golden(args) -> int:
-    from refimpl import crosscheck
+    from dichotomy.refimpl import crosscheck
 
     steps = errors.positive_int("steps", args.steps)
     for name in args.model:

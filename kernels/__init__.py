@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from refimpl.errors import DichotomyError
+from dichotomy.refimpl.errors import DichotomyError
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -31,17 +31,17 @@ class Backend:
 def get_backend(name: str) -> Backend:
     """The backend called ``name``, or :class:`BackendUnavailable` saying why it cannot run."""
     if name == "numpy":
-        from refimpl.train import run
+        from dichotomy.refimpl.train import run
 
         return Backend("numpy", run)
     if name == "numba":
         try:
-            from kernels.numba import run
+            from dichotomy.kernels.numba import run
         except ImportError as e:
             raise BackendUnavailable(f"the numba backend needs numba: {e}") from None
         return Backend("numba", run)
     if name == "cupy":
-        from kernels import cupy as gpu
+        from dichotomy.kernels import cupy as gpu
 
         reason = gpu.unavailable_reason()
         if reason is not None:

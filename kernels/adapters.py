@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import BackendUnavailable
+from dichotomy.kernels import BackendUnavailable
 
 MISTAKES = ("decoupled", "sum", "float32", "half-mse")
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from kernels import BackendUnavailable, get_backend
-from kernels.numba import ENGINES
-from kernels.peers import PEERS
-from refimpl import data, diagonal_net, matrix_factorization, relu_mlp
-from refimpl.optim import sgd_step
-from refimpl.trajectory import versions
+from dichotomy.kernels import BackendUnavailable, get_backend
+from dichotomy.kernels.numba import ENGINES
+from dichotomy.kernels.peers import PEERS
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl.optim import sgd_step
+from dichotomy.refimpl.trajectory import versions
 
 SEED = 20240505
 
@@ -100,8 +100,8 @@ def _numba_engine(module, config, params, ds, lr, wd):
 
 def _numba_batch(module, config, params, ds, lr, wd, B):
     """B runs in one engine (run 0 has the workload's wd, so it can be checked against the oracle)."""
-    from kernels.numba import BATCHES
-    from kernels.numba.batch import SequentialBatch
+    from dichotomy.kernels.numba import BATCHES
+    from dichotomy.kernels.numba.batch import SequentialBatch
 
     name = module.__name__.rsplit(".", 1)[-1]
     configs, inits = [config] * B, [params] * B

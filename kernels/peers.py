@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.adapters import import_jax, import_torch, jax_loss, outputs, torch_loss
+from dichotomy.kernels.adapters import import_jax, import_torch, jax_loss, outputs, torch_loss
 
 _STEMS = {"diag": "diagonal_net", "mc": "matrix_factorization", "mlp": "relu_mlp"}
 _LOSSES = {"diag": "logistic", "mc": "squared", "mlp": "cross_entropy"}

@@ -24,11 +24,11 @@ from types import ModuleType
 
 import numpy as np
 
-from refimpl import data as datasets
-from refimpl import diagonal_net, errors, matrix_factorization, models, relu_mlp
-from refimpl.data import Dataset
-from refimpl.optim import sgd_step
-from refimpl.trajectory import versions
+from dichotomy.refimpl import data as datasets
+from dichotomy.refimpl import diagonal_net, errors, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.optim import sgd_step
+from dichotomy.refimpl.trajectory import versions
 
 # name -> what it means, as a user would have written it
 CONVENTIONS = {

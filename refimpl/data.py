@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refimpl import errors
-from refimpl.losses import task_of
+from dichotomy.refimpl import errors
+from dichotomy.refimpl.losses import task_of
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl import blocks, errors, losses
+from dichotomy.refimpl import blocks, errors, losses
 
 
 @dataclass(frozen=True)

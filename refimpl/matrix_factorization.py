@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from refimpl import errors, losses
+from dichotomy.refimpl import errors, losses
 
 _DENSE_MAX_D = 1024  # backward builds G densely up to this size
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from refimpl import diagonal_net, matrix_factorization, relu_mlp
-from refimpl.errors import ConfigError
+from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl.errors import ConfigError
 
 MODELS: dict[str, ModuleType] = {
     "diagonal-net": diagonal_net,

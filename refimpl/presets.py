@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl import data, errors, models
+from dichotomy.refimpl import data, errors, models
 
 RUN_KEYS = ("lr", "wd", "steps", "seed", "init_seed", "dataset")  # preset fields an override may replace
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refimpl import errors, losses
+from dichotomy.refimpl import errors, losses
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from types import ModuleType
 import numpy as np
 from tqdm.auto import tqdm
 
-from refimpl import errors, losses, models
-from refimpl.data import Dataset
-from refimpl.optim import sgd_step
-from refimpl.trajectory import Trajectory, record_steps
-from refimpl.tree import all_finite, param_norm
+from dichotomy.refimpl import errors, losses, models
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.optim import sgd_step
+from dichotomy.refimpl.trajectory import Trajectory, record_steps
+from dichotomy.refimpl.tree import all_finite, param_norm
 
 
 def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, record, probe=None):

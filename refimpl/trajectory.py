@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.errors import ConfigError
+from dichotomy.refimpl.errors import ConfigError
 
 FORMAT_VERSION = 1
 
@@ -37,7 +37,7 @@ def record_steps(steps: int, *, dense: int = 1000, per_decade: int = 200) -> np.
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages a result depends on."""
     out = {"python": platform.python_version()}
-    for pkg in ("dichotomy", "numpy", "scipy", "numba", "cupy", "torch", "jax"):
+    for pkg in ("dichotomy-grokking", "numpy", "scipy", "numba", "cupy", "torch", "jax"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

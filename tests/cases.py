@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from refimpl import diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
 
 seeds = st.integers(0, 2**32 - 1)
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from kernels import BackendUnavailable, get_backend
-from refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp, train
-from refimpl.data import Dataset
+from dichotomy.kernels import BackendUnavailable, get_backend
+from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp, train
+from dichotomy.refimpl.data import Dataset
 from tests.cases import seeds
 
 
@@ -150,7 +150,7 @@ def test_numba_refuses_an_unknown_dtype():
 @given(runs(), st.integers(1, 4), seeds)
 def test_numba_batch_equals_runs_one_by_one(run, B, seed):
     """run_batch over B learning rates / weight decays / inits gives each run's own trajectory (1e-10)."""
-    from kernels.numba import run_batch
+    from dichotomy.kernels.numba import run_batch
 
     module, config, params, ds, lr, wd = run
     rng = np.random.default_rng(seed)
@@ -168,7 +168,7 @@ def test_numba_batch_equals_runs_one_by_one(run, B, seed):
 
 
 def test_numba_batch_isolates_a_diverging_run_and_checks_its_arguments():
-    from kernels.numba import run_batch
+    from dichotomy.kernels.numba import run_batch
 
     ds = data.sparse_linear_classification(np.random.default_rng(4), d=30, n_train=12, n_test=8, k=3)
     config = diagonal_net.Config(d=30, alpha=2.0)
@@ -196,9 +196,9 @@ def test_backends_never_modify_the_initial_parameters(backend, h):
 _CACHED_RUN = """
 import sys
 import numpy as np
-from kernels.numba.diagonal_net import matvec
-from refimpl import data, diagonal_net
-from kernels.numba import run
+from dichotomy.kernels.numba.diagonal_net import matvec
+from dichotomy.refimpl import data, diagonal_net
+from dichotomy.kernels.numba import run
 if sys.argv[1] == "inner":  # cache only the parallel product, as a first evaluation would
     f = np.empty(3); matvec(np.ones((3, 4), np.int8), np.ones(4), f); print(f[0])
 else:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dichotomy.cli import main
-from kernels import bench
+from dichotomy.kernels import bench
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_bench_command_writes_json_markdown_and_the_docs_section(tiny, tmp_path)
 
 def test_peers_compute_the_same_gd_as_the_oracle_when_installed():
     """Each peer (torch eager + SGD, JAX jit + fori_loop) against the oracle, 5 steps, every workload kind."""
-    from kernels.peers import PEERS
+    from dichotomy.kernels.peers import PEERS
 
     for name in ("torch", "jax"):
         pytest.importorskip(name)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dichotomy.cli import main
-from refimpl import presets
-from refimpl.trajectory import load
+from dichotomy.refimpl import presets
+from dichotomy.refimpl.trajectory import load
 
 
 def test_train_writes_npz_json_and_png(tmp_path, capsys):

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from dichotomy.cli import main
-from refimpl import crosscheck as cc
-from refimpl.errors import ConfigError
+from dichotomy.refimpl import crosscheck as cc
+from dichotomy.refimpl.errors import ConfigError
 
 MODELS = ("diagonal-net", "matrix-completion", "relu-mlp")
 
 
 def _framework(name):
     pytest.importorskip(name, reason=f'{name} is in the peers extra: pip install ".[peers]"')
-    from kernels.adapters import adapter
+    from dichotomy.kernels.adapters import adapter
 
     return adapter
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from kernels import BackendUnavailable, get_backend
-from kernels.cupy import sources, unavailable_reason
+from dichotomy.kernels import BackendUnavailable, get_backend
+from dichotomy.kernels.cupy import sources, unavailable_reason
 
 KERNELS = {  # every extern "C" kernel each engine launches (kernels/cupy/engines.py)
     "diagonal_net": {"diag_weights", "diag_forward_loss", "diag_update", "diag_outputs", "finish_step"},
@@ -52,8 +52,8 @@ def test_cupy_backend_says_why_it_cannot_run():
 
 
 def test_gpu_engines_import_without_a_gpu_and_cover_every_model():
-    from kernels.cupy.engines import ENGINES as GPU
-    from kernels.numba import ENGINES as CPU
+    from dichotomy.kernels.cupy.engines import ENGINES as GPU
+    from dichotomy.kernels.numba import ENGINES as CPU
 
     assert set(GPU) == set(CPU) == set(sources.MODELS)
     for engine in GPU.values():  # every engine launches only kernels its source defines

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refimpl import data, errors
+from dichotomy.refimpl import data, errors
 
 
 def test_sparse_linear_classification_structure(rng):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
+from dichotomy.refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
 from tests.cases import diagonal_cases, factorization_cases, inner, mlp_cases, random_like
 from tests.tolerances import tol
 

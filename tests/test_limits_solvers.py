@@ -8,9 +8,9 @@ import scipy.optimize
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp
-from refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk, qp
-from refimpl.tree import flatten
+from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp
+from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk, qp
+from dichotomy.refimpl.tree import flatten
 from tests.cases import any_case, random_like, seeds
 from tests.tolerances import tol
 

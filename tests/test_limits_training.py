@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
-from refimpl.data import Dataset
-from refimpl.limits import kernel_predictors, max_margin, min_norm, ntk, transition
-from refimpl.trajectory import Trajectory
-from refimpl.tree import param_norm
+from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.limits import kernel_predictors, max_margin, min_norm, ntk, transition
+from dichotomy.refimpl.trajectory import Trajectory
+from dichotomy.refimpl.tree import param_norm
 
 
 def _kernel_phase_error(module, config, X, y, steps):

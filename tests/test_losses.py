@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refimpl import errors, losses
+from dichotomy.refimpl import errors, losses
 
 RAISE = dict(over="raise", invalid="raise", divide="raise")  # underflow to 0 is the right float64 answer
 

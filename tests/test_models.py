@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refimpl import diagonal_net, errors, matrix_factorization, models, relu_mlp
-from refimpl.tree import param_norm
+from dichotomy.refimpl import diagonal_net, errors, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl.tree import param_norm
 from tests.cases import any_case, factorization_cases
 from tests.tolerances import tol
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
-from refimpl.optim import sgd_step
-from refimpl.trajectory import Trajectory, load, record_steps
-from refimpl.tree import flatten, param_norm, unflatten
+from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
+from dichotomy.refimpl.optim import sgd_step
+from dichotomy.refimpl.trajectory import Trajectory, load, record_steps
+from dichotomy.refimpl.tree import flatten, param_norm, unflatten
 from tests.cases import any_case, random_like
 from tests.tolerances import tol
 

@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dichotomy.cli import main
-from kernels import get_backend
-from refimpl import data, losses, relu_mlp, train
-from refimpl.errors import ConfigError
-from validation import suite
-from validation.claim import Check, Results, config_hash
+from dichotomy.kernels import get_backend
+from dichotomy.refimpl import data, losses, relu_mlp, train
+from dichotomy.refimpl.errors import ConfigError
+from dichotomy.validation import suite
+from dichotomy.validation.claim import Check, Results, config_hash
 
 
 @pytest.fixture(scope="module")

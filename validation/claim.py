@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.trajectory import Trajectory, load
+from dichotomy.refimpl.trajectory import Trajectory, load
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validation import switch
-from validation.claim import Check, Results
+from dichotomy.validation import switch
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "Grokking: diagonal net, sparse ±1 data (Fig. 1a)"
 CLAIM = ("Test accuracy sits near chance while the predictor is the max-L2-margin (kernel) classifier, then "

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validation import switch
-from validation.claim import Check, Results
+from dichotomy.validation import switch
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "Misgrokking: diagonal net, L2-separated Gaussians (Fig. 1b)"
 CLAIM = ("With γ-separated Gaussian data (dense w*), test accuracy is ~100% while the predictor is the "

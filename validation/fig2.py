@@ -15,9 +15,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refimpl.limits import transition
-from validation import plots, runs
-from validation.claim import Check, Results
+from dichotomy.refimpl.limits import transition
+from dichotomy.validation import plots, runs
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "Modular addition, two-layer ReLU net: grokking, and its dependence on α and λ (Fig. 2)"
 CLAIM = ("(a) He init, small λ: train accuracy reaches 100% with test accuracy near or below chance, and test "

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl import losses
-from refimpl.limits import transition
-from validation import plots, runs, switch
-from validation.claim import Check, Results
+from dichotomy.refimpl import losses
+from dichotomy.refimpl.limits import transition
+from dichotomy.validation import plots, runs, switch
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "Matrix completion: kernel plateau, then the min-nuclear-norm completion (Fig. 3)"
 CLAIM = ("The test MSE plateaus at the kernel predictor's (observed entries and their transposes fitted, the "

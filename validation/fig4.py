@@ -15,10 +15,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refimpl import presets, train
-from refimpl.limits import transition
-from validation import plots, runs
-from validation.claim import Check, Results
+from dichotomy.refimpl import presets, train
+from dichotomy.refimpl.limits import transition
+from dichotomy.validation import plots, runs
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "No weight decay: grokking on a log-log time scale (Fig. 4)"
 CLAIM = ("With λ = 0 and the learning rate η/L(θ), the net fits the training set while test accuracy stays "

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from refimpl.trajectory import Trajectory  # noqa: E402
+from dichotomy.refimpl.trajectory import Trajectory  # noqa: E402
 
 _TRAIN, _TEST, _NORM = "tab:blue", "tab:red", "tab:gray"
 

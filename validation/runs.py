@@ -9,10 +9,10 @@ from types import ModuleType
 
 import numpy as np
 
-from refimpl import errors, presets
-from refimpl.data import Dataset
-from refimpl.limits import transition
-from refimpl.trajectory import Trajectory, record_steps
+from dichotomy.refimpl import errors, presets
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.limits import transition
+from dichotomy.refimpl.trajectory import Trajectory, record_steps
 
 
 def schedule(steps: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -
         configs.append(c)
         params.append(module.init(c, np.random.default_rng(preset.init_seed)))
     if backend.name == "numba" and module.__name__.endswith("diagonal_net"):
-        from kernels.numba import run_batch
+        from dichotomy.kernels.numba import run_batch
 
         trajs = run_batch(module, configs, params, data, lr=lrs, wd=wds, steps=preset.steps, probe=probe,
                           record=schedule(preset.steps), progress=progress)

@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from refimpl import blocks, data, losses
-from refimpl.limits import max_margin
-from validation import plots
-from validation.claim import Check, Results
+from dichotomy.refimpl import blocks, data, losses
+from dichotomy.refimpl.limits import max_margin
+from dichotomy.validation import plots
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "Sample complexity of the two limits: max-L1 vs max-L2 margin (Appendix E)"
 CLAIM = ("On k-sparse ±1 data the max-L1-margin classifier generalizes from n ~ k² log d samples, while the "

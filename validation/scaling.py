@@ -14,9 +14,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refimpl.limits import transition
-from validation import plots, runs
-from validation.claim import Check, Results
+from dichotomy.refimpl.limits import transition
+from dichotomy.validation import plots, runs
+from dichotomy.validation.claim import Check, Results
 
 TITLE = "Scaling of the transition time with ln α and 1/λ (diagonal net)"
 CLAIM = ("The switch happens at t ≈ (1/λ) ln α: at fixed λ the measured time grows linearly in ln α with slope "

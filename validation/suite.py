@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from refimpl import errors
-from refimpl.trajectory import versions
-from validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
-from validation.claim import Check, Results, check_to_json, config_hash, saved_hash
+from dichotomy.refimpl import errors
+from dichotomy.refimpl.trajectory import versions
+from dichotomy.validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
+from dichotomy.validation.claim import Check, Results, check_to_json, config_hash, saved_hash
 
 CLAIMS: dict[str, ModuleType] = {"fig1a": fig1a, "fig1b": fig1b, "fig2": fig2, "fig3": fig3, "fig4": fig4,
                                  "scaling": scaling, "sample_complexity": sample_complexity}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl import blocks, losses
-from refimpl.limits import max_margin, transition
-from validation import plots, runs
-from validation.claim import Check, Results
+from dichotomy.refimpl import blocks, losses
+from dichotomy.refimpl.limits import max_margin, transition
+from dichotomy.validation import plots, runs
+from dichotomy.validation.claim import Check, Results
 
 
 def kernel_phase_end(t_star: float, measured) -> float:

@@ -25,7 +25,7 @@ def unavailable_reason() -> str | None:
 
 def run(model, config, params, data, **kwargs):
     """``refimpl.train.run``'s contract on the GPU (plus ``dtype="float32"``); see kernels/numba/driver.py."""
-    from kernels.cupy.engines import ENGINES
-    from kernels.numba.driver import run as drive
+    from dichotomy.kernels.cupy.engines import ENGINES
+    from dichotomy.kernels.numba.driver import run as drive
 
     return drive(model, config, params, data, engines=ENGINES, backend="cupy", **kwargs)

@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from kernels import BackendUnavailable
-from kernels.cupy.modules import THREADS, blocks, kernel
-from kernels.numba.engine import Engine
-from kernels.numba.relu_mlp import _two_hot_columns
+from dichotomy.kernels import BackendUnavailable
+from dichotomy.kernels.cupy.modules import THREADS, blocks, kernel
+from dichotomy.kernels.numba.engine import Engine
+from dichotomy.kernels.numba.relu_mlp import _two_hot_columns
 
 
 class GpuEngine(Engine):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from kernels.cupy.sources import options, source
+from dichotomy.kernels.cupy.sources import options, source
 
 THREADS = 256
 

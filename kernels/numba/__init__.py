@@ -4,15 +4,15 @@
 ``kernels.numba.run_batch`` trains B configurations on one dataset in one call.
 """
 
-from kernels.numba.diagonal_net import DiagonalNetBatch, DiagonalNetEngine
-from kernels.numba.driver import run
-from kernels.numba.matrix_factorization import MatrixFactorizationEngine
-from kernels.numba.relu_mlp import ReluMlpEngine
+from dichotomy.kernels.numba.diagonal_net import DiagonalNetBatch, DiagonalNetEngine
+from dichotomy.kernels.numba.driver import run
+from dichotomy.kernels.numba.matrix_factorization import MatrixFactorizationEngine
+from dichotomy.kernels.numba.relu_mlp import ReluMlpEngine
 
 ENGINES = {"diagonal_net": DiagonalNetEngine, "matrix_factorization": MatrixFactorizationEngine,
            "relu_mlp": ReluMlpEngine}
 BATCHES = {"diagonal_net": DiagonalNetBatch}  # models whose batch shares work; others run in turn
 
-from kernels.numba.batch import run_batch  # noqa: E402  (needs ENGINES and BATCHES above)
+from dichotomy.kernels.numba.batch import run_batch  # noqa: E402  (needs ENGINES and BATCHES above)
 
 __all__ = ["BATCHES", "ENGINES", "run", "run_batch"]

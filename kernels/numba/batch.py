@@ -13,11 +13,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from kernels.numba.driver import record_metrics
-from refimpl import errors, models
-from refimpl.data import Dataset
-from refimpl.train import check_run, describe
-from refimpl.trajectory import Trajectory
+from dichotomy.kernels.numba.driver import record_metrics
+from dichotomy.refimpl import errors, models
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.train import check_run, describe
+from dichotomy.refimpl.trajectory import Trajectory
 
 
 class SequentialBatch:
@@ -54,7 +54,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     Returns B trajectories; a run that diverges keeps status ``"diverged"`` and stops, the others go on.
     float64 only.
     """
-    from kernels.numba import BATCHES, ENGINES
+    from dichotomy.kernels.numba import BATCHES, ENGINES
 
     model = models.get(model) if isinstance(model, str) else model
     B = len(params)

@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.numba import losses as klosses
-from kernels.numba.engine import Engine
+from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels.numba.engine import Engine
 
 # Reassociation lets the int8 x float products vectorize; no-NaN / no-inf assumptions stay off, so
 # divergence is still detected. Sums differ from NumPy's by rounding (~1e-16 relative).

@@ -13,10 +13,10 @@ from types import ModuleType
 import numpy as np
 from tqdm.auto import tqdm
 
-from refimpl import errors, models
-from refimpl.data import Dataset
-from refimpl.train import check_run, describe
-from refimpl.trajectory import Trajectory
+from dichotomy.refimpl import errors, models
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.train import check_run, describe
+from dichotomy.refimpl.trajectory import Trajectory
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -43,7 +43,7 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
     ``engines`` (model stem -> engine class; default the numba ones) lets the CuPy backend reuse this
     driver with its GPU engines; ``backend`` names it in the trajectory's config.
     """
-    from kernels.numba import ENGINES
+    from dichotomy.kernels.numba import ENGINES
 
     engines = ENGINES if engines is None else engines
 

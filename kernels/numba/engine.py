@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.numba import losses as klosses
+from dichotomy.kernels.numba import losses as klosses
 
 
 class Engine:

@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
-from kernels.numba import losses as klosses
-from kernels.numba.engine import Engine
+from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels.numba.engine import Engine
 
 # Reassociation lets the d-long dot products use SIMD lanes (their rounding differs from NumPy's pairwise
 # sums by ~1e-16 relative); no-NaN / no-inf assumptions stay off, so divergence is still detected.

@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit
 from numba.typed import List
 
-from kernels.numba import losses as klosses
-from kernels.numba.engine import Engine
+from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels.numba.engine import Engine
 
 
 @njit(cache=True)

@@ -13,9 +13,9 @@ from types import ModuleType
 import numpy as np
 import scipy.linalg
 
-from refimpl import losses
-from refimpl.errors import ConfigError
-from refimpl.limits import ntk, qp
+from dichotomy.refimpl import losses
+from dichotomy.refimpl.errors import ConfigError
+from dichotomy.refimpl.limits import ntk, qp
 
 INTERPOLATION_RTOL = 1e-8  # K2: relative residual ||G coef - y|| / ||y|| accepted as an interpolation
 

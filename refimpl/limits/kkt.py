@@ -19,10 +19,10 @@ from types import ModuleType
 import numpy as np
 import scipy.linalg
 
-from refimpl import losses, models
-from refimpl.errors import ConfigError
-from refimpl.limits import ntk, qp
-from refimpl.tree import param_norm
+from dichotomy.refimpl import losses, models
+from dichotomy.refimpl.errors import ConfigError
+from dichotomy.refimpl.limits import ntk, qp
+from dichotomy.refimpl.tree import param_norm
 
 MAX_CONSTRAINTS = 2000  # R1 keeps the samples with the smallest margins up to this many constraints
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
-from refimpl import blocks
-from refimpl.errors import ConfigError
-from refimpl.limits.qp import SolverFailed
+from dichotomy.refimpl import blocks
+from dichotomy.refimpl.errors import ConfigError
+from dichotomy.refimpl.limits.qp import SolverFailed
 
 _HIGHS_OPTIONS = {"output_flag": False, "presolve": "off", "primal_feasibility_tolerance": 1e-10,
                   "dual_feasibility_tolerance": 1e-10}

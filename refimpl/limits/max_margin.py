@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refimpl import blocks, errors
-from refimpl.limits import l1_programs, qp
+from dichotomy.refimpl import blocks, errors
+from dichotomy.refimpl.limits import l1_programs, qp
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from refimpl import errors, matrix_factorization
-from refimpl.limits import l1_programs
-from refimpl.limits.qp import SolverFailed
+from dichotomy.refimpl import errors, matrix_factorization
+from dichotomy.refimpl.limits import l1_programs
+from dichotomy.refimpl.limits.qp import SolverFailed
 
 
 def min_l1_interpolation(X, y) -> l1_programs.L1Solution:

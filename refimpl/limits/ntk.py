@@ -16,8 +16,8 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
-from refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
-from refimpl.errors import ConfigError
+from dichotomy.refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
+from dichotomy.refimpl.errors import ConfigError
 
 MAX_BYTES = 1 << 30  # the largest Jacobian (MLP) or Gram matrix formed; beyond, a one-line ConfigError
 

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from refimpl.errors import ConfigError, DichotomyError
+from dichotomy.refimpl.errors import ConfigError, DichotomyError
 
 
 class SolverFailed(DichotomyError, RuntimeError):

@@ -14,11 +14,11 @@ from types import ModuleType
 
 import numpy as np
 
-from refimpl import blocks, diagonal_net, matrix_factorization, models
-from refimpl.data import Dataset
-from refimpl.errors import ConfigError, DichotomyError
-from refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
-from refimpl.trajectory import Trajectory
+from dichotomy.refimpl import blocks, diagonal_net, matrix_factorization, models
+from dichotomy.refimpl.data import Dataset
+from dichotomy.refimpl.errors import ConfigError, DichotomyError
+from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
+from dichotomy.refimpl.trajectory import Trajectory
 
 PROBE_SIZE = 512
 

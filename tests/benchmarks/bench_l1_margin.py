@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from refimpl import data
-from refimpl.limits import max_margin
+from dichotomy.refimpl import data
+from dichotomy.refimpl.limits import max_margin
 
 
 def main(dims):
