@@ -1,52 +1,79 @@
-"""Backends: the same training math, fast. ``get_backend(name).run(...)`` has refimpl.train.run's contract.
+"""Backends: the same training math, fast, behind one engine protocol and one driver (docs/architecture.md).
 
-``numpy`` is the float64 reference itself (refimpl.train.run); ``numba`` is the compiled CPU backend
-(kernels/numba/, with an extra ``dtype="float32"`` option); ``cupy`` is the GPU backend (kernels/cupy/, same
-contract, needs CuPy and a CUDA device). Asking for a backend that cannot run here raises
-:class:`BackendUnavailable` with the reason; nothing ever falls back to another backend silently.
+``get_backend(name)`` returns a :class:`Backend` whose ``run`` / ``run_batch`` have the contract of
+:func:`dichotomy.refimpl.train.run` / ``run_batch``: the one driver, with the backend's engine.
+
+- ``numpy``: the float64 reference itself (:class:`dichotomy.refimpl.engine.ReferenceEngine`).
+- ``numba``: fused, compiled CPU training loops (``kernels/numba/``), float64 and float32, batches.
+- ``cupy``: CUDA kernels (``kernels/cupy/``); needs CuPy and a CUDA device.
+
+Every backend declares what it supports (models, dtypes, data kinds, the loss-normalized schedule); anything
+else is a one-line error naming what was asked (:class:`BackendUnavailable` when the backend cannot run on this
+machine at all, :class:`dichotomy.refimpl.errors.ConfigError` for a combination it does not take). Nothing ever
+falls back to another backend silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from dichotomy.refimpl import train
+from dichotomy.refimpl.engine import Engine, LossNormalized, ReferenceEngine, RunSpec
 from dichotomy.refimpl.errors import DichotomyError
 
 BACKENDS = ("numpy", "numba", "cupy")
 
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "Engine", "LossNormalized", "RunSpec", "available_backends",
+           "get_backend"]
+
 
 class BackendUnavailable(DichotomyError, RuntimeError):
-    """The requested backend cannot run on this machine or is not built yet; the message says why."""
+    """The requested backend cannot run on this machine; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A named training engine: ``run(model, config, params, data, *, lr, wd, steps, record, ...)``."""
+    """A named engine factory, driven by the one driver.
+
+    ``engine`` is called as ``engine(model, runs, data, probe=..., dtype=..., schedule=...)`` and offers
+    ``unsupported(model, runs, data, dtype, schedule) -> str | None`` (the :class:`Engine` protocol).
+    """
 
     name: str
-    run: Callable
+    engine: object
+
+    def run(self, model, config, params, data, **kwargs):
+        """:func:`dichotomy.refimpl.train.run` on this backend's engine."""
+        return train.run(model, config, params, data, engine=self.engine, **kwargs)
+
+    def run_batch(self, model, configs, params, data, **kwargs):
+        """:func:`dichotomy.refimpl.train.run_batch` on this backend's engine: B runs, one engine."""
+        return train.run_batch(model, configs, params, data, engine=self.engine, **kwargs)
+
+    def unsupported(self, model, runs, data, dtype: str = "float64", schedule=None) -> str | None:
+        """Why this backend cannot train ``runs`` of ``model`` on ``data``; None if it can."""
+        return self.engine.unsupported(model, runs, data, dtype, schedule)
 
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name``, or :class:`BackendUnavailable` saying why it cannot run."""
     if name == "numpy":
-        from dichotomy.refimpl.train import run
-
-        return Backend("numpy", run)
+        return Backend("numpy", ReferenceEngine)
     if name == "numba":
         try:
-            from dichotomy.kernels.numba import run
+            from dichotomy.kernels.numba import ENGINE
         except ImportError as e:
             raise BackendUnavailable(f"the numba backend needs numba: {e}") from None
-        return Backend("numba", run)
+        return Backend("numba", ENGINE)
     if name == "cupy":
         from dichotomy.kernels import cupy as gpu
 
         reason = gpu.unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(f"the cupy backend cannot run here: {reason}; use --backend numba")
-        return Backend("cupy", gpu.run)
+        from dichotomy.kernels.cupy.engines import ENGINE
+
+        return Backend("cupy", ENGINE)
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

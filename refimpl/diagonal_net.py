@@ -19,6 +19,10 @@ import numpy as np
 
 from dichotomy.refimpl import blocks, errors, losses
 
+NAME = "diagonal-net"  # the model's one name: registry key, CLI argument, trajectory field
+SCALE_CONVENTION = ("alpha = ||theta(0)||_2 (official code); the paper's per-coordinate scale alpha / sqrt(2d) "
+                    "gives ln(alpha / sqrt(2d)) / lambda")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -32,6 +36,48 @@ class Config:
         errors.positive_int("d", self.d)
         errors.positive("alpha", self.alpha, allow_zero=True)
         errors.positive_int("depth L", self.L, minimum=2)
+
+
+def shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes: u and v, (d,) each."""
+    return {"u": (config.d,), "v": (config.d,)}
+
+
+def degree(config: Config) -> int:
+    """The homogeneity degree: f(c theta) = c^L f(theta)."""
+    return config.L
+
+
+def init_scale(config: Config) -> float:
+    """alpha with theta(0) = alpha * theta_bar, ||theta_bar|| = 1 (see :data:`SCALE_CONVENTION`)."""
+    return float(config.alpha)
+
+
+def n_outputs(config: Config) -> int:
+    """Outputs per input: one scalar."""
+    return 1
+
+
+def config_for(data, **model_args) -> Config:
+    """The Config of ``model_args`` with the input dimension d taken from the dataset."""
+    return Config(d=int(np.shape(data.X_train)[1]), **model_args)
+
+
+def late_limit(config: Config, task: str) -> str | None:
+    """The late-phase limit of Theorems 3.5 / 3.10 that is a convex program here, or None.
+
+    With L = 2, w = u^2 - v^2 and ||theta||^2 = ||w||_1 at the optimum: (R1) is the max-L1-margin LP
+    (binary), (R2) the min-L1 interpolation (regression). Deeper nets have no convex form.
+    """
+    if config.L != 2:
+        return None
+    return {"binary": "max-l1-margin", "regression": "min-l1-interpolation"}.get(task)
+
+
+def ntk_gram(config: Config, params, X1, X2) -> np.ndarray:
+    """K(x, x') = <x, x'>_S with S = L^2 (u^{2L-2} + v^{2L-2}); shape (n1, n2) (docs/limits.md §2)."""
+    L = config.L
+    return blocks.gram(X1, X2, L * L * (params["u"] ** (2 * L - 2) + params["v"] ** (2 * L - 2)))
 
 
 def alpha_from_per_coordinate(a: float, d: int) -> float:

@@ -81,9 +81,13 @@ def finite_array(name: str, a, *, ndim: int | None = None) -> np.ndarray:
 
 
 class TrainingInterrupted(DichotomyError, KeyboardInterrupt):
-    """Training was stopped by the user (Ctrl-C); ``trajectory`` holds everything recorded until then."""
+    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM; ``trajectory`` holds everything recorded until then
+    (``trajectories``: every run of a batch). ``exit_code`` is 130 for SIGINT and 143 for SIGTERM."""
 
-    def __init__(self, step: int, trajectory=None):
+    def __init__(self, step: int, trajectory=None, *, signal_name: str = "SIGINT", trajectories=None):
         self.step = step
         self.trajectory = trajectory
-        super().__init__(f"training interrupted at step {step}; the trajectory so far was kept")
+        self.trajectories = trajectories if trajectories is not None else [trajectory]
+        self.signal_name = signal_name
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+        super().__init__(f"training interrupted ({signal_name}) at step {step}; the trajectory so far was kept")

@@ -43,16 +43,30 @@ def check_targets(loss: str, f_shape: tuple, y) -> np.ndarray:
     n = f_shape[0]
     if y.shape[:1] != (n,):
         raise ConfigError(f"{n} outputs but {y.shape[0] if y.ndim else 0} targets: their lengths must match")
+    one_output = len(f_shape) == 1 or (len(f_shape) == 2 and f_shape[1] == 1)
+    if task != "multiclass" and not one_output and not (task == "regression" and y.shape == tuple(f_shape)):
+        raise ConfigError(f"the {loss} loss needs one output per sample, but the model gives {f_shape[1]}: "
+                          "use out=1 (or cross_entropy for several classes)")
     if task == "binary":
-        if y.ndim != 1 or not np.all((y == 1) | (y == -1)):
+        if y.ndim != 1 or y.dtype.kind not in "biuf" or not np.all((y == 1) | (y == -1)):
             raise ConfigError(f"the {loss} loss needs labels in {{-1, +1}}; got values {np.unique(y)[:5]}")
     elif task == "multiclass":
         C = f_shape[1] if len(f_shape) == 2 else 0
         if y.dtype.kind not in "iu" or y.ndim != 1 or np.any((y < 0) | (y >= C)):
             raise ConfigError(f"cross_entropy needs integer class labels in [0, {C}) for {C} outputs")
-    elif y.shape != tuple(f_shape) or not np.all(np.isfinite(y)):
+    elif (y.shape != tuple(f_shape) and not (one_output and y.shape == (n,))) or y.dtype.kind not in "biuf" \
+            or not np.all(np.isfinite(y)):
         raise ConfigError(f"squared loss needs finite targets of shape {tuple(f_shape)}, got {y.shape}")
     return y
+
+
+def _one_column(f: np.ndarray, y) -> np.ndarray:
+    """Outputs (n, 1) of a one-output model (a ReLU MLP with out = 1) against targets (n,): their column (n,),
+    so that y * f never broadcasts to (n, n). Anything else is returned as it is."""
+    f = np.asarray(f)
+    if f.ndim == 2 and f.shape[1] == 1 and np.ndim(y) == 1:
+        return f[:, 0]
+    return f
 
 
 def _log_softplus(z: np.ndarray) -> np.ndarray:
@@ -92,6 +106,10 @@ def value_and_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float, np.n
     g : ndarray, shape of ``f``
         dL/df, including the 1/n of the mean. Finite at any finite margin.
     """
+    shape, f = np.shape(f), _one_column(f, y)
+    if f.shape != shape:
+        value, g = value_and_grad(loss, f, y)
+        return value, g.reshape(shape)
     n = f.shape[0]
     if loss == "logistic":
         m = y * f
@@ -119,6 +137,7 @@ def value_and_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float, np.n
 
 def log_value(loss: str, f: np.ndarray, y: np.ndarray) -> float:
     """log of the mean loss, computed in log space (finite where the loss underflows to 0)."""
+    f = _one_column(f, y)
     n = f.shape[0]
     if loss == "logistic":
         per_sample = _log_softplus(-y * f)
@@ -137,7 +156,7 @@ def log_value(loss: str, f: np.ndarray, y: np.ndarray) -> float:
 def margins(task: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-sample margins: y_i f_i (binary) or F_{i,y_i} - max_{j != y_i} F_ij (multiclass), shape (n,)."""
     if task == "binary":
-        return y * f
+        return y * _one_column(f, y)
     if task == "multiclass":
         return -np.max(_others_minus_true(f, y), axis=1)
     raise ConfigError(f"margins are defined for classification, not {task}")
@@ -146,6 +165,7 @@ def margins(task: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
 def accuracy(task: str, f: np.ndarray, y: np.ndarray) -> float:
     """Fraction correct. Binary ties (f = 0) count 1/2, as in the official code; multiclass uses argmax."""
     if task == "binary":
+        f = _one_column(f, y)
         return float(np.mean((y * f > 0) + 0.5 * (f == 0)))
     if task == "multiclass":
         return float(np.mean(np.argmax(f, axis=1) == y))
@@ -164,6 +184,10 @@ def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float,
     (Fig. 4, Appendix B.1) needs: the step eta (dL/dtheta) / L never forms L or its gradient. Per sample,
     (dl_i/df_i) / sum_j l_j = sign * exp(log |dl_i/df_i| - logsumexp_j log l_j) (docs/math.md §1.3).
     """
+    shape, f = np.shape(f), _one_column(f, y)
+    if f.shape != shape:
+        log_value, g = log_normalized_grad(loss, f, y)
+        return log_value, g.reshape(shape)
     if loss == "squared":
         r = f - y
         total = float(np.sum(r * r))

@@ -15,6 +15,9 @@ import scipy.sparse as sp
 
 from dichotomy.refimpl import errors, losses
 
+NAME = "matrix-completion"  # the model's one name: registry key, CLI argument, trajectory field
+SCALE_CONVENTION = "U(0) = V(0) = alpha I (paper and code)"
+
 _DENSE_MAX_D = 1024  # backward builds G densely up to this size
 
 
@@ -30,6 +33,48 @@ class Config:
         errors.positive_int("d", self.d)
         errors.positive("alpha", self.alpha, allow_zero=True)
         errors.positive("sigma", self.sigma, allow_zero=True)
+
+
+def shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes: U and V, (d, d) each."""
+    return {"U": (config.d, config.d), "V": (config.d, config.d)}
+
+
+def degree(config: Config) -> int:
+    """The homogeneity degree: W(c theta) = c^2 W(theta)."""
+    return 2
+
+
+def init_scale(config: Config) -> float:
+    """alpha with theta(0) = alpha * theta_bar, theta_bar = (I, I) when sigma = 0."""
+    return float(config.alpha)
+
+
+def n_outputs(config: Config) -> int:
+    """Outputs per input (index pair): one entry."""
+    return 1
+
+
+def config_for(data, **model_args) -> Config:
+    """The Config of ``model_args`` with the matrix size d from the dataset (``info["d"]``, else the largest
+    index seen plus one)."""
+    d = data.info.get("d")
+    if d is None:
+        d = int(max(np.max(data.X_train, initial=-1), np.max(data.X_test, initial=-1))) + 1
+    return Config(d=int(d), **model_args)
+
+
+def late_limit(config: Config, task: str) -> str | None:
+    """(R2) for W = U U^T - V V^T is the min-nuclear-norm completion (an SDP); no classification form."""
+    return "min-nuclear-norm" if task == "regression" else None
+
+
+def ntk_gram(config: Config, params, X1, X2) -> np.ndarray:
+    """K((i,j),(k,l)) = d_ik M_jl + d_il M_jk + d_jk M_il + d_jl M_ik with M = U U^T + V V^T; (n1, n2)
+    (docs/limits.md §2)."""
+    M = params["U"] @ params["U"].T + params["V"] @ params["V"].T
+    (i, j), (k, m) = X1.T[:, :, None], X2.T[:, None, :]  # pairs (i, j) of X1 against (k, m) of X2
+    return (i == k) * M[j, m] + (i == m) * M[j, k] + (j == k) * M[i, m] + (j == m) * M[i, k]
 
 
 def init(config: Config, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:

@@ -111,11 +111,8 @@ def override(preset: Preset, **changes) -> Preset:
 
 def model_config(preset: Preset, dataset: data.Dataset):
     """The model's Config: the preset's model arguments plus the dimensions fixed by ``dataset``."""
-    module = models.get(preset.model)
-    info = dataset.info
-    derived = ({"D": 2 * info["p"], "out": info["p"]} if preset.model == "relu-mlp" else {"d": info["d"]})
     try:
-        return module.Config(**derived, **preset.model_args)
+        return models.get(preset.model).config_for(dataset, **preset.model_args)
     except TypeError as e:
         raise errors.ConfigError(f"{preset.model}: {e}") from None
 

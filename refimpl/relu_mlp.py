@@ -15,6 +15,10 @@ import numpy as np
 
 from dichotomy.refimpl import errors, losses
 
+NAME = "relu-mlp"  # the model's one name: registry key, CLI argument, trajectory field
+SCALE_CONVENTION = "theta(0) = alpha x He init, alpha = init_scale"
+MAX_JACOBIAN_BYTES = 1 << 30  # the largest Jacobian ntk_gram forms; beyond, a one-line ConfigError
+
 
 @dataclass(frozen=True)
 class Config:
@@ -33,6 +37,52 @@ class Config:
         errors.positive_int("out", self.out)
         errors.positive_int("depth L", self.L, minimum=2)
         errors.positive("init_scale", self.init_scale, allow_zero=True)
+
+
+def degree(config: Config) -> int:
+    """The homogeneity degree: every parameter, b1 included, scaled by c scales f by c^L."""
+    return config.L
+
+
+def init_scale(config: Config) -> float:
+    """alpha with theta(0) = alpha * theta_bar, theta_bar = He init: ``init_scale``."""
+    return float(config.init_scale)
+
+
+def n_outputs(config: Config) -> int:
+    """Outputs (logits) per input."""
+    return config.out
+
+
+def config_for(data, **model_args) -> Config:
+    """The Config of ``model_args`` with D = input width and ``out`` = the number of classes from the dataset
+    (``info["p"]`` for modular arithmetic; else 1 for binary or regression targets, max label + 1 for
+    cross-entropy)."""
+    D = int(np.shape(data.X_train)[1])
+    if "p" in data.info:
+        out = int(data.info["p"])
+    elif data.loss == "cross_entropy":
+        out = int(max(np.max(data.y_train, initial=0), np.max(data.y_test, initial=0))) + 1
+    else:
+        out = 1
+    return Config(D=D, out=out, **model_args)
+
+
+def late_limit(config: Config, task: str) -> str | None:
+    """No convex form of (R1)/(R2) for a ReLU net: the late phase is checked by KKT residuals instead."""
+    return None
+
+
+def ntk_gram(config: Config, params, X1, X2) -> np.ndarray:
+    """J(X1) J(X2)^T from the hand-written Jacobian; shape (n1, out, n2, out) (docs/limits.md §2)."""
+    P = sum(math.prod(s) for s in shapes(config).values())
+    need = 8 * P * config.out * (len(X1) + (0 if X2 is X1 else len(X2)))
+    if need > MAX_JACOBIAN_BYTES:
+        raise errors.ConfigError(f"the ReLU MLP's NTK Gram needs a {need / 2**30:.1f} GiB Jacobian ({len(X1)} "
+                                 f"inputs x {config.out} outputs x {P} parameters); use fewer inputs or a narrower net")
+    J1 = ntk_features(config, params, X1)
+    J2 = J1 if X2 is X1 else ntk_features(config, params, X2)
+    return np.einsum("iap,jbp->iajb", J1, J2, optimize=True)
 
 
 def shapes(config: Config) -> dict[str, tuple[int, ...]]:

@@ -1,9 +1,11 @@
-"""The reference training driver: full-batch GD with coupled weight decay, metrics on a schedule.
+"""The one training driver: every engine, every backend, single runs and batches (docs/architecture.md).
 
-:func:`run` is the float64 oracle every backend is compared with (docs/user-guide.md). Per recorded step
-it stores, for parameters theta_s after s updates:
+:func:`run` (one run) and :func:`run_batch` (B runs of one model on one dataset) validate their input once,
+build an engine (the float64 NumPy reference by default; ``dichotomy.kernels.get_backend(name)`` binds a fast
+one), and :func:`drive` it: the record schedule, progress bar, divergence per run, SIGINT/SIGTERM and the
+Trajectory all live here and nowhere else. Per recorded step, for parameters theta_s after s updates:
 
-- ``time`` = lr * s (the paper's continuous time t),
+- ``time`` = lr * s (the paper's continuous time t; with :class:`LossNormalized`, exp(``log_time``)),
 - ``train_loss``, ``train_log_loss`` (log L in log space, finite at huge margins), ``test_loss``,
 - ``train_acc``, ``test_acc``, ``margin`` (min_i margin_i / ||theta||^L) for classification,
 - ``param_norm`` = ||theta_s||_2,
@@ -13,6 +15,12 @@ and, when a ``probe`` set is given, the outputs f(theta_s; probe) in ``Trajector
 
 from __future__ import annotations
 
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
@@ -20,35 +28,44 @@ from tqdm.auto import tqdm
 
 from dichotomy.refimpl import errors, losses, models
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.optim import sgd_step
+from dichotomy.refimpl.engine import LossNormalized, ReferenceEngine, RunSpec, evaluate
 from dichotomy.refimpl.trajectory import Trajectory, record_steps
-from dichotomy.refimpl.tree import all_finite, param_norm
+
+__all__ = ["LossNormalized", "check_run", "describe", "drive", "evaluate", "run", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 0.25  # one engine call lasts about this long, so a signal is honoured within ~a second
+DTYPES = ("float64", "float32")
 
 
 def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, record, probe=None):
-    """Validate everything :func:`run` is given; return (lr, wd, steps, record, probe) normalized."""
+    """Validate one run's input; return (params as float64 copies, lr, wd, steps, record, probe)."""
     lr = errors.positive("learning rate lr", lr)
     wd = errors.positive("weight decay wd", wd, allow_zero=True)
     steps = errors.positive_int("steps", steps, minimum=0)
-    if not all_finite(params):
-        raise errors.ConfigError("the initial parameters contain NaN or inf")
+    params = models.check_params(model, config, params)
     for split in ("train", "test"):
         X = model.check_inputs(config, getattr(data, f"X_{split}"))
-        f_shape = model.predict(config, params, X[:1]).shape
-        losses.check_targets(data.loss, (X.shape[0],) + f_shape[1:], getattr(data, f"y_{split}"))
-    record = record_steps(steps) if record is None else np.unique(np.asarray(record, dtype=np.int64))
+        if X.shape[0] == 0:
+            raise errors.ConfigError(f"the {split} set is empty: a run needs at least one {split} example")
+        f_shape = (X.shape[0],) + model.predict(config, params, X[:1]).shape[1:]
+        losses.check_targets(data.loss, f_shape, getattr(data, f"y_{split}"))
+    if record is None:
+        record = record_steps(steps)
+    else:
+        try:
+            record = np.asarray(record)
+            if record.dtype.kind not in "iu" and not (record.dtype.kind == "f" and np.all(record == np.round(record))):
+                raise TypeError
+            record = np.unique(record.astype(np.int64))
+        except (TypeError, ValueError):
+            raise errors.ConfigError("record must be a sequence of integer steps") from None
     if record.size == 0 or record[0] < 0 or record[-1] > steps:
-        raise errors.ConfigError(f"record steps must lie in [0, steps={steps}]")
+        raise errors.ConfigError(f"record steps must lie in [0, steps={steps}] and there must be at least one")
     if probe is not None:
-        probe = _hot_copy(model.check_inputs(config, probe))
-    return lr, wd, steps, record, probe
-
-
-def _hot_copy(X: np.ndarray) -> np.ndarray:
-    """A float64 copy of exact small-integer inputs (+-1 data) read every step; index pairs stay integer."""
-    if X.dtype.kind == "i" and X.dtype.itemsize == 1 and X.size <= 1 << 25:
-        return X.astype(np.float64)
-    return X
+        probe = model.check_inputs(config, probe)
+    return params, lr, wd, steps, record, probe
 
 
 def describe(config, data: Dataset, backend: str, run_config: dict | None = None, **settings) -> dict:
@@ -57,24 +74,10 @@ def describe(config, data: Dataset, backend: str, run_config: dict | None = None
             **(run_config or {})}
 
 
-def evaluate(model: ModuleType, config, params, data: Dataset, f_train: np.ndarray,
-             train_loss: float) -> dict[str, float]:
-    """Every metric at one recorded step, given the train outputs and loss already computed."""
-    task, L = data.task, models.degree(model, config)
-    f_test = model.predict(config, params, data.X_test)
-    norm = param_norm(params)
-    out = {"train_loss": train_loss, "train_log_loss": losses.log_value(data.loss, f_train, data.y_train),
-           "test_loss": losses.value_and_grad(data.loss, f_test, data.y_test)[0], "param_norm": norm}
-    if task != "regression":
-        out["train_acc"] = losses.accuracy(task, f_train, data.y_train)
-        out["test_acc"] = losses.accuracy(task, f_test, data.y_test)
-        out["margin"] = losses.normalized_margin(task, f_train, data.y_train, norm, L) if norm > 0 else 0.0
-    return out
-
-
 def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *, lr: float,
-        wd: float, steps: int, record=None, probe=None, progress: bool = False,
-        run_config: dict | None = None) -> Trajectory:
+        wd: float, steps: int, record=None, probe=None, progress: bool = False, run_config: dict | None = None,
+        dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
+        label: str = "") -> Trajectory:
     """Train ``steps`` full-batch GD steps p <- p - lr (g + wd p) and record metrics at ``record`` steps.
 
     Parameters
@@ -83,126 +86,189 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
         A model module of :mod:`refimpl.models` or its name (``diagonal-net`` ...).
     config : the model's ``Config``
     params : dict of ndarray
-        Initial parameters; not modified.
+        Initial parameters; not modified. Checked against the model's shapes (keys, shapes, finite reals).
     data : Dataset
     lr, wd : float
-        Learning rate (> 0) and coupled weight decay (>= 0).
+        Learning rate (> 0) and coupled weight decay (>= 0). With ``schedule``, ``lr`` is the warm-up rate.
     steps : int
         Number of updates.
     record : array of int, optional
         Steps in [0, steps] at which to record; default :func:`refimpl.trajectory.record_steps`.
     probe : array, optional
-        Inputs whose outputs are recorded at every recorded step (``Trajectory.outputs``); see
-        :func:`refimpl.limits.transition.default_probe`.
+        Inputs whose outputs are recorded at every recorded step (``Trajectory.outputs``).
     progress : bool
-        Show a tqdm progress bar with the latest metrics.
+        Show a progress bar with the latest metrics.
     run_config : dict, optional
         Extra JSON-serializable description stored in the trajectory (seed, preset, ...).
+    dtype : "float64" or "float32"
+        The engine's working precision (the reference computes in float64 only).
+    schedule : LossNormalized, optional
+        GD without weight decay at eta / L(theta) (needs ``wd = 0``).
+    engine : engine class
+        Default the NumPy reference; ``dichotomy.kernels.get_backend(name).run`` passes its own.
 
     Raises
     ------
     TrainingDiverged
         At the first step whose train loss is not finite; ``.trajectory`` holds what was recorded.
     TrainingInterrupted
-        On Ctrl-C; ``.trajectory`` holds what was recorded.
+        On SIGINT (Ctrl-C) or SIGTERM; ``.trajectory`` holds what was recorded.
     """
-    model = models.get(model) if isinstance(model, str) else model
-    lr, wd, steps, record, probe = check_run(model, config, params, data, lr, wd, steps, record, probe)
-    cfg = describe(config, data, "numpy", run_config, lr=lr, wd=wd, steps=steps)
-    X_train = _hot_copy(data.X_train)
-    rows: list[dict[str, float]] = []
-    outputs: list[np.ndarray] = []
+    trajs = run_batch(model, [config], [params], data, lr=[lr], wd=[wd], steps=steps, record=record, probe=probe,
+                      progress=progress, run_config=run_config, dtype=dtype, schedule=schedule, engine=engine,
+                      label=label, _single=True)
+    traj = trajs[0]
+    if traj.status == "diverged":
+        raise errors.TrainingDiverged(traj.config["diverged_at"], lr, traj)
+    return traj
 
-    def trajectory(status):
-        return Trajectory.from_rows(record, rows, params, cfg, status, lr=lr,
-                                    outputs=None if probe is None else outputs)
 
-    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
-    next_rec, s = 0, 0
+def _per_run(name: str, value, B: int) -> list:
+    """One value for every run, or exactly B of them."""
+    if isinstance(value, list | tuple | np.ndarray):
+        value = list(value)
+        if len(value) != B:
+            raise errors.ConfigError(f"{name} must be one value or a sequence of {B} (one per run), got {len(value)}")
+        return value
+    return [value] * B
+
+
+def run_batch(model: ModuleType | str, configs, params: list[dict], data: Dataset, *, lr, wd, steps: int,
+              record=None, probe=None, progress: bool = False, run_config: dict | None = None,
+              dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
+              label: str = "", _single: bool = False) -> list[Trajectory]:
+    """Train B = len(params) runs of one model on ``data``; ``configs``, ``lr`` and ``wd`` are one value or B.
+
+    Each run trains with its own config (depth, alpha, ...), learning rate and weight decay, and gets the
+    Trajectory :func:`run` would return for it alone. A run that diverges gets status ``"diverged"`` (its
+    step in ``config["diverged_at"]``) and stops; the others go on.
+
+    Raises
+    ------
+    TrainingInterrupted
+        On SIGINT or SIGTERM; ``.trajectories`` holds every run's record so far.
+    """
+    model = models.resolve(model)
+    if not isinstance(params, list | tuple) or not params:
+        raise errors.ConfigError("run_batch needs a non-empty list of initial parameter dicts, one per run")
+    B = len(params)
+    configs, lrs, wds = _per_run("configs", configs, B), _per_run("lr", lr, B), _per_run("wd", wd, B)
+    runs, checked = [], None
+    for c, p, a, w in zip(configs, params, lrs, wds, strict=True):
+        if not isinstance(c, model.Config):
+            raise errors.ConfigError(f"config must be a {model.NAME} Config, got {type(c).__name__}")
+        p, a, w, steps, rec, prb = check_run(model, c, p, data, a, w, steps, record, probe)
+        runs.append(RunSpec(c, p, a, w))
+        checked = rec, prb
+    record, probe = checked
+    if dtype not in DTYPES:
+        raise errors.ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if schedule is not None:
+        if not isinstance(schedule, LossNormalized):
+            raise errors.ConfigError(f"schedule must be a LossNormalized or None, got {type(schedule).__name__}")
+        if any(r.wd != 0 for r in runs):
+            raise errors.ConfigError("the loss-normalized schedule trains without weight decay: pass wd=0")
+    name = getattr(engine, "name", type(engine).__name__)
+    reason = engine.unsupported(model, runs, data, dtype, schedule) if hasattr(engine, "unsupported") else None
+    if reason is not None:
+        raise errors.ConfigError(f"the {name} backend cannot train this: {reason}")
+    eng = engine(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+    settings = {"dtype": dtype, **(schedule.describe() if schedule is not None else {})}
+    cfgs = [describe(r.config, data, name, run_config, lr=r.lr, wd=r.wd, steps=steps, **settings,
+                     **({} if _single else {"batch": {"index": b, "size": B}})) for b, r in enumerate(runs)]
+    return drive(eng, steps, record, cfgs, lrs=[r.lr for r in runs], probe=probe is not None, progress=progress,
+                 label=label, time_from_log=schedule is not None)
+
+
+class _Stop(Exception):
+    """Raised inside the driver by the SIGTERM handler."""
+
+
+@contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into an exception while training (main thread only; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        # Overflow is detected explicitly (a non-finite loss), so NumPy's warnings would only be noise.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for s in range(steps + 1):
-                f, cache = model.forward(config, params, X_train)
-                value, g = losses.value_and_grad(data.loss, f, data.y_train)
-                if not np.isfinite(value):
-                    raise errors.TrainingDiverged(s, lr, trajectory("diverged"))
-                if next_rec < len(record) and s == record[next_rec]:
-                    rows.append(evaluate(model, config, params, data, f, value))
-                    if probe is not None:
-                        outputs.append(model.predict(config, params, probe))
-                    next_rec += 1
-                    bar.set_postfix({k: f"{rows[-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
-                                     if k in rows[-1]}, refresh=False)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: list[float], probe: bool = False,
+          progress: bool = False, label: str = "", time_from_log: bool = False) -> list[Trajectory]:
+    """Advance ``engine`` to ``steps``, recording every run's metrics at the steps of ``record``.
+
+    The gaps between recorded steps are advanced in chunks of about :data:`CHUNK_SECONDS`, so a signal is
+    honoured promptly however long a gap is. Returns one Trajectory per run (status ``completed`` or
+    ``diverged``); raises :class:`TrainingInterrupted` on SIGINT/SIGTERM with all of them.
+    """
+    B = engine.B
+    rows: list[list[dict]] = [[] for _ in range(B)]
+    outputs: list[list[np.ndarray]] = [[] for _ in range(B)]
+
+    def trajectories(stopped: str = "completed") -> list[Trajectory]:
+        out, params = [], engine.params()
+        for b in range(B):
+            cfg, status = dict(configs[b]), stopped
+            if engine.diverged_at[b] >= 0:
+                cfg["diverged_at"], status = int(engine.diverged_at[b]), "diverged"
+            traj = Trajectory.from_rows(record, rows[b], params[b], cfg, status,
+                                        lr=None if time_from_log else lrs[b], outputs=outputs[b] if probe else None)
+            if time_from_log:
+                with np.errstate(over="ignore"):
+                    traj.metrics["time"] = np.exp(traj.metrics.get("log_time", np.zeros(0)))
+            out.append(traj)
+        return out
+
+    targets = list(record) + ([steps] if record[-1] < steps else [])
+    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5,
+               desc=label or None)
+    chunk, s = 1, engine.step
+    try:
+        with _sigterm_raises(), np.errstate(over="ignore", invalid="ignore"):
+            for target in targets:
+                while s < target and np.any(engine.diverged_at < 0):
+                    k = int(min(chunk, target - s))
+                    start = time.perf_counter()
+                    engine.advance(k)
+                    s += k
+                    rate = (time.perf_counter() - start) / k
+                    chunk = max(1, min(16 * chunk, int(CHUNK_SECONDS / max(rate, 1e-9))))
                     bar.update(s - bar.n)
-                if s == steps:
+                if not np.any(engine.diverged_at < 0):
                     break
-                params = sgd_step(params, model.backward(config, params, cache, g), lr, wd)
-    except KeyboardInterrupt:
-        raise errors.TrainingInterrupted(s, trajectory("interrupted")) from None
+                s = int(target)
+                _record(engine, s, s in record, rows, outputs if probe else None)
+                if rows[0]:
+                    bar.set_postfix({k: f"{rows[0][-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
+                                     if k in rows[0][-1]}, refresh=False)
+    except (KeyboardInterrupt, _Stop) as e:
+        sig = "SIGTERM" if isinstance(e, _Stop) else "SIGINT"
+        trajs = trajectories("interrupted")
+        raise errors.TrainingInterrupted(s, trajs[0], signal_name=sig, trajectories=trajs) from None
     finally:
         bar.close()
-    return trajectory("completed")
+    return trajectories()
 
 
-def run_loss_normalized(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *,
-                        eta: float, steps: int, warmup_lr: float = 0.0, warmup_steps: int = 0, record=None,
-                        progress: bool = False, run_config: dict | None = None) -> Trajectory:
-    """GD without weight decay at the loss-normalized learning rate eta / L(theta) (Fig. 4, Appendix B.1).
-
-    ``warmup_steps`` plain steps at ``warmup_lr`` come first (the official code's initial phase), then
-    theta <- theta - eta (dL/dtheta) / L, with (dL/df) / L formed in log space
-    (:func:`refimpl.losses.log_normalized_grad`), so the run goes on where L underflows to 0. The
-    continuous time t = sum of the effective learning rates is kept as ``log_time`` = ln t (float64 holds
-    ln t far beyond where t itself overflows); ``time`` is exp(log_time) and may be inf. Every other metric
-    is :func:`run`'s.
-    """
-    model = models.get(model) if isinstance(model, str) else model
-    eta = errors.positive("eta", eta)
-    warmup_lr = errors.positive("warmup_lr", warmup_lr, allow_zero=True)
-    warmup_steps = errors.positive_int("warmup_steps", warmup_steps, minimum=0)
-    if warmup_steps and not warmup_lr:
-        raise errors.ConfigError("warmup_steps > 0 needs warmup_lr > 0")
-    _, _, steps, record, _ = check_run(model, config, params, data, eta, 0.0, steps, record)
-    cfg = describe(config, data, "numpy", run_config, eta=eta, wd=0.0, warmup_lr=warmup_lr,
-                   warmup_steps=warmup_steps, steps=steps, schedule="eta / L(theta)")
-    X_train = _hot_copy(data.X_train)
-    rows: list[dict[str, float]] = []
-    log_time = -np.inf
-
-    def trajectory(status):
-        traj = Trajectory.from_rows(record, rows, params, cfg, status)
-        with np.errstate(over="ignore"):
-            traj.metrics["time"] = np.exp(traj.metrics.get("log_time", np.zeros(0)))
-        return traj
-
-    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5)
-    next_rec, s = 0, 0
-    try:
-        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-            for s in range(steps + 1):
-                f, cache = model.forward(config, params, X_train)
-                if s < warmup_steps:
-                    value, g = losses.value_and_grad(data.loss, f, data.y_train)
-                    log_value, log_lr = np.log(value), np.log(warmup_lr)
-                else:
-                    log_value, g = losses.log_normalized_grad(data.loss, f, data.y_train)
-                    value, log_lr = float(np.exp(log_value)), np.log(eta) - log_value
-                if not (np.isfinite(log_value) or log_value == -np.inf) or not np.all(np.isfinite(g)):
-                    raise errors.TrainingDiverged(s, eta, trajectory("diverged"))
-                if next_rec < len(record) and s == record[next_rec]:
-                    rows.append({**evaluate(model, config, params, data, f, value), "log_time": log_time})
-                    next_rec += 1
-                    bar.set_postfix({"log10_t": f"{log_time / np.log(10):.4g}", "test_acc":
-                                     f"{rows[-1].get('test_acc', np.nan):.3g}"}, refresh=False)
-                    bar.update(s - bar.n)
-                if s == steps:
-                    break
-                step = eta if s >= warmup_steps else warmup_lr
-                params = sgd_step(params, model.backward(config, params, cache, g), step, 0.0)
-                log_time = np.logaddexp(log_time, log_lr)
-    except KeyboardInterrupt:
-        raise errors.TrainingInterrupted(s, trajectory("interrupted")) from None
-    finally:
-        bar.close()
-    return trajectory("completed")
+def _record(engine, s: int, recorded: bool, rows, outputs) -> None:
+    """Metrics of every run still going at step ``s``; a non-finite train loss there is its divergence step.
+    Past the last recorded step (``recorded`` False) only that check is made."""
+    going = np.flatnonzero(engine.diverged_at < 0)
+    metrics = engine.metrics()
+    probe = engine.outputs("probe") if outputs is not None and recorded else None
+    for b in going:
+        if not math.isfinite(metrics[b]["train_loss"]):
+            engine.diverged_at[b] = s
+            continue
+        if recorded:
+            rows[b].append(metrics[b])
+            if probe is not None:
+                outputs[b].append(np.asarray(probe[b], np.float64))

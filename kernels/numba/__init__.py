@@ -1,18 +1,16 @@
 """The Numba CPU backend: refimpl's models as fused, compiled training loops (docs/benchmarks.md).
 
-``kernels.get_backend("numba").run`` has refimpl.train.run's contract plus ``dtype="float32"``;
-``kernels.numba.run_batch`` trains B configurations on one dataset in one call.
+``dichotomy.kernels.get_backend("numba")`` drives :data:`ENGINE` (one engine class per model, float64 and
+float32, B >= 1 runs per engine) with the one driver of :mod:`dichotomy.refimpl.train`.
 """
 
-from dichotomy.kernels.numba.diagonal_net import DiagonalNetBatch, DiagonalNetEngine
-from dichotomy.kernels.numba.driver import run
+from dichotomy.kernels.dispatch import ModelEngines
+from dichotomy.kernels.numba.diagonal_net import DiagonalNetEngine
 from dichotomy.kernels.numba.matrix_factorization import MatrixFactorizationEngine
 from dichotomy.kernels.numba.relu_mlp import ReluMlpEngine
+from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
 
-ENGINES = {"diagonal_net": DiagonalNetEngine, "matrix_factorization": MatrixFactorizationEngine,
-           "relu_mlp": ReluMlpEngine}
-BATCHES = {"diagonal_net": DiagonalNetBatch}  # models whose batch shares work; others run in turn
+ENGINE = ModelEngines("numba", {diagonal_net.NAME: DiagonalNetEngine, matrix_factorization.NAME: MatrixFactorizationEngine,
+                                relu_mlp.NAME: ReluMlpEngine})
 
-from dichotomy.kernels.numba.batch import run_batch  # noqa: E402  (needs ENGINES and BATCHES above)
-
-__all__ = ["BATCHES", "ENGINES", "run", "run_batch"]
+__all__ = ["ENGINE"]

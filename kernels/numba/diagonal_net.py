@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 from numba import njit, prange
+from threadpoolctl import threadpool_limits
 
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba.engine import Engine
+from dichotomy.kernels.numba.engine import NumbaEngine
 
 # Reassociation lets the int8 x float products vectorize; no-NaN / no-inf assumptions stay off, so
 # divergence is still detected. Sums differ from NumPy's by rounding (~1e-16 relative).
@@ -78,89 +79,88 @@ def advance(u, v, L, X, XT, y, code, lr, wd, steps, w, f, g, gw):
     return steps, value
 
 
-class DiagonalNetEngine(Engine):
-    def __init__(self, config, params, data, dtype, probe):
-        super().__init__(data, dtype, probe)
-        self.L = config.L
-        self.u, self.v = np.array(params["u"], dtype=dtype), np.array(params["v"], dtype=dtype)
-        # +-1 integer data are kept as int8; anything else is converted to the working dtype (no copy when it
-        # already is: a batch's engines share the dataset's arrays).
-        self.X = {k: None if X is None else np.ascontiguousarray(X, dtype=np.int8 if X.dtype == np.int8 else dtype)
-                  for k, X in self.X.items()}
-        self.XT = None  # the transposed copy, made on the first advance (a batch never needs one per run)
-        n, d = self.X["train"].shape
-        self.w, self.gw = np.empty(d, dtype), np.empty(d, dtype)
-        self.f, self.g = np.empty(n, dtype), np.empty(n, dtype)
+class DiagonalNetEngine(NumbaEngine):
+    """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays. One run: the fused loop above
+    on int8 data. Several: :func:`advance_batch`, whose two products are GEMMs (one pass over X for all)."""
 
-    def advance(self, steps, lr, wd):
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
+        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+        self.L = np.array([r.config.L for r in runs], np.int64)
+        self.lr = np.array([r.lr for r in runs], self.dtype)
+        self.wd = np.array([r.wd for r in runs], self.dtype)
+        self.U = np.array([r.params["u"] for r in runs], self.dtype)
+        self.V = np.array([r.params["v"] for r in runs], self.dtype)
+        # +-1 integer data are kept as int8; anything else is converted to the working dtype (no copy when it
+        # already is).
+        self.X = {k: None if X is None else np.ascontiguousarray(X, dtype=np.int8 if X.dtype == np.int8 else self.dtype)
+                  for k, X in self.X.items()}
+        self.XT = self.Xf = None  # made on first use: the transposed copy (one run), the float copy (a batch)
+        n, d = self.X["train"].shape
+        self.w, self.gw = np.empty(d, self.dtype), np.empty(d, self.dtype)
+        self.f, self.g = np.empty(n, self.dtype), np.empty(n, self.dtype)
+
+    def advance(self, steps):
+        if self.B == 1:
+            return super().advance(steps)
+        if self.Xf is None:
+            self.Xf = np.ascontiguousarray(self.X["train"], dtype=self.dtype)
+        active = self.diverged_at < 0
+        done = np.where(active, steps, 0)
+        # B-column GEMMs gain nothing from BLAS threads, and OpenBLAS workers spinning after each GEMM starve
+        # the parallel evaluation loops (4x slower on 2 cores): one BLAS thread here.
+        with threadpool_limits(1, user_api="blas"):
+            advance_batch(self.U, self.V, self.L, self.Xf, self.y["train"], self.code, self.lr, self.wd, steps,
+                          active, done)
+        for b in np.flatnonzero((self.diverged_at < 0) & (done < steps)):
+            self.diverged_at[b] = self.step + done[b]
+        self.step += steps
+
+    def advance_run(self, b, steps):
         if self.XT is None:
             self.XT = np.ascontiguousarray(self.X["train"].T)
-        cast = self.dtype(1).dtype.type
-        return advance(self.u, self.v, self.L, self.X["train"], self.XT, self.y["train"], self.code, cast(lr),
-                       cast(wd), steps, self.w, self.f, self.g, self.gw)
+        return advance(self.U[b], self.V[b], int(self.L[b]), self.X["train"], self.XT, self.y["train"], self.code,
+                       self.lr[b], self.wd[b], steps, self.w, self.f, self.g, self.gw)[0]
 
-    def outputs(self, split):
+    def run_outputs(self, b, split):
         X = self.X[split]
-        weights(self.u, self.v, self.L, self.w)
+        weights(self.U[b], self.V[b], int(self.L[b]), self.w)
         f = np.empty(X.shape[0], self.dtype)
         matvec(X, self.w, f)
         return f
 
-    def params(self):
-        return {"u": self.u.astype(np.float64), "v": self.v.astype(np.float64)}
+    def run_arrays(self, b):
+        return {"u": self.U[b], "v": self.V[b]}
 
-    def norm(self):
-        u, v = self.u.astype(np.float64), self.v.astype(np.float64)
-        return float(math.sqrt(u @ u + v @ v))
+    def set_run_arrays(self, b, arrays):
+        self.U[b], self.V[b] = arrays["u"], arrays["v"]
 
 
 @njit(cache=True)
-def advance_batch(U, V, L, X, y, code, lr, wd, steps, active, done, values):
-    """B runs (rows of U, V) on one dataset: the two products are GEMMs, one pass over X for all runs.
+def advance_batch(U, V, L, X, y, code, lr, wd, steps, active, done):
+    """B runs (rows of U, V; depth L[b], rates lr[b], wd[b]) on one dataset: the two products are GEMMs.
 
-    A run whose loss stops being finite is frozen (``active`` cleared, ``done`` = its step); the others go on.
+    A run whose loss stops being finite is frozen (``active`` cleared, ``done[b]`` = steps it did); the others
+    go on.
     """
     B, d = U.shape
-    W = np.empty((B, d))
-    G = np.zeros((B, X.shape[0]))
+    W = np.empty((B, d), U.dtype)
+    G = np.zeros((B, X.shape[0]), U.dtype)
     for s in range(steps):
         for b in range(B):
             for j in range(d):
-                W[b, j] = power(U[b, j], L) - power(V[b, j], L)
+                W[b, j] = power(U[b, j], L[b]) - power(V[b, j], L[b])
         F = np.dot(X, W.T)
         for b in range(B):
             if active[b]:
-                values[b] = klosses.scalar_value_grad(code, F[:, b], y, G[b])
-                if not math.isfinite(values[b]):
+                value = klosses.scalar_value_grad(code, F[:, b], y, G[b])
+                if not math.isfinite(value):
                     active[b], done[b] = False, s
                     G[b] = 0.0
         GW = np.dot(G, X)
         for b in range(B):
             if active[b]:
                 for j in range(d):
-                    du = L * power(U[b, j], L - 1) * GW[b, j]
-                    dv = -L * power(V[b, j], L - 1) * GW[b, j]
+                    du = L[b] * power(U[b, j], L[b] - 1) * GW[b, j]
+                    dv = -L[b] * power(V[b, j], L[b] - 1) * GW[b, j]
                     U[b, j] -= lr[b] * (du + wd[b] * U[b, j])
                     V[b, j] -= lr[b] * (dv + wd[b] * V[b, j])
-
-
-class DiagonalNetBatch:
-    """B diagonal nets on one dataset (float64): data converted once, both products as BLAS GEMMs."""
-
-    blas_threads = 1  # B-column GEMMs: one thread is as fast, and no spinning workers stall the evaluation
-
-    def __init__(self, configs, params, data, probe):
-        self.engines = [DiagonalNetEngine(c, p, data, np.float64, probe) for c, p in zip(configs, params, strict=True)]
-        self.L = configs[0].L
-        self.X = np.ascontiguousarray(data.X_train, dtype=np.float64)
-        self.U = np.stack([e.u for e in self.engines])
-        self.V = np.stack([e.v for e in self.engines])
-        for b, e in enumerate(self.engines):  # each run's parameters are a row of the batch's, not a copy
-            e.u, e.v = self.U[b], self.V[b]
-
-    def advance(self, steps, lr, wd, active):
-        done = np.where(active, steps, 0)
-        first = self.engines[0]
-        advance_batch(self.U, self.V, self.L, self.X, first.y["train"], first.code, lr, wd, steps, active, done,
-                      np.zeros(len(self.engines)))
-        return done

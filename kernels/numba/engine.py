@@ -1,40 +1,98 @@
-"""What every Numba model engine shares: targets per split in the working dtype, and the loss of outputs."""
+"""What every Numba engine shares: the B-run bookkeeping of the engine protocol and the compiled metrics.
+
+A model's engine subclasses :class:`NumbaEngine` and provides, per run b, ``advance_run(b, steps)`` (a compiled
+multi-step loop returning the steps done before a non-finite loss), ``run_outputs(b, split)`` (working dtype),
+``run_arrays(b)`` / ``set_run_arrays(b, arrays)`` (its parameters in the working dtype, named like refimpl's)
+and ``run_params(b)`` (float64 copies). The data are shared by the runs; the targets are held in the
+working dtype per split.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from dichotomy.kernels.numba import losses as klosses
 
+DTYPES = {"float64": np.float64, "float32": np.float32}
 
-class Engine:
-    """Holds a run's data in kernel layout. Subclasses add ``advance``, ``outputs``, ``params``, ``norm``."""
 
-    def __init__(self, data, dtype, probe):
+class NumbaEngine:
+    DTYPES = tuple(DTYPES)
+    SCHEDULES = ("constant",)
+
+    @classmethod
+    def unsupported_data(cls, config, data) -> str | None:
+        return None
+
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
+        self.model, self.runs, self.task = model, runs, data.task
         self.code = klosses.CODES[data.loss]
-        self.dtype = dtype
-        label_type = np.int64 if self.code == 3 else dtype
+        self.dtype = DTYPES[dtype]
+        self.real = np.dtype(self.dtype).type  # kernel scalars in the working dtype exactly
+        self.B, self.step = len(runs), 0
+        self.diverged_at = np.full(self.B, -1, np.int64)
+        label_type = np.int64 if self.code == 3 else self.dtype
         self.y = {"train": np.ascontiguousarray(data.y_train, dtype=label_type),
                   "test": np.ascontiguousarray(data.y_test, dtype=label_type)}
         self.X = {"train": data.X_train, "test": data.X_test, "probe": probe}
 
-    def targets(self, split: str) -> np.ndarray:
-        return self.y[split]
+    def advance(self, steps: int) -> None:
+        for b in np.flatnonzero(self.diverged_at < 0):
+            done = self.advance_run(b, steps)
+            if done < steps:
+                self.diverged_at[b] = self.step + done
+        self.step += steps
 
-    def loss(self, f: np.ndarray, y: np.ndarray) -> float:
+    def outputs(self, split: str) -> list[np.ndarray]:
+        return [self.run_outputs(b, split).astype(np.float64) for b in range(self.B)]
+
+    def params(self) -> list[dict[str, np.ndarray]]:
+        return [{k: np.array(v, np.float64) for k, v in self.run_arrays(b).items()} for b in range(self.B)]
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"step": np.array(self.step), "diverged_at": self.diverged_at.copy()}
+        out.update({f"run{b}/{k}": np.array(v) for b in range(self.B) for k, v in self.run_arrays(b).items()})
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.step = int(state["step"])
+        self.diverged_at = np.array(state["diverged_at"], np.int64)
+        for b in range(self.B):
+            self.set_run_arrays(b, {k: np.asarray(state[f"run{b}/{k}"], self.dtype) for k in self.run_arrays(b)})
+
+    def metrics(self) -> list[dict[str, float]]:
+        """The metrics refimpl.engine.evaluate records, from compiled forward passes and losses."""
+        return [self._metrics(b) for b in range(self.B)]
+
+    def _metrics(self, b: int) -> dict[str, float]:
+        f_train, f_test = self.run_outputs(b, "train"), self.run_outputs(b, "test")
+        y_train, y_test = self.y["train"], self.y["test"]
+        norm = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in self.run_arrays(b).values()))
+        out = {"train_loss": float(self._loss(f_train, y_train)),
+               "train_log_loss": float(self._log_loss(f_train, y_train)),
+               "test_loss": float(self._loss(f_test, y_test)), "param_norm": norm}
+        if self.task != "regression":
+            out["train_acc"] = float(self._accuracy(f_train, y_train))
+            out["test_acc"] = float(self._accuracy(f_test, y_test))
+            L = self.model.degree(self.runs[b].config)
+            out["margin"] = float(self._margins(f_train, y_train).min()) / norm**L if norm > 0 else 0.0
+        return out
+
+    def _loss(self, f, y) -> float:
         """Mean loss of outputs f against y (the gradient written to scratch is discarded)."""
         if self.code == 3:
             return klosses.cross_entropy_value_grad(f, y, np.empty_like(f))
         return klosses.scalar_value_grad(self.code, f, y, np.empty_like(f))
 
-    def log_loss(self, f, y) -> float:
+    def _log_loss(self, f, y) -> float:
         if self.code == 3:
             return klosses.log_value_cross_entropy(f, y)
         return klosses.log_value_scalar(self.code, f, y)
 
-    def accuracy(self, f, y) -> float:
+    def _accuracy(self, f, y) -> float:
         return klosses.accuracy_cross_entropy(f, y) if self.code == 3 else klosses.accuracy_scalar(f, y)
 
-    def min_margin(self, f, y) -> float:
-        m = klosses.margins_cross_entropy(f, y) if self.code == 3 else klosses.margins_scalar(f, y)
-        return float(m.min())
+    def _margins(self, f, y) -> np.ndarray:
+        return klosses.margins_cross_entropy(f, y) if self.code == 3 else klosses.margins_scalar(f, y)

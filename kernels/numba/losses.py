@@ -53,10 +53,11 @@ def cross_entropy_value_grad(F, y, G):
         for c in range(C):
             G[i, c] = math.exp(F[i, c] - top)
             s += G[i, c]
-        total += math.log(s) - (F[i, y[i]] - top)
+        label = int(y[i])  # a no-op for integer labels; lets one compiled MLP loop also take real targets
+        total += math.log(s) - (F[i, label] - top)
         for c in range(C):
             G[i, c] = G[i, c] / s / n
-        G[i, y[i]] -= 1.0 / n
+        G[i, label] -= 1.0 / n
     return total / n
 
 

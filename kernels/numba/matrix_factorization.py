@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba.engine import Engine
+from dichotomy.kernels.numba.engine import NumbaEngine
 
 # Reassociation lets the d-long dot products use SIMD lanes (their rounding differs from NumPy's pairwise
 # sums by ~1e-16 relative); no-NaN / no-inf assumptions stay off, so divergence is still detected.
@@ -88,39 +88,41 @@ def advance(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, 
     return steps, value, swapped
 
 
-class MatrixFactorizationEngine(Engine):
-    def __init__(self, config, params, data, dtype, probe):
-        super().__init__(data, dtype, probe)
-        self.U = np.array(params["U"], dtype=dtype)
-        self.V = np.array(params["V"], dtype=dtype)
-        self.U2, self.V2 = np.empty_like(self.U), np.empty_like(self.V)
+class MatrixFactorizationEngine(NumbaEngine):
+    """B completions on one dataset, advanced one after another; they share the observations' adjacency."""
+
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
+        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+        # (U, V, U2, V2) per run: the current parameters and the buffers the next step writes
+        self.buffers = [[np.array(r.params[k], self.dtype) for k in ("U", "V", "U", "V")] for r in runs]
         self.pairs = {k: None if X is None else (np.ascontiguousarray(X[:, 0]), np.ascontiguousarray(X[:, 1]))
                       for k, X in self.X.items()}
         rows, cols = self.pairs["train"]
-        n = len(rows)
+        n, d = len(rows), runs[0].config.d
         ends, others = np.concatenate([rows, cols]), np.concatenate([cols, rows])
         order = np.argsort(ends, kind="stable")
-        self.adjacency = (np.searchsorted(ends[order], np.arange(config.d + 1)), others[order],
+        self.adjacency = (np.searchsorted(ends[order], np.arange(d + 1)), others[order],
                           np.concatenate([np.arange(n), np.arange(n)])[order])
-        self.g = np.empty(n, dtype)
+        self.g = np.empty(n, self.dtype)
 
-    def advance(self, steps, lr, wd):
+    def advance_run(self, b, steps):
         rows, cols = self.pairs["train"]
-        cast = self.dtype(1).dtype.type
-        done, value, swapped = advance(self.U, self.V, self.U2, self.V2, rows, cols, self.y["train"], self.code,
-                                       cast(lr), cast(wd), steps, *self.adjacency, self.g)
+        U, V, U2, V2 = self.buffers[b]
+        run = self.runs[b]
+        done, _, swapped = advance(U, V, U2, V2, rows, cols, self.y["train"], self.code, self.real(run.lr),
+                                   self.real(run.wd), steps, *self.adjacency, self.g)
         if swapped:
-            self.U, self.U2, self.V, self.V2 = self.U2, self.U, self.V2, self.V
-        return done, value
+            self.buffers[b] = [U2, V2, U, V]
+        return done
 
-    def outputs(self, split):
+    def run_outputs(self, b, split):
         rows, cols = self.pairs[split]
         f = np.empty(len(rows), self.dtype)
-        forward(self.U, self.V, rows, cols, f)
+        forward(self.buffers[b][0], self.buffers[b][1], rows, cols, f)
         return f
 
-    def params(self):
-        return {"U": self.U.astype(np.float64), "V": self.V.astype(np.float64)}
+    def run_arrays(self, b):
+        return {"U": self.buffers[b][0], "V": self.buffers[b][1]}
 
-    def norm(self):
-        return float(math.sqrt(np.sum(self.U.astype(np.float64) ** 2) + np.sum(self.V.astype(np.float64) ** 2)))
+    def set_run_arrays(self, b, arrays):
+        self.buffers[b][0][...], self.buffers[b][1][...] = arrays["U"], arrays["V"]

@@ -15,7 +15,7 @@ from numba import njit
 from numba.typed import List
 
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba.engine import Engine
+from dichotomy.kernels.numba.engine import NumbaEngine
 
 
 @njit(cache=True)
@@ -31,6 +31,16 @@ def hidden_dense(W1T, b1, X, Z):
 
 
 @njit(cache=True)
+def relu(Z):
+    """max(Z, 0) in Z's own dtype (np.maximum(Z, 0.0) would promote float32 to float64)."""
+    H = np.empty_like(Z)
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            H[i, j] = Z[i, j] if Z[i, j] > 0 else 0
+    return H
+
+
+@njit(cache=True)
 def forward(W1T, b1, Ws, two_hot, A, B, X):
     """Pre-activations and activations of the L - 1 hidden layers, and the logits F = H W_L^T."""
     Z = np.empty((A.shape[0] if two_hot else X.shape[0], b1.shape[0]), W1T.dtype)
@@ -38,11 +48,11 @@ def forward(W1T, b1, Ws, two_hot, A, B, X):
         hidden_two_hot(W1T, b1, A, B, Z)
     else:
         hidden_dense(W1T, b1, X, Z)
-    H = np.maximum(Z, 0.0)
+    H = relu(Z)
     Zs, Hs = [Z], [H]
     for layer in range(len(Ws) - 1):
         Z = np.dot(H, Ws[layer].T)
-        H = np.maximum(Z, 0.0)
+        H = relu(Z)
         Zs.append(Z)
         Hs.append(H)
     return Zs, Hs, np.dot(H, Ws[len(Ws) - 1].T)
@@ -96,37 +106,47 @@ def _two_hot_columns(X, p):
     return np.ascontiguousarray(first.argmax(axis=1)), np.ascontiguousarray(p + second.argmax(axis=1))
 
 
-class ReluMlpEngine(Engine):
-    def __init__(self, config, params, data, dtype, probe):
-        super().__init__(data, dtype, probe)
-        self.W1T = np.array(np.asarray(params["W1"]).T, dtype=dtype, order="C")  # a copy, even when h = 1
-        self.b1 = np.array(params["b1"], dtype=dtype)
-        self.Ws = List([np.array(params[f"W{layer}"], dtype=dtype) for layer in range(2, config.L + 1)])
-        p = config.D // 2
+class ReluMlpEngine(NumbaEngine):
+    """B MLPs on one dataset (each with its own depth and width), advanced one after another."""
+
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
+        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+        self.nets = [self._net(r) for r in runs]
+        D = runs[0].config.D
+        p = D // 2
         self.inputs = {}
         for split, X in self.X.items():
             if X is None:
                 continue
-            hot = _two_hot_columns(X, p) if config.D % 2 == 0 else None
+            hot = _two_hot_columns(X, p) if D % 2 == 0 else None
             empty = np.zeros(0, np.int64)
-            self.inputs[split] = ((True, *hot, np.zeros((0, config.D), dtype)) if hot is not None else
-                                  (False, empty, empty, np.ascontiguousarray(X, dtype=dtype)))
-        self.G = np.empty((len(self.y["train"]), config.out), dtype)
+            self.inputs[split] = ((True, *hot, np.zeros((0, D), self.dtype)) if hot is not None else
+                                  (False, empty, empty, np.ascontiguousarray(X, dtype=self.dtype)))
 
-    def advance(self, steps, lr, wd):
-        cast = self.dtype(1).dtype.type
-        return advance(self.W1T, self.b1, self.Ws, *self.inputs["train"], self.y["train"], self.code, cast(lr),
-                       cast(wd), steps, self.G)
+    def _net(self, run):
+        """(W1^T (D, h), b1, [W2, ..., WL]) in the working dtype, copies."""
+        P, L = run.params, run.config.L
+        return (np.array(P["W1"].T, dtype=self.dtype, order="C"), np.array(P["b1"], dtype=self.dtype),
+                List([np.array(P[f"W{layer}"], dtype=self.dtype) for layer in range(2, L + 1)]))
 
-    def outputs(self, split):
-        F = forward(self.W1T, self.b1, self.Ws, *self.inputs[split])[2]
+    def advance_run(self, b, steps):
+        W1T, b1, Ws = self.nets[b]
+        G = np.empty((len(self.y["train"]), self.runs[b].config.out), self.dtype)
+        run = self.runs[b]
+        return advance(W1T, b1, Ws, *self.inputs["train"], self.y["train"], self.code, self.real(run.lr),
+                       self.real(run.wd), steps, G)[0]
+
+    def run_outputs(self, b, split):
+        W1T, b1, Ws = self.nets[b]
+        F = forward(W1T, b1, Ws, *self.inputs[split])[2]
         return F if self.code == 3 else F[:, 0].copy()
 
-    def params(self):
-        out = {"W1": self.W1T.T.astype(np.float64), "b1": self.b1.astype(np.float64)}
-        out.update({f"W{layer}": W.astype(np.float64) for layer, W in enumerate(self.Ws, start=2)})
-        return out
+    def run_arrays(self, b):
+        W1T, b1, Ws = self.nets[b]
+        return {"W1": W1T.T, "b1": b1, **{f"W{layer}": W for layer, W in enumerate(Ws, start=2)}}
 
-    def norm(self):
-        arrays = (self.W1T, self.b1, *self.Ws)
-        return float(math.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays)))
+    def set_run_arrays(self, b, arrays):
+        W1T, b1, Ws = self.nets[b]
+        W1T[...], b1[...] = arrays["W1"].T, arrays["b1"]
+        for layer, W in enumerate(Ws, start=2):
+            W[...] = arrays[f"W{layer}"]

@@ -10,26 +10,21 @@ flattened outputs f (n * out,): constraint values q = D f and constraint gradien
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
 
 import numpy as np
 import scipy.sparse as sp
 
-from dichotomy.refimpl import blocks, diagonal_net, losses, matrix_factorization, relu_mlp
+from dichotomy.refimpl import losses
 from dichotomy.refimpl.errors import ConfigError
 
-MAX_BYTES = 1 << 30  # the largest Jacobian (MLP) or Gram matrix formed; beyond, a one-line ConfigError
+MAX_BYTES = 1 << 30  # the largest Gram matrix formed; beyond, a one-line ConfigError
 
 
 def scale_of(module: ModuleType, config) -> float:
-    """The init scale alpha with theta(0) = alpha * theta_bar, in this package's convention.
-
-    Diagonal net: ``config.alpha`` = ||theta(0)||, so theta_bar has unit norm (the official code's convention;
-    the paper's per-coordinate a is alpha / sqrt(2d)). Matrix factorization: ``config.alpha``, theta_bar =
-    (I, I) (the paper's). ReLU MLP: ``config.init_scale``, theta_bar = He init.
-    """
-    return float(config.init_scale if module is relu_mlp else config.alpha)
+    """The init scale alpha with theta(0) = alpha * theta_bar: the model's own ``init_scale`` (its
+    ``SCALE_CONVENTION`` says how theta_bar is normalized)."""
+    return module.init_scale(config)
 
 
 def unit_init(module: ModuleType, config, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -40,45 +35,20 @@ def unit_init(module: ModuleType, config, params: dict[str, np.ndarray]) -> dict
     return {k: p / alpha for k, p in params.items()}
 
 
-def _diagonal_gram(config, params, X1, X2):
-    L = config.L
-    return blocks.gram(X1, X2, L * L * (params["u"] ** (2 * L - 2) + params["v"] ** (2 * L - 2)))
-
-
-def _factorization_gram(config, params, X1, X2):
-    """K((i,j),(k,l)) = d_ik M_jl + d_il M_jk + d_jk M_il + d_jl M_ik with M = U U^T + V V^T (docs §2)."""
-    M = params["U"] @ params["U"].T + params["V"] @ params["V"].T
-    (i, j), (k, m) = X1.T[:, :, None], X2.T[:, None, :]  # pairs (i, j) of X1 against (k, m) of X2
-    return (i == k) * M[j, m] + (i == m) * M[j, k] + (j == k) * M[i, m] + (j == m) * M[i, k]
-
-
-def _mlp_gram(config, params, X1, X2):
-    P = sum(math.prod(s) for s in relu_mlp.shapes(config).values())
-    need = 8 * P * config.out * (len(X1) + (0 if X2 is X1 else len(X2)))
-    if need > MAX_BYTES:
-        raise ConfigError(f"the ReLU MLP's NTK Gram needs a {need / 2**30:.1f} GiB Jacobian ({len(X1)} inputs x "
-                          f"{config.out} outputs x {P} parameters); use fewer inputs or a narrower net")
-    J1 = relu_mlp.ntk_features(config, params, X1)
-    J2 = J1 if X2 is X1 else relu_mlp.ntk_features(config, params, X2)
-    return np.einsum("iap,jbp->iajb", J1, J2, optimize=True)
-
-
-_GRAMS = {diagonal_net: _diagonal_gram, matrix_factorization: _factorization_gram, relu_mlp: _mlp_gram}
-
-
 def gram(module: ModuleType, config, params, X1, X2=None) -> np.ndarray:
-    """NTK Gram K(X1, X2) = J(X1) J(X2)^T at ``params``: shape (n1, n2), or (n1, out, n2, out) for the MLP.
+    """NTK Gram K(X1, X2) = J(X1) J(X2)^T at ``params`` (the model's ``ntk_gram``): shape (n1, n2), or
+    (n1, out, n2, out) for a model with several outputs.
 
     Pass theta_bar (:func:`unit_init`) for the paper's NTK; any params give the tangent kernel there.
     """
     X1 = module.check_inputs(config, X1)
     X2 = X1 if X2 is None else module.check_inputs(config, X2)
-    out = config.out if module is relu_mlp else 1
+    out = module.n_outputs(config)
     need = 8 * len(X1) * len(X2) * out * out
     if need > MAX_BYTES:
         raise ConfigError(f"the NTK Gram of {len(X1)} x {len(X2)} inputs ({out} outputs each) would take "
                           f"{need / 2**30:.1f} GiB; use fewer inputs")
-    return _GRAMS[module](config, params, X1, X2)
+    return module.ntk_gram(config, params, X1, X2)
 
 
 def constraint_matrix(task: str, y: np.ndarray, out: int = 1) -> sp.csr_array:

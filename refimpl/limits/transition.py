@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import blocks, diagonal_net, matrix_factorization, models
+from dichotomy.refimpl import blocks
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
@@ -67,24 +67,37 @@ def late_limit(module: ModuleType, config, data: Dataset, probe) -> Predictor:
     L = 2 diagonal net: max-L1-margin classifier or min-L1 interpolant; factorization: min-nuclear-norm
     completion. Other models have no convex reformulation: use :func:`refimpl.limits.kkt.kkt_residual`.
     """
-    task = data.task
+    which = module.late_limit(config, data.task)
+    if which is None:
+        return Predictor("late", reason=f"{module.NAME} (L={module.degree(config)}) has no convex form of R1/R2 "
+                                        f"for {data.task} data; see the KKT residual at the final parameters")
     try:
-        if module is diagonal_net and config.L == 2 and task in ("binary", "regression"):
-            if task == "binary":
-                sol = max_margin.max_l1_margin(data.X_train, data.y_train)
-                name, info = "max-L1-margin", {"l1_margin": sol.margin, "gap": sol.gap}
-            else:
-                sol = min_norm.min_l1_interpolation(data.X_train, data.y_train)
-                name, info = "min-L1 interpolant", {"l1_norm": sol.norm, "gap": sol.gap}
-            return Predictor(name, blocks.matvec(probe, sol.w), info, solution=sol)
-        if module is matrix_factorization and task == "regression":
-            c = min_norm.nuclear_norm_completion(config.d, data.X_train, data.y_train)
-            return Predictor("min-nuclear-norm", c.W[probe[:, 0], probe[:, 1]],
-                             {"nuclear_norm": c.nuclear_norm, "gap": c.gap, "residual": c.residual}, solution=c)
+        return _LATE_LIMITS[which](config, data, probe)
     except DichotomyError as e:
         return Predictor("late", reason=str(e))
-    return Predictor("late", reason=f"{module.__name__.split('.')[-1]} (L={models.degree(module, config)}) has "
-                                    "no convex form of R1/R2; see the KKT residual at the final parameters")
+
+
+def _max_l1_margin(config, data: Dataset, probe) -> Predictor:
+    sol = max_margin.max_l1_margin(data.X_train, data.y_train)
+    return Predictor("max-L1-margin", blocks.matvec(probe, sol.w), {"l1_margin": sol.margin, "gap": sol.gap},
+                     solution=sol)
+
+
+def _min_l1_interpolation(config, data: Dataset, probe) -> Predictor:
+    sol = min_norm.min_l1_interpolation(data.X_train, data.y_train)
+    return Predictor("min-L1 interpolant", blocks.matvec(probe, sol.w), {"l1_norm": sol.norm, "gap": sol.gap},
+                     solution=sol)
+
+
+def _min_nuclear_norm(config, data: Dataset, probe) -> Predictor:
+    c = min_norm.nuclear_norm_completion(config.d, data.X_train, data.y_train)
+    return Predictor("min-nuclear-norm", c.W[probe[:, 0], probe[:, 1]],
+                     {"nuclear_norm": c.nuclear_norm, "gap": c.gap, "residual": c.residual}, solution=c)
+
+
+# The late limits by the name a model's ``late_limit`` gives (the solvers of refimpl.limits).
+_LATE_LIMITS = {"max-l1-margin": _max_l1_margin, "min-l1-interpolation": _min_l1_interpolation,
+                "min-nuclear-norm": _min_nuclear_norm}
 
 
 def distance(outputs: np.ndarray, target: np.ndarray, task: str) -> np.ndarray:
@@ -106,12 +119,7 @@ def distance(outputs: np.ndarray, target: np.ndarray, task: str) -> np.ndarray:
 def predicted_time(module: ModuleType, config, lr: float, wd: float) -> dict:
     """t* = ln(alpha) / lambda (continuous time) and t* / lr (steps), with alpha's convention stated."""
     alpha = ntk.scale_of(module, config)
-    conventions = {
-        diagonal_net: "alpha = ||theta(0)||_2 (official code); the paper's per-coordinate scale "
-                      "alpha / sqrt(2d) gives ln(alpha / sqrt(2d)) / lambda",
-        matrix_factorization: "U(0) = V(0) = alpha I (paper and code)",
-    }
-    convention = conventions.get(module, "theta(0) = alpha x He init, alpha = init_scale")
+    convention = module.SCALE_CONVENTION
     if wd <= 0:
         return {"alpha": alpha, "convention": convention, "time": math.inf, "steps": math.inf}
     t = max(math.log(alpha), 0.0) / wd  # alpha <= 1 lies outside the theory (alpha -> infinity): t* = 0
