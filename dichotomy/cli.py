@@ -1,122 +1,281 @@
-"""The ``dichotomy`` command: ``validate`` the paper's claims, ``train`` a preset, list ``presets``, ``bench``,
-``crosscheck`` PyTorch/JAX against the reference, ``export-golden`` reference trajectories."""
+"""The dichotomy command: validate the paper's claims, train a preset, list presets, bench the engines,
+crosscheck PyTorch/JAX against the reference, export golden reference trajectories.
+
+Exit codes: 0 success; 1 training diverged or a claim / crosscheck failed; 2 bad input (a one-line
+"dichotomy: error: ..." on stderr); 3 internal error (a bug: rerun with --debug for the traceback);
+130 interrupted by SIGINT (Ctrl-C); 143 stopped by SIGTERM.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from dichotomy.kernels import BACKENDS, BackendUnavailable, get_backend
-from dichotomy.refimpl import errors, presets
+from dichotomy.kernels import BACKENDS, get_backend
+from dichotomy.kernels import bench as bench_module
+from dichotomy.kernels.adapters import ADAPTERS, MISTAKES
+from dichotomy.refimpl import data, errors, presets
 from dichotomy.refimpl.limits import transition
 from dichotomy.refimpl.models import MODELS
+from dichotomy.refimpl.train import DTYPES
 from dichotomy.refimpl.trajectory import Trajectory
+from dichotomy.validation import suite
 
-# option -> (field name, type, help). Each overrides the preset's run, dataset or model setting.
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
+
+OPS = ("+", "-", "*", "/")  # the operations of data.modular_arithmetic
+
+DESCRIPTION = (
+    "Reproduce and explore the early/late implicit-bias dichotomy (Lyu et al., ICLR 2024): validate the "
+    "paper's claims, train a named experiment, benchmark the engines, crosscheck PyTorch or JAX against the "
+    "float64 reference, export golden trajectories. Exit codes: 0 success; 1 training diverged or a check "
+    "failed; 2 bad input; 3 internal error; 130 interrupted (SIGINT); 143 terminated (SIGTERM).")
+
+
+class UsageError(Exception):
+    """A command-line parsing error, reported as one line (argparse's own format prints the usage too)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse calls this and expects it not to return
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (the driver turns it into TrainingInterrupted inside one)."""
+
+    signal_name, exit_code = "SIGTERM", EXIT_SIGTERM
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seeds are integers >= 0, got {text!r}")
+    return value
+
+
+def _flag01(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0 or 1 (or false / true), got {text!r}")
+
+
+# option -> (field name, type, help, choices). Each overrides the preset's run, dataset or model setting.
 _OPTIONS = {
-    "--steps": ("steps", int, "number of GD steps"),
-    "--lr": ("lr", float, "learning rate eta"),
-    "--wd": ("wd", float, "weight decay lambda (coupled: p <- p - lr (g + wd p))"),
-    "--seed": ("seed", int, "dataset seed"),
-    "--init-seed": ("init_seed", int, "initialization seed (ReLU MLP, perturbed matrix factorization)"),
-    "--dataset": ("dataset", str, "dataset generator (e.g. sparse_linear_classification)"),
-    "--alpha": ("alpha", float, "init scale: initial ||theta|| (diagonal net), U = V = alpha I (completion)"),
-    "--depth": ("L", int, "depth L (diagonal net, ReLU MLP)"),
-    "--init-scale": ("init_scale", float, "He-init multiplier (ReLU MLP)"),
-    "--zero-last-layer": ("zero_last_layer", lambda s: bool(int(s)), "1 to zero the last layer (ReLU MLP)"),
-    "--sigma": ("sigma", float, "init perturbation std (matrix completion, Theorem 3.12)"),
-    "--h": ("h", int, "hidden width (ReLU MLP)"),
-    "--d": ("d", int, "input dimension (diagonal net) or matrix size (completion)"),
-    "--n-train": ("n_train", int, "training examples (diagonal net datasets)"),
-    "--n-test": ("n_test", int, "test examples (diagonal net datasets)"),
-    "--k": ("k", int, "relevant coordinates, odd (sparse classification)"),
-    "--gamma": ("gamma", float, "L2 margin (L2-separated Gaussians)"),
-    "--p": ("p", int, "modulus (modular arithmetic)"),
-    "--op": ("op", str, "operation + - * / (modular arithmetic)"),
-    "--train-fraction": ("train_fraction", float, "fraction observed/trained (completion, modular arithmetic)"),
+    "--steps": ("steps", int, "number of GD steps (0 records the initialization only)", None),
+    "--lr": ("lr", float, "learning rate eta (> 0)", None),
+    "--wd": ("wd", float, "weight decay lambda (>= 0), coupled: p <- p - lr (g + wd p)", None),
+    "--seed": ("seed", _seed, "dataset seed (an integer >= 0)", None),
+    "--init-seed": ("init_seed", _seed, "initialization seed, an integer >= 0 (ReLU MLP, perturbed matrix "
+                    "completion)", None),
+    "--dataset": ("dataset", str, "dataset generator", tuple(data.GENERATORS)),
+    "--alpha": ("alpha", float, "init scale (>= 0): initial ||theta|| (diagonal net), U = V = alpha I "
+                "(matrix completion)", None),
+    "--depth": ("L", int, "depth L (diagonal net, ReLU MLP)", None),
+    "--init-scale": ("init_scale", float, "He-init multiplier (ReLU MLP)", None),
+    "--zero-last-layer": ("zero_last_layer", _flag01, "1 (or true) to zero the last layer, 0 (or false) not to "
+                          "(ReLU MLP)", None),
+    "--sigma": ("sigma", float, "init perturbation std (matrix completion, Theorem 3.12)", None),
+    "--h": ("h", int, "hidden width (ReLU MLP)", None),
+    "--d": ("d", int, "input dimension (diagonal net) or matrix size (matrix completion)", None),
+    "--n-train": ("n_train", int, "training examples (diagonal-net datasets)", None),
+    "--n-test": ("n_test", int, "test examples (diagonal-net datasets)", None),
+    "--k": ("k", int, "relevant coordinates, odd (sparse linear classification)", None),
+    "--gamma": ("gamma", float, "L2 margin (L2-separated Gaussians)", None),
+    "--p": ("p", int, "modulus (modular arithmetic)", None),
+    "--op": ("op", str, "operation (modular arithmetic)", OPS),
+    "--train-fraction": ("train_fraction", float, "fraction observed or trained on, in (0, 1) (matrix "
+                         "completion, modular arithmetic)", None),
 }
 
 
+def _choices(names) -> str:
+    return ", ".join(names)
+
+
+def _add_debug(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, raise it with its full traceback instead of a one-line message")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dichotomy", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a model and write trajectory.{npz,json,png}")
-    train.add_argument("model", choices=list(MODELS))
-    train.add_argument("--preset", help="named experiment (see `dichotomy presets`); default: the model's "
-                       + ", ".join(f"{m}: {p}" for m, p in presets.DEFAULT_PRESET.items()))
-    for flag, (_, kind, text) in _OPTIONS.items():
-        train.add_argument(flag, type=kind, help=text, default=None)
-    train.add_argument("--backend", default="numpy", choices=BACKENDS)
-    train.add_argument("--out", required=True, type=Path, help="output directory")
+    parser = _Parser(prog="dichotomy", description=DESCRIPTION)
+    _add_debug(parser, False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="the command to run",
+                                title="commands (dichotomy COMMAND --help for each one's options)")
+
+    def command(name: str, summary: str, description: str):
+        p = sub.add_parser(name, help=summary, description=description)
+        _add_debug(p, argparse.SUPPRESS)  # --debug after the command too; SUPPRESS keeps the global value
+        return p
+
+    train = command("train", "train a model and write trajectory.npz, .json and .png",
+                    "Train one model with full-batch gradient descent from a named experiment (a preset), "
+                    "optionally overriding its settings, and write OUT/trajectory.npz and .json, the "
+                    "dichotomy diagnostic OUT/diagnosis.json and a plot OUT/trajectory.png. A run that "
+                    "diverges or is interrupted (Ctrl-C, SIGTERM) still saves what was recorded.")
+    train.add_argument("model", choices=list(MODELS), metavar="MODEL", help=f"the model: {_choices(MODELS)}")
+    train.add_argument("--preset", choices=list(presets.PRESETS), metavar="NAME",
+                       help="named experiment, see 'dichotomy presets' (" + _choices(presets.PRESETS)
+                       + "); default: the model's quick one ("
+                       + ", ".join(f"{m}: {p}" for m, p in presets.DEFAULT_PRESET.items()) + ")")
+    for flag, (_, kind, text, choices) in _OPTIONS.items():
+        long = choices is not None and max(map(len, choices)) > 3  # names: list them in the help, not the usage
+        train.add_argument(flag, type=kind, default=None, choices=choices, metavar="NAME" if long else None,
+                           help=f"{text}: {_choices(choices)}" if long else text)
+    train.add_argument("--backend", default="numba", choices=BACKENDS,
+                       help="training backend (default numba; numpy is the float64 reference)")
+    train.add_argument("--dtype", default="float64", choices=DTYPES,
+                       help="working precision of the backend (default float64; float32 needs numba or cupy)")
+    train.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     train.add_argument("--no-limits", action="store_true",
                        help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
-    sub.add_parser("presets", help="list the named experiments")
-    cross = sub.add_parser("crosscheck", help="compare the built-in PyTorch or JAX implementation with the reference")
-    cross.add_argument("--framework", required=True, choices=("torch", "jax"))
-    cross.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS),
-                       help="models to check (default: all three)")
+
+    command("presets", "list the named experiments", "List the named experiments (presets) that train takes.")
+
+    cross = command("crosscheck", "compare the built-in PyTorch or JAX implementation with the reference",
+                    "Train a small standard problem per model with the PyTorch or JAX implementation and compare "
+                    "its outputs, gradients and trajectory with the float64 reference. Needs the peers extra.")
+    cross.add_argument("--framework", required=True, choices=list(ADAPTERS), help="the framework to check")
+    cross.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+                       help=f"models to check (default: all of {_choices(MODELS)})")
     cross.add_argument("--steps", type=int, default=100, help="trajectory length compared (default 100)")
     cross.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
-    cross.add_argument("--mistake", choices=("decoupled", "sum", "float32", "half-mse"), default=None,
+    cross.add_argument("--mistake", choices=MISTAKES, default=None,
                        help="build the adapter with this deliberate slip, to see it caught (docs/crosscheck.md)")
     cross.add_argument("--json", type=Path, default=None, help="also write the reports to this JSON file")
-    golden = sub.add_parser("export-golden", help="write small reference trajectories (npz + json) per model")
-    golden.add_argument("--out", required=True, type=Path, help="output directory")
-    golden.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS))
+
+    golden = command("export-golden", "write small reference trajectories (npz and json) per model",
+                     "Write a small reference trajectory per model (OUT/MODEL.npz and OUT/MODEL.json), readable "
+                     "without this package, to test another implementation against.")
+    golden.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    golden.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+                        help=f"models to export (default: all of {_choices(MODELS)})")
     golden.add_argument("--steps", type=int, default=20, help="steps per trajectory (default 20)")
-    val = sub.add_parser("validate", help="reproduce the paper's claims and write report.md / report.json")
+
+    val = command("validate", "reproduce the paper's claims and write report.md and report.json",
+                  "Run each claim of the paper, check its predictions against the measurements, and write "
+                  "OUT/report.md and OUT/report.json. Claims already computed in OUT with the same config are "
+                  "reused, so an interrupted run resumes where it stopped.")
     scale = val.add_mutually_exclusive_group()
     scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
-                       help="CPU scale, the whole suite in ~10 minutes on 2 cores (default)")
+                       help="CPU scale, the whole suite in about 10 minutes on 2 cores (default)")
     scale.add_argument("--paper", dest="scale", action="store_const", const="paper",
                        help="the paper's exact configurations (hours to days on a CPU)")
-    scale.add_argument("--scale", dest="scale", choices=("quick", "paper", "test"), help=argparse.SUPPRESS)
+    scale.add_argument("--scale", dest="scale", choices=suite.SCALES, help=argparse.SUPPRESS)
     val.set_defaults(scale="quick")
     val.add_argument("--backend", default="numba", choices=BACKENDS, help="training backend (default numba)")
-    val.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (default: all): "
-                     "fig1a fig1b fig2 fig3 fig4 scaling sample_complexity")
+    val.add_argument("--only", nargs="+", metavar="CLAIM", choices=list(suite.CLAIMS),
+                     help=f"run only these claims (default: all): {_choices(suite.CLAIMS)}")
     val.add_argument("--out", type=Path, default=Path("runs/validate"), help="output directory "
                      "(default runs/validate); claims already there with the same config are reused")
     val.add_argument("--force", action="store_true", help="recompute claims even if saved results match")
     val.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     val.add_argument("--docs", type=Path, default=None,
-                     help="also write the report and its figures into this markdown file (docs/validation.md)")
-    bench = sub.add_parser("bench", help="time every workload on every engine, side by side (docs/benchmarks.md)")
-    bench.add_argument("--workload", nargs="+", default=None, help="workloads (default: all): "
-                       "diag-20k diag-100k mc mlp-256 mlp-1024")
-    bench.add_argument("--engine", nargs="+", default=["numpy", "numba", "torch", "jax"],
-                       help="engines to time (torch and jax need the peers extra)")
+                     help="also write the report and its figures into this markdown file (docs/validation.md), "
+                          "between its validate markers")
+
+    engines = (*BACKENDS, *bench_module.PEERS)
+    bench = command("bench", "time every workload on every engine, side by side (docs/benchmarks.md)",
+                    "Time every workload on every engine in one run, after checking each engine's parameters "
+                    "against the float64 reference, and write OUT/bench.json and OUT/bench.md.")
+    bench.add_argument("--workload", nargs="+", default=None, choices=list(bench_module.WORKLOADS),
+                       metavar="WORKLOAD", help=f"workloads (default: all): {_choices(bench_module.WORKLOADS)}")
+    bench.add_argument("--engine", nargs="+", default=["numpy", "numba", "torch", "jax"], choices=engines,
+                       metavar="ENGINE", help=f"engines to time (default: numpy numba torch jax): "
+                       f"{_choices(engines)}; torch and jax need the peers extra")
+    bench.add_argument("--rtol", type=float, default=1e-8,
+                       help="largest relative parameter difference from the reference for an engine to be timed "
+                            "(default 1e-8)")
     bench.add_argument("--out", required=True, type=Path, help="output directory for bench.json and bench.md")
     bench.add_argument("--docs", type=Path, default=None, help="also write the table into this markdown file")
     return parser
 
 
+# --- checks made before any compute ----------------------------------------------------------------------
+
+_created: list[Path] = []  # directories this command created; removed again if it fails and they are empty
+
+
+def _writable_dir(path: Path, label: str = "--out directory") -> Path:
+    """Create ``path`` if needed and prove it writable (write and delete a probe file), or a ConfigError."""
+    if path.exists() and not path.is_dir():
+        raise errors.ConfigError(f"{label} {path} is a file, not a directory")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise errors.ConfigError(f"cannot create {label} {path}: {e.strerror or e}") from None
+    _created.extend(missing)  # deepest first
+    probe = path / f".dichotomy-write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise errors.ConfigError(f"cannot write into {label} {path}: {e.strerror or e}") from None
+    return path
+
+
+def _writable_file(path: Path, option: str) -> Path:
+    """Prove the file ``path`` can be written (its folder is created), without changing it, or a ConfigError."""
+    if path.is_dir():
+        raise errors.ConfigError(f"{option} {path} is a directory; give a file name")
+    _writable_dir(path.parent, f"the folder of {option}")
+    if path.exists():
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as e:
+            raise errors.ConfigError(f"cannot write {option} file {path}: {e.strerror or e}") from None
+    return path
+
+
+def _remove_created() -> None:
+    """After a failure, remove the directories this command created that are still empty."""
+    for path in _created:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+    _created.clear()
+
+
+# --- train -----------------------------------------------------------------------------------------------
+
 def _summary(traj: Trajectory) -> str:
     m, lines = traj.metrics, []
     for key in ("train_acc", "test_acc", "train_loss", "test_loss", "param_norm"):
-        if key in m:
+        if key in m and len(m[key]):
             lines.append(f"  {key:11s} {m[key][0]:.4g} -> {m[key][-1]:.4g}")
     if "train_acc" in m and np.any(m["train_acc"] == 1):
         lines.append(f"  train accuracy first 100% at step {traj.steps[np.argmax(m['train_acc'] == 1)]}")
     return "\n".join(lines)
 
 
-def _save(traj: Trajectory, out: Path, title: str, plot: bool, diagnosis=None) -> list[Path]:
-    paths = list(traj.save(out / "trajectory"))
-    if diagnosis is not None:
-        paths.append(out / "diagnosis.json")
-        paths[-1].write_text(json.dumps(diagnosis.to_json(), indent=1) + "\n")
-    if plot and len(traj):
-        from dichotomy.validation.plots import plot_trajectory
+def _plot(traj: Trajectory, out: Path, title: str, diagnosis=None) -> list[Path]:
+    if not len(traj):
+        return []
+    from dichotomy.validation.plots import plot_trajectory
 
-        paths.append(plot_trajectory(traj, out / "trajectory.png", title, diagnosis))
-    return paths
+    return [plot_trajectory(traj, out / "trajectory.png", title, diagnosis)]
 
 
 def _train(args) -> int:
@@ -124,9 +283,10 @@ def _train(args) -> int:
     preset = presets.get(name)
     if preset.model != args.model:
         raise errors.ConfigError(f"preset {name!r} is for {preset.model}, not {args.model}")
-    changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _OPTIONS.items()}
+    changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, *_) in _OPTIONS.items()}
     preset = presets.override(preset, **{k: v for k, v in changes.items() if v is not None})
     backend = get_backend(args.backend)
+    out = _writable_dir(args.out)
     module, config, params, dataset = presets.build(preset)
     title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
     run_config = {"preset": name, "seed": preset.seed, "init_seed": preset.init_seed, "model": args.model,
@@ -134,59 +294,85 @@ def _train(args) -> int:
     probe = transition.default_probe(dataset)
     try:
         traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
-                           probe=probe, progress=not args.no_progress, run_config=run_config)
+                           probe=probe, progress=not args.no_progress, run_config=run_config, dtype=args.dtype)
     except (errors.TrainingDiverged, errors.TrainingInterrupted) as stop:
-        paths = _save(stop.trajectory, args.out, title, not args.no_plot)
-        print(f"dichotomy: error: {stop}\n  saved what was recorded: {', '.join(map(str, paths))}",
-              file=sys.stderr)
-        return 1 if isinstance(stop, errors.TrainingDiverged) else 130
+        paths = list(stop.trajectory.save(out / "trajectory"))
+        if not args.no_plot:
+            paths += _plot(stop.trajectory, out, title)
+        kind = "error: " if isinstance(stop, errors.TrainingDiverged) else ""
+        print(f"dichotomy: {kind}{stop}; saved what was recorded: {', '.join(map(str, paths))}", file=sys.stderr)
+        return getattr(stop, "exit_code", EXIT_FAILED)
+    # The run is on disk before anything else is computed: a failing diagnostic or plot cannot lose it.
+    paths = list(traj.save(out / "trajectory"))
     diagnosis = None
     if not args.no_limits:
-        diagnosis = transition.diagnose(traj, module, config, params, dataset, probe, lr=preset.lr, wd=preset.wd)
-    paths = _save(traj, args.out, title, not args.no_plot, diagnosis)
-    print(f"{args.model} ({name}), {preset.steps} steps:\n{_summary(traj)}")
+        try:
+            diagnosis = transition.diagnose(traj, module, config, params, dataset, probe, lr=preset.lr,
+                                            wd=preset.wd)
+        except errors.DichotomyError as e:
+            log.warning("no dichotomy diagnostic: %s (the trajectory is saved)", e)
+        except Exception:
+            log.error("dichotomy: the diagnostic failed; the trajectory is saved: %s", ", ".join(map(str, paths)))
+            raise
+    if diagnosis is not None:
+        paths.append(out / "diagnosis.json")
+        paths[-1].write_text(json.dumps(diagnosis.to_json(), indent=1) + "\n")
+    if not args.no_plot:
+        paths += _plot(traj, out, title, diagnosis)
+    print(f"{args.model} ({name}), {preset.steps} steps on {backend.name} ({args.dtype}):\n{_summary(traj)}")
     if diagnosis is not None:
         print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diagnosis.summary()}")
     print(f"wrote {', '.join(map(str, paths))}")
-    return 0
+    return EXIT_OK
 
+
+# --- the other commands ----------------------------------------------------------------------------------
 
 def _bench(args) -> int:
-    from dichotomy.kernels import bench
-
-    names = args.workload or list(bench.WORKLOADS)
-    unknown = [n for n in names if n not in bench.WORKLOADS]
+    names = args.workload or list(bench_module.WORKLOADS)
+    unknown = [n for n in names if n not in bench_module.WORKLOADS]
     if unknown:
-        raise errors.ConfigError(f"unknown workload {unknown[0]!r}; choose from {', '.join(bench.WORKLOADS)}")
-    report = bench.bench(names, args.engine)
-    paths = bench.write(report, args.out, args.docs)
-    print(bench.markdown(report) + f"wrote {', '.join(map(str, paths))}")
-    return 0
+        raise errors.ConfigError(f"unknown workload {unknown[0]!r}; choose from {_choices(bench_module.WORKLOADS)}")
+    engines = bench_module.check_engines(args.engine)
+    rtol = errors.positive("rtol", args.rtol)
+    if args.docs is not None:
+        _writable_file(args.docs, "--docs")
+    _writable_dir(args.out)
+    report = bench_module.bench(names, engines, rtol=rtol, progress=log.info)
+    paths = bench_module.write(report, args.out, args.docs)
+    print(bench_module.markdown(report) + f"wrote {', '.join(map(str, paths))}")
+    return EXIT_OK
 
 
 def _validate(args) -> int:
-    from dichotomy.validation import suite
-
     names = suite.select(args.only)
     backend = get_backend(args.backend)
+    if args.docs is not None:
+        suite.check_docs(args.docs)
+        _writable_file(args.docs, "--docs")
+    _writable_dir(args.out)
     try:
         reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress, force=args.force)
-    except KeyboardInterrupt:
-        print(f"dichotomy: interrupted; the claims finished so far are in {args.out / 'report.md'}, and a rerun "
-              "resumes from the first unfinished one", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(f"dichotomy: interrupted ({getattr(stop, 'signal_name', 'SIGINT')}); the claims finished so far are "
+              f"in {args.out / 'report.md'}, and a rerun resumes from the first unfinished one", file=sys.stderr)
+        return getattr(stop, "exit_code", EXIT_SIGINT)
     if args.docs is not None:
         suite.write_docs(reports, args.scale, backend.name, args.docs)
     failed = [r.name for r in reports if not r.passed]
     print(f"{len(reports) - len(failed)} of {len(reports)} claims pass"
           + (f" (failed: {', '.join(failed)})" if failed else "") + f"; report: {args.out / 'report.md'}")
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _crosscheck(args) -> int:
     from dichotomy.kernels.adapters import adapter
     from dichotomy.refimpl import crosscheck
 
+    steps = errors.positive_int("steps", args.steps)
+    rtol = errors.positive("rtol", args.rtol)
+    if args.json is not None:
+        _writable_file(args.json, "--json")
     reports = []
     for name in args.model:
         module, config, params, ds, lr, wd = crosscheck.problem(name)
@@ -194,42 +380,114 @@ def _crosscheck(args) -> int:
             print(f"{name}: skipped (half-mse applies to the squared loss only)")
             continue
         peer = adapter(args.framework, module, config, ds.loss, args.mistake)
-        report = crosscheck.crosscheck(module, config, params, ds, lr=lr, wd=wd, steps=args.steps, rtol=args.rtol,
+        report = crosscheck.crosscheck(module, config, params, ds, lr=lr, wd=wd, steps=steps, rtol=rtol,
                                        forward=peer.forward, loss_and_grad=peer.loss_and_grad,
                                        step=peer.make_step(ds.X_train, ds.y_train, lr, wd), framework=args.framework)
         print(report.table())
         reports.append(report)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_json() for r in reports], indent=1) + "\n")
-    return 0 if all(r.passed for r in reports) else 1
+    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 
 def _export_golden(args) -> int:
     from dichotomy.refimpl import crosscheck
 
     steps = errors.positive_int("steps", args.steps)
+    _writable_dir(args.out)
     for name in args.model:
         print("wrote " + ", ".join(map(str, crosscheck.write_golden(args.out, name, steps))))
-    return 0
+    return EXIT_OK
 
 
-def _presets() -> int:
+def _presets(args) -> int:
     for name, p in presets.PRESETS.items():
         print(f"{name:12s} {p.model:18s} {p.steps:>11,d} steps  {p.description}")
-    return 0
+    return EXIT_OK
+
+
+COMMANDS = {"train": _train, "bench": _bench, "validate": _validate, "crosscheck": _crosscheck,
+            "export-golden": _export_golden, "presets": _presets}
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+class _Format(logging.Formatter):
+    """Plain messages; warnings and errors say so."""
+
+    def format(self, record):
+        msg = super().format(record)
+        if record.levelno >= logging.WARNING and not msg.startswith("dichotomy:"):
+            msg = f"dichotomy: {record.levelname.lower()}: {msg}"
+        return msg
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _error(text: str) -> None:
+    print(f"dichotomy: error: {_one_line(text)}", file=sys.stderr)
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dichotomy`` console command."""
-    args = _parser().parse_args(argv)
+    """Entry point of the dichotomy console command; returns the exit code (see DESCRIPTION)."""
     try:
-        return {"train": _train, "bench": _bench, "validate": _validate,
-                "crosscheck": _crosscheck, "export-golden": _export_golden,
-                "presets": lambda _: _presets()}[args.command](args)
-    except (errors.DichotomyError, BackendUnavailable) as e:
-        print(f"dichotomy: error: {e}", file=sys.stderr)
-        return 2
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        _error(e)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format("%(message)s"))
+    package = logging.getLogger("dichotomy")
+    level = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main else None
+    _created.clear()
+    code = EXIT_INTERNAL
+    try:
+        code = COMMANDS[args.command](args)
+        return code
+    except errors.TrainingDiverged as e:  # outside train (which saves and reports its own)
+        if args.debug:
+            raise
+        _error(e)
+        return EXIT_FAILED
+    except KeyboardInterrupt as e:  # TrainingInterrupted, Ctrl-C or SIGTERM outside a training loop
+        name = getattr(e, "signal_name", "SIGINT")
+        print(f"dichotomy: interrupted ({name})", file=sys.stderr)
+        return getattr(e, "exit_code", EXIT_SIGINT)
+    except errors.DichotomyError as e:  # ConfigError, BackendUnavailable: bad input
+        if args.debug:
+            raise
+        _error(e)
+        return EXIT_USAGE
+    except OSError as e:  # the file system refused (disk full, a path vanished): not a bug, nothing to debug
+        if args.debug:
+            raise
+        _error(f"{e.strerror or e}: {e.filename}" if e.filename else e)
+        return EXIT_USAGE
+    except Exception as e:
+        if args.debug:
+            raise
+        what = ": ".join(filter(None, (type(e).__name__, _one_line(e))))
+        print(f"dichotomy: internal error: {what} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if code != EXIT_OK:
+            _remove_created()
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+        package.removeHandler(handler)
+        package.setLevel(level)
 
 
 if __name__ == "__main__":

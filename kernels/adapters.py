@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from dichotomy.kernels import BackendUnavailable
+from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
 
 MISTAKES = ("decoupled", "sum", "float32", "half-mse")
 
@@ -38,17 +39,30 @@ def import_jax():
     return jax
 
 
-def outputs(xp, relu, kind: str, L: int, P: dict, X):
-    """f(theta; X) in any array library ``xp`` (torch or jax.numpy): the three models' forward passes."""
-    if kind == "diagonal_net":
-        return X @ (P["u"] ** L - P["v"] ** L)
-    if kind == "matrix_factorization":
-        i, j = X[:, 0], X[:, 1]
-        return (P["U"][i] * P["U"][j]).sum(1) - (P["V"][i] * P["V"][j]).sum(1)
+def _diagonal_net(xp, relu, L, P, X):
+    return X @ (P["u"] ** L - P["v"] ** L)
+
+
+def _matrix_completion(xp, relu, L, P, X):
+    i, j = X[:, 0], X[:, 1]
+    return (P["U"][i] * P["U"][j]).sum(1) - (P["V"][i] * P["V"][j]).sum(1)
+
+
+def _relu_mlp(xp, relu, L, P, X):
     a = relu(X @ P["W1"].T + P["b1"])
     for layer in range(2, L):
         a = relu(a @ P[f"W{layer}"].T)
     return a @ P[f"W{L}"].T
+
+
+# The peers' forward passes, as their users would write them, by model NAME (refimpl.models).
+FORWARDS = {diagonal_net.NAME: _diagonal_net, matrix_factorization.NAME: _matrix_completion,
+            relu_mlp.NAME: _relu_mlp}
+
+
+def outputs(xp, relu, model: str, L: int, P: dict, X):
+    """f(theta; X) of model ``model`` (a NAME) in any array library ``xp`` (torch or jax.numpy)."""
+    return FORWARDS[model](xp, relu, L, P, X)
 
 
 def torch_loss(torch, loss: str, f, y, reduction: str = "mean"):
@@ -77,17 +91,14 @@ def jax_loss(jax, loss: str, f, y):
     return jnp.mean(jax.nn.logsumexp(f, axis=1) - jnp.take_along_axis(f, y[:, None], 1)[:, 0])
 
 
-def _kind(module) -> str:
-    return module.__name__.rsplit(".", 1)[-1]
-
-
 class _Adapter:
     """What both adapters record: the model's kind and depth, the loss, and the deliberate mistake (if any)."""
 
     def __init__(self, module, config, loss: str, mistake: str | None = None):
         if mistake is not None and mistake not in MISTAKES:
             raise BackendUnavailable(f"unknown mistake {mistake!r}; choose one of {', '.join(MISTAKES)}")
-        self.kind, self.L, self.loss, self.mistake = _kind(module), getattr(config, "L", 2), loss, mistake
+        self.kind, self.L, self.loss, self.mistake = module.NAME, module.degree(config), loss, mistake
+        self.indices = module.INPUTS == "index-pairs"
 
 
 class TorchAdapter(_Adapter):
@@ -117,7 +128,7 @@ class TorchAdapter(_Adapter):
 
     def _tensors(self, X, y):
         torch = self.torch
-        X = torch.tensor(X, dtype=torch.int64 if self.kind == "matrix_factorization" else self.dtype)
+        X = torch.tensor(X, dtype=torch.int64 if self.indices else self.dtype)
         y = torch.tensor(y, dtype=torch.int64 if self.loss == "cross_entropy" else self.dtype)
         return X, y
 
@@ -176,7 +187,7 @@ class JaxAdapter(_Adapter):
     def _arrays(self, params, X, y):
         jnp = self.jax.numpy
         P = {k: jnp.asarray(v, dtype=self.dtype) for k, v in params.items()}
-        X = jnp.asarray(X) if self.kind == "matrix_factorization" else jnp.asarray(X, dtype=self.dtype)
+        X = jnp.asarray(X) if self.indices else jnp.asarray(X, dtype=self.dtype)
         y = jnp.asarray(y) if self.loss == "cross_entropy" else jnp.asarray(y, dtype=self.dtype)
         return P, X, y
 

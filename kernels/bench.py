@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from dichotomy.kernels import BackendUnavailable, get_backend
-from dichotomy.kernels.numba import ENGINES
+from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, get_backend
 from dichotomy.kernels.peers import PEERS
-from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
-from dichotomy.refimpl.optim import sgd_step
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.trajectory import versions
 
 SEED = 20240505
@@ -33,7 +32,7 @@ class Workload:
     """A benchmark problem: model, dataset and optimizer settings, and its cost per step."""
 
     name: str
-    kind: str  # diag | mc | mlp
+    model: str  # a model NAME (refimpl.models)
     size: dict
     lr: float
     wd: float
@@ -41,25 +40,25 @@ class Workload:
 
 
 WORKLOADS = {w.name: w for w in (
-    Workload("diag-20k", "diag", {"d": 20_000, "n": 256}, 0.01, 1e-3),
-    Workload("diag-100k", "diag", {"d": 100_000, "n": 256}, 0.01, 1e-3),
-    Workload("mc", "mc", {"d": 97}, 0.1, 1e-4),
-    Workload("mlp-256", "mlp", {"p": 97, "h": 256}, 0.002, 1e-4),
-    Workload("mlp-1024", "mlp", {"p": 97, "h": 1024}, 0.002, 1e-4),
-    Workload("diag-20k-b16", "diag", {"d": 20_000, "n": 256}, 0.01, 1e-3, batch=16),
-    Workload("mc-b16", "mc", {"d": 97}, 0.1, 1e-4, batch=16),
-    Workload("mlp-256-b16", "mlp", {"p": 97, "h": 256}, 0.002, 1e-4, batch=16),
+    Workload("diag-20k", diagonal_net.NAME, {"d": 20_000, "n": 256}, 0.01, 1e-3),
+    Workload("diag-100k", diagonal_net.NAME, {"d": 100_000, "n": 256}, 0.01, 1e-3),
+    Workload("mc", matrix_factorization.NAME, {"d": 97}, 0.1, 1e-4),
+    Workload("mlp-256", relu_mlp.NAME, {"p": 97, "h": 256}, 0.002, 1e-4),
+    Workload("mlp-1024", relu_mlp.NAME, {"p": 97, "h": 1024}, 0.002, 1e-4),
+    Workload("diag-20k-b16", diagonal_net.NAME, {"d": 20_000, "n": 256}, 0.01, 1e-3, batch=16),
+    Workload("mc-b16", matrix_factorization.NAME, {"d": 97}, 0.1, 1e-4, batch=16),
+    Workload("mlp-256-b16", relu_mlp.NAME, {"p": 97, "h": 256}, 0.002, 1e-4, batch=16),
 )}
 
 
 def build(w: Workload):
     """(module, config, params, dataset) of a workload, seeded."""
     rng = np.random.default_rng(SEED)
-    if w.kind == "diag":
+    if w.model == diagonal_net.NAME:
         ds = data.sparse_linear_classification(rng, d=w.size["d"], n_train=w.size["n"], n_test=1, k=3)
         config = diagonal_net.Config(d=w.size["d"], alpha=128.0)
         return diagonal_net, config, diagonal_net.init(config), ds
-    if w.kind == "mc":
+    if w.model == matrix_factorization.NAME:
         ds = data.multiplication_table(rng, d=w.size["d"], train_fraction=0.05)
         config = matrix_factorization.Config(d=w.size["d"], alpha=10.0)
         return matrix_factorization, config, matrix_factorization.init(config), ds
@@ -72,74 +71,54 @@ def build(w: Workload):
 def work(w: Workload, ds) -> dict:
     """Bytes of data read per step by a float64 and an int8 engine, and the dense-equivalent FLOPs."""
     n = len(ds.y_train)
-    if w.kind == "diag":
+    if w.model == diagonal_net.NAME:
         nd = n * w.size["d"]
         return {"bytes_float64": 2 * 8 * nd, "bytes_int8": 2 * nd, "flops": 4 * nd}
-    if w.kind == "mc":
+    if w.model == matrix_factorization.NAME:
         return {"flops": 2 * 6 * n * w.size["d"]}
     D, h, out = 2 * w.size["p"], w.size["h"], w.size["p"]
     return {"flops": 4 * n * D * h + 6 * n * h * out}
 
 
-def _numpy_engine(module, config, params, ds, lr, wd):
-    X = ds.X_train.astype(np.float64) if ds.X_train.dtype == np.int8 else ds.X_train  # as the oracle's driver
-    state = {"P": {k: v.copy() for k, v in params.items()}}
-
-    def advance(steps):
-        for _ in range(steps):
-            state["P"] = sgd_step(state["P"], module.loss_and_grad(config, state["P"], X, ds.y_train, ds.loss)[1],
-                                  lr, wd)
-
-    return advance, lambda: state["P"]
-
-
-def _numba_engine(module, config, params, ds, lr, wd):
-    engine = ENGINES[module.__name__.rsplit(".", 1)[-1]](config, params, ds, np.float64, None)
-    return (lambda steps: engine.advance(steps, lr, wd)), engine.params
-
-
-def _numba_batch(module, config, params, ds, lr, wd, B):
-    """B runs in one engine (run 0 has the workload's wd, so it can be checked against the oracle)."""
-    from dichotomy.kernels.numba import BATCHES
-    from dichotomy.kernels.numba.batch import SequentialBatch
-
-    name = module.__name__.rsplit(".", 1)[-1]
-    configs, inits = [config] * B, [params] * B
-    batch = (BATCHES[name](configs, inits, ds, None) if name in BATCHES
-             else SequentialBatch(ENGINES[name], configs, inits, ds, None))
-    lrs, wds = np.full(B, lr), wd * (1 + np.arange(B) / B)
-
-    def advance(steps):
-        batch.advance(steps, lrs, wds, np.ones(B, dtype=np.bool_))
-
-    return advance, batch.engines[0].params
+def _backend_engine(backend: str, module, config, params, ds, lr, wd, B: int):
+    """A backend's engine on the protocol: B runs (run 0 has the workload's wd, so it can be checked against
+    the oracle; the others' weight decays are spread by up to 2x). Returns (advance(steps), run 0's params)."""
+    runs = [RunSpec(config, models.check_params(module, config, params), lr, wd * (1 + b / B)) for b in range(B)]
+    factory = get_backend(backend).engine
+    reason = factory.unsupported(module, runs, ds, "float64", None)
+    if reason is not None:
+        raise ConfigError(f"the {backend} backend cannot run this workload: {reason}")
+    engine = factory(module, runs, ds)
+    return engine.advance, lambda: engine.params()[0]
 
 
 def engines(module, config, params, ds, lr, wd, names, batch: int = 1) -> dict:
     """name -> (advance, params) for each engine that can run here; a missing one maps to its reason."""
-    kind = {diagonal_net: "diag", matrix_factorization: "mc", relu_mlp: "mlp"}[module]
-    X = ds.X_train.astype(np.float64) if kind != "mc" else ds.X_train
+    X = ds.X_train.astype(np.float64) if ds.X_train.dtype == np.int8 else ds.X_train
     out = {}
     for name in names:
         try:
-            if name == "numpy":
-                out[name] = _numpy_engine(module, config, params, ds, lr, wd)
-            elif name == "numba":
-                get_backend("numba")
-                out[name] = (_numba_engine(module, config, params, ds, lr, wd) if batch == 1 else
-                             _numba_batch(module, config, params, ds, lr, wd, batch))
+            if name in BACKENDS and (batch == 1 or name != "numpy"):
+                out[name] = _backend_engine(name, module, config, params, ds, lr, wd, batch)
             elif batch > 1:
-                out[name] = "batched workloads compare numba's batch with single runs of the others"
-            elif name in PEERS:
-                out[name] = PEERS[name](kind, params, X, ds.y_train, lr, wd)
+                out[name] = "batched workloads compare the backends' batches with single runs of the others"
             else:
-                out[name] = f"unknown engine {name!r}: choose from numpy, numba, {', '.join(PEERS)}"
-        except BackendUnavailable as e:
+                out[name] = PEERS[name](module, params, X, ds.y_train, lr, wd)
+        except (BackendUnavailable, ConfigError) as e:
             out[name] = str(e)
     return out
 
 
-def _agree(got: dict, want: dict, rtol: float = 1e-8) -> float:
+def check_engines(names: list[str]) -> list[str]:
+    """The engine names, or a one-line ConfigError naming the first unknown one."""
+    known = (*BACKENDS, *PEERS)
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown engine {name!r}; choose from {', '.join(known)}")
+    return list(names)
+
+
+def _agree(got: dict, want: dict) -> float:
     """Largest parameter difference relative to each array's scale."""
     return max(float(np.abs(got[k] - want[k]).max() / max(np.abs(want[k]).max(), 1e-300)) for k in want)
 
@@ -199,8 +178,14 @@ class Result:
     roofline_fraction: float | None = None
 
 
-def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, progress=print) -> dict:
-    """Run every workload in ``names`` on every engine in ``engine_names``; return the report dict."""
+def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rtol: float = 1e-8,
+          progress=print) -> dict:
+    """Run every workload in ``names`` on every engine in ``engine_names``; return the report dict.
+
+    An engine whose parameters differ from the oracle's by more than ``rtol`` (relative to each array's scale)
+    after ``check_steps`` steps is reported and not timed.
+    """
+    engine_names = check_engines(engine_names)
     ceiling = ceilings()
     progress(f"ceilings: {ceiling['bandwidth_GBps']:.1f} GB/s, {ceiling['gemm_GFLOPs']:.1f} GFLOP/s")
     results = []
@@ -218,11 +203,11 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, pr
             advance(check_steps)
             P = current()
             if reference is None:
-                ref_advance, ref_params = _numpy_engine(module, config, params, ds, w.lr, w.wd)
+                ref_advance, ref_params = _backend_engine("numpy", module, config, params, ds, w.lr, w.wd, 1)
                 ref_advance(check_steps)
                 reference = ref_params()
             err = _agree(P, reference)
-            if err > 1e-8:
+            if not err <= rtol:
                 rows.append(Result(wname, name, None, err, f"disagrees with the oracle after {check_steps} steps"))
                 continue
             with np.errstate(over="ignore", invalid="ignore"):
@@ -230,7 +215,7 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, pr
             if not all(np.all(np.isfinite(v)) for v in current().values()):
                 rows.append(Result(wname, name, None, err, "diverged while being timed: lower the workload's lr"))
                 continue
-            if name == "numba" and w.batch > 1:  # per run-step: the batch's step time over B
+            if name in BACKENDS and w.batch > 1:  # per run-step: the batch's step time over B
                 rows.append(Result(wname, name, ms / w.batch, err, f"{w.batch} runs per call; ms per run-step"))
             else:
                 rows.append(Result(wname, name, ms, err))
@@ -243,18 +228,18 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, pr
 
 def _ratios(rows, w, ds, ceiling):
     timed = {r.engine: r.ms_per_step for r in rows if r.ms_per_step}
-    peers = [t for name, t in timed.items() if name != "numba"]
+    peers = [t for name, t in timed.items() if name in PEERS or name == "numpy"]
     cost = work(w, ds)
     for r in rows:
         if not r.ms_per_step:
             continue
-        if r.engine == "numba" and peers:
+        if r.engine in ("numba", "cupy") and peers:
             r.ratio_to_fastest_peer = min(peers) / r.ms_per_step
         seconds = r.ms_per_step / 1e3
-        if w.kind == "diag":
-            moved = cost["bytes_int8" if r.engine == "numba" else "bytes_float64"]
+        if w.model == diagonal_net.NAME:
+            moved = cost["bytes_int8" if r.engine in ("numba", "cupy") else "bytes_float64"]
             r.roofline_fraction = moved / seconds / 1e9 / ceiling["bandwidth_GBps"]
-        elif w.kind == "mlp":
+        elif w.model == relu_mlp.NAME:
             r.roofline_fraction = cost["flops"] / seconds / 1e9 / ceiling["gemm_GFLOPs"]
 
 

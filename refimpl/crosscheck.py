@@ -127,7 +127,7 @@ def reference_step(model: ModuleType, config, params, X, y, loss: str, lr: float
         raise errors.ConfigError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     if convention == "float32":
         params = {k: v.astype(np.float32) for k, v in params.items()}
-        X = X.astype(np.float32) if X.dtype.kind == "f" or model is not matrix_factorization else X
+        X = X.astype(np.float32) if X.dtype.kind == "f" or model.INPUTS != "index-pairs" else X
         lr, wd = np.float32(lr), np.float32(wd)
     _, g = model.loss_and_grad(config, params, X, y, loss)
     scale = {"sum": X.shape[0], "half-mse": 0.5}.get(convention, 1.0)

@@ -20,6 +20,7 @@ import numpy as np
 from dichotomy.refimpl import blocks, errors, losses
 
 NAME = "diagonal-net"  # the model's one name: registry key, CLI argument, trajectory field
+INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = ("alpha = ||theta(0)||_2 (official code); the paper's per-coordinate scale alpha / sqrt(2d) "
                     "gives ln(alpha / sqrt(2d)) / lambda")
 
@@ -98,7 +99,7 @@ def weights(config: Config, params: dict[str, np.ndarray]) -> np.ndarray:
 
 def check_inputs(config: Config, X) -> np.ndarray:
     """X must be a finite (n, d) numeric array."""
-    X = errors.finite_array("X", X, ndim=2)
+    X = errors.finite_array("X", X, ndim=2, real=True)
     if X.shape[1] != config.d:
         raise errors.ConfigError(f"X has {X.shape[1]} columns but the diagonal net has d={config.d}")
     return X

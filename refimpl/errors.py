@@ -67,11 +67,14 @@ def fraction(name: str, value) -> float:
     return x
 
 
-def finite_array(name: str, a, *, ndim: int | None = None) -> np.ndarray:
-    """Return ``np.asarray(a)`` after checking it is numeric, finite and (optionally) ``ndim``-dimensional."""
+def finite_array(name: str, a, *, ndim: int | None = None, real: bool = False) -> np.ndarray:
+    """Return ``np.asarray(a)`` after checking it is numeric (real with ``real``), finite and (optionally)
+    ``ndim``-dimensional."""
     a = np.asarray(a)
-    if a.dtype.kind not in "biufc":
-        raise ConfigError(f"{name} must be a numeric array, got dtype {a.dtype}")
+    if a.dtype.kind not in ("biuf" if real else "biufc"):
+        kind = "real" if real else "numeric"
+        raise ConfigError(f"{name} must be a {kind} array, got dtype {a.dtype}"
+                          + ("; complex inputs are not supported" if a.dtype.kind == "c" else ""))
     if ndim is not None and a.ndim != ndim:
         raise ConfigError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
     if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):

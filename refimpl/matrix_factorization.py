@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from dichotomy.refimpl import errors, losses
 
 NAME = "matrix-completion"  # the model's one name: registry key, CLI argument, trajectory field
+INPUTS = "index-pairs"  # rows of X are integer index pairs (i, j)
 SCALE_CONVENTION = "U(0) = V(0) = alpha I (paper and code)"
 
 _DENSE_MAX_D = 1024  # backward builds G densely up to this size

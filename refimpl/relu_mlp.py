@@ -16,6 +16,7 @@ import numpy as np
 from dichotomy.refimpl import errors, losses
 
 NAME = "relu-mlp"  # the model's one name: registry key, CLI argument, trajectory field
+INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = "theta(0) = alpha x He init, alpha = init_scale"
 MAX_JACOBIAN_BYTES = 1 << 30  # the largest Jacobian ntk_gram forms; beyond, a one-line ConfigError
 
@@ -112,7 +113,7 @@ def init(config: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def check_inputs(config: Config, X) -> np.ndarray:
     """X must be a finite (n, D) numeric array."""
-    X = errors.finite_array("X", X, ndim=2)
+    X = errors.finite_array("X", X, ndim=2, real=True)
     if X.shape[1] != config.D:
         raise errors.ConfigError(f"X has {X.shape[1]} columns but the MLP has input width D={config.D}")
     return X

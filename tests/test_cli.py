@@ -1,13 +1,27 @@
-"""The ``dichotomy`` command: a real training run end to end, presets, and one-line errors."""
+"""The ``dichotomy`` command: a real training run end to end, presets, one-line errors and exit codes."""
 
 import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dichotomy import cli
 from dichotomy.cli import main
-from dichotomy.refimpl import presets
+from dichotomy.refimpl import diagonal_net, presets, train
+from dichotomy.refimpl.limits import transition
 from dichotomy.refimpl.trajectory import load
+
+# A diagonal net small enough to train 50 steps in a fraction of a second.
+TINY = ["diagonal-net", "--d", "20", "--n-train", "8", "--n-test", "8", "--steps", "50", "--no-progress"]
 
 
 def test_train_writes_npz_json_and_png(tmp_path, capsys):
@@ -46,7 +60,7 @@ def test_default_preset_is_the_models_quick_one(tmp_path):
     (["train", "diagonal-net", "--gamma", "2"], "does not apply"),
     (["train", "matrix-completion", "--train-fraction", "1.2"], "between 0 and 1"),
     (["train", "relu-mlp", "--preset", "fig3"], "is for matrix-completion"),
-    (["train", "relu-mlp", "--preset", "nope"], "unknown preset"),
+    (["train", "relu-mlp", "--preset", "nope"], "invalid choice: 'nope'"),
     (["train", "diagonal-net", "--backend", "cupy"], "cupy backend cannot run here"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, argv, match):
@@ -138,3 +152,280 @@ def test_quick_completion_preset_fits_then_sits_on_the_kernel_plateau_then_recov
     early = (s >= 30) & (s <= 2000)  # lambda t << ln(alpha): the outputs are K2's (the norm has not decayed yet)
     assert np.all(np.array(diag["kernel_distance"])[early] < 0.01)
     assert m["test_loss"][-1] < 0.01
+
+
+# --- one-line errors, exit codes, checks before compute ---------------------------------------------------
+
+def _one_line_error(capsys, *fragments) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dichotomy: error:") and "\n" not in err, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Fail loudly if any command gets as far as drawing data, training, timing or validating."""
+    from dichotomy.kernels import bench
+    from dichotomy.refimpl import crosscheck
+    from dichotomy.validation import suite
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("compute started before the input was checked")
+
+    for owner, name in ((presets, "build"), (bench, "bench"), (bench, "ceilings"), (suite, "run"),
+                        (crosscheck, "write_golden"), (crosscheck, "problem")):
+        monkeypatch.setattr(owner, name, forbidden)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["train", *TINY, "--seed", "-1"], "seeds are integers >= 0"),
+    (["train", *TINY, "--init-seed", "-5"], "seeds are integers >= 0"),
+    (["train", *TINY, "--seed", "1.5"], "seeds are integers >= 0"),
+    (["train", "relu-mlp", "--zero-last-layer", "5"], "expected 0 or 1"),
+    (["train", *TINY, "--steps", "-1"], "steps must be an integer >= 0"),
+    (["train", *TINY, "--wd", "-1"], "weight decay"),
+    (["train", *TINY, "--lr", "nan"], "learning rate"),
+    (["train", *TINY, "--d", "0"], "d must be an integer >= 1"),
+    (["train", *TINY, "--n-train", "-3"], "n_train must be an integer >= 1"),
+    (["train", *TINY, "--alpha", "-1"], "alpha"),
+    (["train", *TINY, "--h", "8"], "does not apply"),
+    (["train", "relu-mlp", "--h", "-1"], "width h"),
+    (["train", "relu-mlp", "--p", "-3"], "p must be an integer >= 2"),
+    (["train", "relu-mlp", "--depth", "1"], "depth L"),
+    (["train", "relu-mlp", "--train-fraction", "0"], "train_fraction"),
+    (["train", "relu-mlp", "--op", "%"], "invalid choice: '%'"),
+    (["train", *TINY, "--dataset", "nope"], "invalid choice: 'nope'"),
+    (["train", "diag", "--steps", "1"], "invalid choice: 'diag'"),
+    (["train", *TINY, "--backend", "numpy", "--dtype", "float32"], "float64 only"),
+    (["train", *TINY, "--dtype", "float16"], "invalid choice: 'float16'"),
+    (["train", *TINY, "--steps", "ten"], "invalid int value"),
+])
+def test_bad_train_input_is_a_one_line_error_before_training(tmp_path, capsys, monkeypatch, argv, match):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr(train, "drive", forbidden)
+    assert main(argv + ["--out", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, match)
+    assert not (tmp_path / "run").exists()  # nothing created (or the empty folder removed again)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["bench", "--engine", "nonsense"], "'nonsense'"),
+    (["bench", "--engine", "numba", "nonsense"], "'nonsense'"),
+    (["bench", "--workload", "diag-1m"], "'diag-1m'"),
+    (["bench", "--rtol", "-1"], "rtol"),
+    (["validate", "--only", "fig9"], "'fig9'"),
+    (["validate", "--backend", "gpu"], "'gpu'"),
+    (["validate", "--docs", "missing.md"], "missing.md"),
+    (["export-golden", "--steps", "0"], "steps must be an integer >= 1"),
+    (["export-golden", "--model", "diag"], "'diag'"),
+    (["crosscheck", "--framework", "mxnet"], "'mxnet'"),
+    (["crosscheck", "--framework", "torch", "--steps", "0"], "steps must be an integer >= 1"),
+    (["crosscheck", "--framework", "torch", "--rtol", "-1"], "rtol"),
+    (["nonsense"], "'nonsense'"),
+    ([], "required"),
+])
+def test_bad_input_to_every_command_is_a_one_line_error(tmp_path, capsys, no_compute, argv, match):
+    out = [] if argv[:1] in ([], ["nonsense"], ["crosscheck"]) else ["--out", str(tmp_path / "out")]
+    assert main(argv + out) == 2
+    _one_line_error(capsys, match)
+
+
+def test_bench_checks_engine_names_itself(tmp_path, capsys, no_compute):
+    """Not only through argparse: the command calls bench.check_engines before any work."""
+    args = cli._parser().parse_args(["bench", "--out", str(tmp_path)])
+    args.engine = ["numba", "nonsense"]
+    with pytest.raises(cli.errors.ConfigError, match="unknown engine 'nonsense'"):
+        cli._bench(args)
+
+
+def _out_cases(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    cases = [(a_file, "is a file, not a directory"), (a_file / "sub", "cannot create")]
+    if sys.platform.startswith("linux"):  # read-only even for root, where chmod would not stop a write
+        cases.append((Path("/proc"), "cannot write into"))
+    return cases
+
+
+@pytest.mark.parametrize("argv", [["train", *TINY], ["validate", "--only", "fig1a"], ["bench", "--workload", "mc"],
+                                  ["export-golden", "--steps", "2"]])
+def test_out_is_checked_before_any_compute(tmp_path, capsys, no_compute, argv):
+    for out, match in _out_cases(tmp_path):
+        assert main(argv + ["--out", str(out)]) == 2
+        _one_line_error(capsys, "--out", match)
+
+
+def test_crosscheck_json_is_checked_before_any_compute(tmp_path, capsys, no_compute):
+    for out, match in [(tmp_path, "is a directory")] + [(o / "report.json", m) for o, m in _out_cases(tmp_path)]:
+        assert main(["crosscheck", "--framework", "torch", "--json", str(out)]) == 2
+        _one_line_error(capsys, "--json", match)
+
+
+def test_docs_file_is_checked_before_any_compute(tmp_path, capsys, no_compute):
+    docs = tmp_path / "validation.md"
+    docs.write_text("# no markers here\n")
+    assert main(["validate", "--only", "fig1a", "--docs", str(docs), "--out", str(tmp_path / "v")]) == 2
+    _one_line_error(capsys, "section to fill")
+    assert not (tmp_path / "v").exists()
+
+
+
+def test_an_unexpected_exception_is_an_internal_error_and_debug_reraises(tmp_path, capsys, monkeypatch):
+    def bug(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(presets, "build", bug)
+    argv = ["train", *TINY, "--out", str(tmp_path)]
+    assert main(argv) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == "dichotomy: internal error: KeyError: 'oops' (rerun with --debug for the traceback)"
+    with pytest.raises(KeyError, match="oops"):
+        main(["--debug", *argv])
+    with pytest.raises(KeyError, match="oops"):
+        main([*argv, "--debug"])
+
+
+def test_debug_also_shows_bad_input_tracebacks(tmp_path):
+    with pytest.raises(cli.errors.ConfigError, match="learning rate"):
+        main(["--debug", "train", *TINY, "--lr", "-1", "--out", str(tmp_path)])
+
+
+def test_train_defaults_to_numba_and_takes_a_dtype(tmp_path, capsys):
+    assert cli._parser().parse_args(["train", "relu-mlp", "--out", "x"]).backend == "numba"
+    assert main(["train", *TINY, "--no-plot", "--no-limits", "--dtype", "float32", "--out", str(tmp_path)]) == 0
+    config = json.loads((tmp_path / "trajectory.json").read_text())["config"]
+    assert config["backend"] == "numba" and config["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("0", False), ("False", False)])
+def test_zero_last_layer_takes_0_1_true_false(value, expected):
+    args = cli._parser().parse_args(["train", "relu-mlp", "--zero-last-layer", value, "--out", "x"])
+    assert args.zero_last_layer is expected
+
+
+def test_zero_steps_records_the_initialization_only_without_warnings(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["train", *TINY, "--steps", "0", "--backend", "numpy", "--out", str(tmp_path)]) == 0
+    traj = load(tmp_path / "trajectory")
+    assert traj.steps.tolist() == [0] and traj.status == "completed"
+    assert (tmp_path / "diagnosis.json").exists() and (tmp_path / "trajectory.png").exists()
+    assert "undefined at every recorded step" in capsys.readouterr().out  # f(theta_0) = 0: no direction
+
+
+@pytest.mark.parametrize("alpha,why", [("0", "alpha > 0"), ("0.5", "large init")])
+def test_small_alpha_trains_saves_and_says_why_the_switch_time_is_undefined(tmp_path, capsys, alpha, why):
+    assert main(["train", *TINY, "--alpha", alpha, "--no-plot", "--out", str(tmp_path)]) == 0
+    assert load(tmp_path / "trajectory").status == "completed"
+    predicted = json.loads((tmp_path / "diagnosis.json").read_text())["predicted"]  # strict JSON: NaN is null
+    assert predicted["time"] is None and predicted["steps"] is None and why in predicted["note"]
+    assert why in capsys.readouterr().out
+
+
+def test_matrix_completion_at_alpha_zero_still_diagnoses(tmp_path):
+    assert main(["train", "matrix-completion", "--d", "5", "--train-fraction", "0.5", "--alpha", "0", "--steps",
+                 "3", "--no-progress", "--no-plot", "--out", str(tmp_path)]) == 0
+    kkt = json.loads((tmp_path / "diagnosis.json").read_text())["kkt"]
+    assert "no direction" in kkt["reason"]
+
+
+def test_predicted_time_never_raises():
+    for alpha, finite in ((0.0, False), (1.0, False), (0.3, False), (128.0, True)):
+        p = transition.predicted_time(diagonal_net, diagonal_net.Config(d=4, alpha=alpha), lr=0.1, wd=1e-2)
+        assert math.isfinite(p["time"]) is finite and (p["note"] == "") is finite
+
+
+def test_the_trajectory_is_saved_before_the_diagnostic_runs(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(transition, "diagnose", broken)
+    assert main(["train", *TINY, "--no-plot", "--out", str(tmp_path)]) == 3
+    assert load(tmp_path / "trajectory").status == "completed"
+    err = capsys.readouterr().err
+    assert "trajectory is saved" in err and "internal error: ZeroDivisionError" in err
+
+
+def test_a_diagnostic_that_cannot_be_computed_is_a_warning(tmp_path, capsys, monkeypatch):
+    def refuses(*args, **kwargs):
+        raise cli.errors.ConfigError("the Gram matrix would take 9 GiB")
+
+    monkeypatch.setattr(transition, "diagnose", refuses)
+    assert main(["train", *TINY, "--no-plot", "--out", str(tmp_path)]) == 0
+    assert "dichotomy: warning: no dichotomy diagnostic: the Gram matrix" in capsys.readouterr().err
+    assert (tmp_path / "trajectory.npz").exists() and not (tmp_path / "diagnosis.json").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["presets"], ["crosscheck"], ["export-golden"], ["validate"],
+                                     ["bench"]])
+def test_help_is_plain_text_and_every_option_is_explained(capsys, command):
+    assert main([*command, "--help"]) == 0
+    text = capsys.readouterr().out
+    for markup in ("`", "**", ":func:", ":class:", ":mod:", ":data:"):
+        assert markup not in text, markup
+    parser = cli._parser()
+    if command:
+        parser = parser._subparsers._group_actions[0].choices[command[0]]
+    for action in parser._actions:
+        assert action.help, action.dest
+
+
+def test_model_choices_are_the_model_names():
+    from dichotomy.refimpl.models import MODELS
+
+    train = cli._parser()._subparsers._group_actions[0].choices["train"]
+    model = next(a for a in train._actions if a.dest == "model")
+    assert list(model.choices) == list(MODELS) == ["diagonal-net", "matrix-completion", "relu-mlp"]
+
+
+def test_suite_progress_goes_through_logging(tmp_path, caplog, monkeypatch):
+    from dichotomy.kernels import get_backend
+    from dichotomy.validation import suite
+
+    monkeypatch.setattr(suite, "run_claim", lambda name, *a, **k: suite.ClaimReport(
+        name, "t", "c", {}, [], [], 0.0, True))
+    with caplog.at_level("INFO", logger="dichotomy.validation.suite"):
+        suite.run(["fig1a"], "test", get_backend("numpy"), tmp_path, progress=False)
+    assert any("[1/1] fig1a" in r.getMessage() for r in caplog.records)
+
+
+def _train_in_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "dichotomy", "train", "diagonal-net", "--d", "20", "--n-train", "8", "--n-test",
+           "8", "--steps", "1000000000", "--backend", "numpy", "--no-plot", "--no-limits", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    seen = bytearray()
+
+    def read():
+        while chunk := os.read(proc.stderr.fileno(), 4096):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while b"step" not in seen and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the progress bar is up: training has started
+    assert b"step" in seen, seen.decode(errors="replace")
+    time.sleep(1.0)
+    return proc, seen, reader
+
+
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_during_train_saves_the_trajectory_and_exits_with_its_code(tmp_path, sig, code, name):
+    proc, seen, reader = _train_in_subprocess(tmp_path)
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    reader.join(timeout=5)
+    err = seen.decode(errors="replace")
+    assert rc == code, err
+    assert f"interrupted ({name})" in err and "Traceback" not in err
+    traj = load(tmp_path / "trajectory")
+    assert traj.status == "interrupted" and traj.steps[-1] > 0

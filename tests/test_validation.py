@@ -191,29 +191,42 @@ def test_log_normalized_grad_finite_where_the_loss_underflows():
     assert log_value < -1000 and np.all(np.isfinite(g)) and g[0, 0] == pytest.approx(-1.0)
 
 
-def test_run_loss_normalized_matches_a_hand_loop():
-    ds = data.modular_arithmetic(np.random.default_rng(0), p=7, train_fraction=0.6)
-    config = relu_mlp.Config(D=14, h=8, out=7)
-    params = relu_mlp.init(config, np.random.default_rng(1))
-    traj = train.run_loss_normalized(relu_mlp, config, params, ds, eta=0.05, steps=5, warmup_lr=0.3,
-                                     warmup_steps=2)
+def _loss_normalized_by_hand(config, params, ds, steps, warmup_lr, eta, switch):
+    """The official no-weight-decay rule, written out: every step tests log L; plain GD at warmup_lr while it
+    is above ``switch`` (an int: a fixed warm-up step count instead), eta / L after."""
     p, log_t = dict(params), -np.inf
-    for s in range(5):
+    for s in range(steps):
         f, cache = relu_mlp.forward(config, p, ds.X_train)
-        if s < 2:
-            value, g = losses.value_and_grad(ds.loss, f, ds.y_train)
-            lr, step = 0.3, 0.3
+        log_value, g_normalized = losses.log_normalized_grad(ds.loss, f, ds.y_train)
+        normalized = s >= switch if isinstance(switch, int) else log_value <= switch
+        if normalized:
+            g, lr, step = g_normalized, eta / np.exp(log_value), eta
         else:
-            log_value, g = losses.log_normalized_grad(ds.loss, f, ds.y_train)
-            lr, step = 0.05 / np.exp(log_value), 0.05
+            g, lr, step = losses.value_and_grad(ds.loss, f, ds.y_train)[1], warmup_lr, warmup_lr
         grads = relu_mlp.backward(config, p, cache, g)
         p = {k: v - step * grads[k] for k, v in p.items()}
         log_t = np.logaddexp(log_t, np.log(lr))
+    return p, log_t
+
+
+@pytest.mark.parametrize("switch", [0.3, 2], ids=["log-loss-threshold", "fixed-warmup"])
+def test_the_loss_normalized_schedule_matches_a_hand_loop(switch):
+    """The threshold rule switches mid-run here (log L crosses 0.3 within 60 steps at lr 1), so both phases run."""
+    ds = data.modular_arithmetic(np.random.default_rng(0), p=7, train_fraction=0.6)
+    config = relu_mlp.Config(D=14, h=8, out=7)
+    params = relu_mlp.init(config, np.random.default_rng(1))
+    schedule = (train.LossNormalized(eta=0.05, switch_log_loss=switch) if isinstance(switch, float) else
+                train.LossNormalized(eta=0.05, warmup_steps=switch))
+    traj = train.run(relu_mlp, config, params, ds, lr=1.0, wd=0.0, steps=60, schedule=schedule)
+    p, log_t = _loss_normalized_by_hand(config, params, ds, 60, 1.0, 0.05, switch)
+    if isinstance(switch, float):  # the run really crossed the threshold
+        assert traj.metrics["train_log_loss"][0] > switch >= traj.metrics["train_log_loss"][-1]
     for k in p:
         np.testing.assert_allclose(traj.params[k], p[k], rtol=1e-12, atol=1e-14)
     assert traj.metrics["log_time"][-1] == pytest.approx(log_t, rel=1e-12)
-    with pytest.raises(ConfigError, match="warmup_lr"):
-        train.run_loss_normalized(relu_mlp, config, params, ds, eta=0.05, steps=5, warmup_steps=2)
+    assert traj.config["schedule"] == "eta / L(theta)" and traj.config["switch_log_loss"] == schedule.switch_log_loss
+    with pytest.raises(ConfigError, match="without weight decay"):
+        train.run(relu_mlp, config, params, ds, lr=0.3, wd=0.1, steps=5, schedule=schedule)
 
 
 def test_write_docs_fills_the_marked_section_and_copies_figures(reports, tmp_path):

@@ -50,8 +50,8 @@ def train(spec: dict, backend, *, progress: bool = False, label: str = "") -> Ru
 
 def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -> list[Run]:
     """Runs of one preset (one dataset) that differ in the model's config or in lr/wd: ``changes[b]`` maps a
-    model Config field, ``lr`` or ``wd`` to its value for run b. The L = 2 diagonal net on the numba backend
-    trains all runs as one batch (one pass over X serves every run); otherwise they run one after another."""
+    model Config field, ``lr`` or ``wd`` to its value for run b. They train as one batch of the backend's engine
+    (on numba, the diagonal net's runs share one pass over X per step)."""
     preset = preset_of(spec)
     module, config, _, data = presets.build(preset)
     probe = transition.default_probe(data)
@@ -66,25 +66,17 @@ def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -
             raise errors.ConfigError(f"sweep of {spec['preset']}: {e}") from None
         configs.append(c)
         params.append(module.init(c, np.random.default_rng(preset.init_seed)))
-    if backend.name == "numba" and module.__name__.endswith("diagonal_net"):
-        from dichotomy.kernels.numba import run_batch
-
-        trajs = run_batch(module, configs, params, data, lr=lrs, wd=wds, steps=preset.steps, probe=probe,
-                          record=schedule(preset.steps), progress=progress)
-        for traj in trajs:
-            if traj.status != "completed":
-                raise errors.TrainingDiverged(traj.config.get("diverged_at", -1), traj.config["lr"], traj)
-    else:
-        trajs = [_run(backend, module, c, p, data, a, w, preset.steps, probe, progress, f"run {b + 1}/{len(changes)}")
-                 for b, (c, p, a, w) in enumerate(zip(configs, params, lrs, wds, strict=True))]
+    trajs = backend.run_batch(module, configs, params, data, lr=lrs, wd=wds, steps=preset.steps, probe=probe,
+                              record=schedule(preset.steps), progress=progress, label=f"{len(changes)} runs")
+    for traj in trajs:
+        if traj.status != "completed":
+            raise errors.TrainingDiverged(traj.config.get("diverged_at", -1), traj.config["lr"], traj)
     return [Run(t, module, c, p, data, probe, preset) for t, c, p in zip(trajs, configs, params, strict=True)]
 
 
 def _run(backend, module, config, params, data, lr, wd, steps, probe, progress, label) -> Trajectory:
-    if progress and label:
-        print(f"    {label}", flush=True)
     return backend.run(module, config, params, data, lr=lr, wd=wd, steps=steps, record=schedule(steps), probe=probe,
-                       progress=progress)
+                       progress=progress, label=label)
 
 
 def at_steps(traj: Trajectory, metric: str, steps) -> np.ndarray:

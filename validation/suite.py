@@ -9,6 +9,7 @@ predicted-vs-measured table, verdict) and ``OUT/report.json`` (every check).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import time
@@ -24,6 +25,8 @@ from dichotomy.validation.claim import Check, Results, check_to_json, config_has
 CLAIMS: dict[str, ModuleType] = {"fig1a": fig1a, "fig1b": fig1b, "fig2": fig2, "fig3": fig3, "fig4": fig4,
                                  "scaling": scaling, "sample_complexity": sample_complexity}
 SCALES = ("quick", "paper", "test")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,8 +80,11 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
 
 
 def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
-        echo=print) -> list[ClaimReport]:
-    """Run the claims ``names`` at ``scale`` and write the report after each one (nothing is lost)."""
+        echo=None) -> list[ClaimReport]:
+    """Run the claims ``names`` at ``scale`` and write the report after each one (nothing is lost).
+
+    Progress lines go to ``echo`` (default: this module's logger at INFO level)."""
+    echo = log.info if echo is None else echo
     if scale not in SCALES:
         raise errors.ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +97,7 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
         except KeyboardInterrupt:  # Ctrl-C stops the suite; the finished claims are in the report already
             raise
         except errors.DichotomyError as e:  # a diverged run, a failed solver: this claim fails, the suite goes on
+            log.warning("claim %s stopped by an error: %s", name, e)
             report = ClaimReport(name, CLAIMS[name].TITLE, CLAIMS[name].CLAIM, CLAIMS[name].CONFIGS.get(scale, {}),
                                  [Check.holds("ran", "the claim's computation completes", float("nan"), False,
                                               "no error")],
@@ -157,12 +164,22 @@ def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tu
 DOCS_START, DOCS_END = "<!-- validate:quick:start -->", "<!-- validate:quick:end -->"
 
 
+def check_docs(docs: Path) -> str:
+    """The text of ``docs`` after checking it has the section :func:`write_docs` fills (a ConfigError if not,
+    so that ``validate --docs`` fails before any claim is computed)."""
+    try:
+        text = Path(docs).read_text()
+    except OSError as e:
+        raise errors.ConfigError(f"cannot read the docs file {docs}: {e.strerror or e}") from None
+    if DOCS_START not in text or DOCS_END not in text:
+        raise errors.ConfigError(f"{docs} has no {DOCS_START} ... {DOCS_END} section to fill")
+    return text
+
+
 def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path) -> Path:
     """Put the report between the markers of ``docs`` (docs/validation.md), its figures in ``docs``'s folder
     under ``validation/NAME.png``; the report's own headings move one level down."""
-    text = docs.read_text()
-    if DOCS_START not in text or DOCS_END not in text:
-        raise errors.ConfigError(f"{docs} has no {DOCS_START} ... {DOCS_END} section to fill")
+    text = check_docs(docs)
     figures = docs.parent / "validation"
     figures.mkdir(exist_ok=True)
     for r in reports:

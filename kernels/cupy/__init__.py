@@ -1,10 +1,14 @@
-"""The CuPy GPU backend (issue #5): refimpl's models as CUDA kernels, same ``run`` contract as numba.
+"""The CuPy GPU backend (issue #5): refimpl's models as CUDA kernels, on the engine protocol.
 
-Importing this package never touches a GPU. :func:`unavailable_reason` says why the backend cannot run
-here (CuPy missing, or no CUDA device), and ``kernels.get_backend("cupy")`` raises
-:class:`kernels.BackendUnavailable` with that reason. The CUDA sources in ``sources/`` are compiled to PTX
-on the CPU by the test suite (NVRTC), so they are checked on every machine; the engines themselves run only
-on a GPU and have not yet been run on one (docs/benchmarks.md, "GPU").
+``kernels.get_backend("cupy")`` drives :data:`dichotomy.kernels.cupy.engines.ENGINE` with the one driver of
+:mod:`dichotomy.refimpl.train`, like every other backend. Importing this package never touches a GPU.
+:func:`unavailable_reason` says why the backend cannot run here (CuPy missing, or no CUDA device), and
+``kernels.get_backend("cupy")`` raises :class:`kernels.BackendUnavailable` with that reason.
+
+Without a GPU the test suite (tests/test_cupy_sources.py) compiles the CUDA sources in ``sources/`` to PTX
+with NVRTC on the CPU, and drives the engines on a stub of CuPy whose kernels are NumPy emulations, checking
+every launch against the kernel's CUDA signature. The kernels themselves have not yet run on a GPU
+(docs/benchmarks.md, "GPU").
 """
 
 from __future__ import annotations
@@ -21,11 +25,3 @@ def unavailable_reason() -> str | None:
     except Exception as e:
         return f"CuPy imports but no CUDA device is usable ({type(e).__name__}: {e})"
     return None if count > 0 else "CuPy imports but sees no CUDA device"
-
-
-def run(model, config, params, data, **kwargs):
-    """``refimpl.train.run``'s contract on the GPU (plus ``dtype="float32"``); see kernels/numba/driver.py."""
-    from dichotomy.kernels.cupy.engines import ENGINES
-    from dichotomy.kernels.numba.driver import run as drive
-
-    return drive(model, config, params, data, engines=ENGINES, backend="cupy", **kwargs)

@@ -10,7 +10,7 @@ from dichotomy.kernels.numba.matrix_factorization import MatrixFactorizationEngi
 from dichotomy.kernels.numba.relu_mlp import ReluMlpEngine
 from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
 
-ENGINE = ModelEngines("numba", {diagonal_net.NAME: DiagonalNetEngine, matrix_factorization.NAME: MatrixFactorizationEngine,
-                                relu_mlp.NAME: ReluMlpEngine})
+ENGINE = ModelEngines("numba", {diagonal_net.NAME: DiagonalNetEngine,
+                                matrix_factorization.NAME: MatrixFactorizationEngine, relu_mlp.NAME: ReluMlpEngine})
 
 __all__ = ["ENGINE"]

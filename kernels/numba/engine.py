@@ -68,6 +68,8 @@ class NumbaEngine:
 
     def _metrics(self, b: int) -> dict[str, float]:
         f_train, f_test = self.run_outputs(b, "train"), self.run_outputs(b, "test")
+        if self.code != 3:  # scalar losses: one output per sample, (n,) or (n, 1)
+            f_train, f_test = f_train.reshape(-1), f_test.reshape(-1)
         y_train, y_test = self.y["train"], self.y["test"]
         norm = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in self.run_arrays(b).values()))
         out = {"train_loss": float(self._loss(f_train, y_train)),

@@ -109,6 +109,12 @@ def _two_hot_columns(X, p):
 class ReluMlpEngine(NumbaEngine):
     """B MLPs on one dataset (each with its own depth and width), advanced one after another."""
 
+    @classmethod
+    def unsupported_data(cls, config, data) -> str | None:
+        if data.loss != "cross_entropy" and config.out != 1:
+            return f"the numba ReLU MLP trains the {data.loss} loss with one output only (out=1), not out={config.out}"
+        return None
+
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
         self.nets = [self._net(r) for r in runs]
@@ -138,8 +144,7 @@ class ReluMlpEngine(NumbaEngine):
 
     def run_outputs(self, b, split):
         W1T, b1, Ws = self.nets[b]
-        F = forward(W1T, b1, Ws, *self.inputs[split])[2]
-        return F if self.code == 3 else F[:, 0].copy()
+        return forward(W1T, b1, Ws, *self.inputs[split])[2]
 
     def run_arrays(self, b):
         W1T, b1, Ws = self.nets[b]

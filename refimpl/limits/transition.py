@@ -19,6 +19,7 @@ from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
 from dichotomy.refimpl.trajectory import Trajectory
+from dichotomy.refimpl.tree import param_norm
 
 PROBE_SIZE = 512
 
@@ -117,13 +118,27 @@ def distance(outputs: np.ndarray, target: np.ndarray, task: str) -> np.ndarray:
 
 
 def predicted_time(module: ModuleType, config, lr: float, wd: float) -> dict:
-    """t* = ln(alpha) / lambda (continuous time) and t* / lr (steps), with alpha's convention stated."""
-    alpha = ntk.scale_of(module, config)
+    """t* = ln(alpha) / lambda (continuous time) and t* / lr (steps), with alpha's convention stated.
+
+    Never raises: where the theory gives no switch time, ``time`` and ``steps`` are NaN (alpha <= 1: the
+    dichotomy is a large-init statement, alpha -> infinity, and ln(alpha) <= 0 predicts nothing) or infinite
+    (no weight decay: the late phase never comes), and ``note`` says why; ``note`` is "" otherwise.
+    """
+    alpha = float(ntk.scale_of(module, config))
     convention = module.SCALE_CONVENTION
-    if wd <= 0:
-        return {"alpha": alpha, "convention": convention, "time": math.inf, "steps": math.inf}
-    t = max(math.log(alpha), 0.0) / wd  # alpha <= 1 lies outside the theory (alpha -> infinity): t* = 0
-    return {"alpha": alpha, "convention": convention, "time": t, "steps": t / lr}
+    out = {"alpha": alpha, "convention": convention}
+    if not math.isfinite(alpha) or alpha <= 0:
+        return {**out, "time": math.nan, "steps": math.nan,
+                "note": f"undefined: ln(alpha) needs an init scale alpha > 0, got alpha = {alpha:g}"}
+    if alpha <= 1:
+        return {**out, "time": math.nan, "steps": math.nan,
+                "note": f"undefined: t* = ln(alpha)/lambda describes a large init (alpha > 1), got alpha = "
+                        f"{alpha:g}"}
+    if not wd > 0:
+        return {**out, "time": math.inf, "steps": math.inf,
+                "note": "never: without weight decay (lambda = 0) the switch does not come"}
+    t = math.log(alpha) / wd
+    return {**out, "time": t, "steps": t / lr, "note": ""}
 
 
 @dataclass(frozen=True)
@@ -204,33 +219,57 @@ class Diagnosis:
         for p, dist in ((self.kernel, self.kernel_distance), (self.late, self.late_distance)):
             if p.outputs is None:
                 lines.append(f"  {p.name}: not computed ({p.reason})")
+            elif not np.any(np.isfinite(dist)):
+                lines.append(f"  distance to {p.name}: undefined at every recorded step (the outputs on the probe "
+                             "set are 0 or not finite, so they have no direction)")
             else:
                 lines.append(f"  distance to {p.name}: min {np.nanmin(dist):.3g} at step "
                              f"{self.steps[np.nanargmin(dist)]}, final {dist[-1]:.3g}")
         pred = self.predicted
-        lines.append(f"  predicted switch t* = ln(alpha)/lambda = {pred['time']:.4g} (time), "
-                     f"{pred['steps']:.4g} steps [alpha = {pred['alpha']:g}: {pred['convention']}]")
+        if math.isfinite(pred["time"]):
+            lines.append(f"  predicted switch t* = ln(alpha)/lambda = {pred['time']:.4g} (time), "
+                         f"{pred['steps']:.4g} steps [alpha = {pred['alpha']:g}: {pred['convention']}]")
+        else:
+            lines.append(f"  predicted switch t* = ln(alpha)/lambda: {pred.get('note') or 'undefined'} "
+                         f"[alpha: {pred['convention']}]")
         if self.measured is None:
             lines.append("  measured switch: none in this run (the test metric did not move)")
         else:
             t = self.measured
             lines.append(f"  measured switch of {t.metric} ({t.plateau:.4g} -> {t.final:.4g}): midpoint at step "
                          f"{t.step_50:.4g}, width (10%-90%) {t.width:.4g} steps")
-        if self.kkt:
+        if self.kkt and self.kkt.get("reason"):
+            lines.append(f"  KKT residual at the final parameters: not computed ({self.kkt['reason']})")
+        elif self.kkt:
             lines.append(f"  KKT residual of {self.kkt['problem']} at the final parameters: stationarity "
                          f"{self.kkt['stationarity']:.3g}, slackness {self.kkt['slackness']:.3g}")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        """Everything as JSON-serializable values (arrays as lists, NaN as null)."""
+        """Everything as JSON-serializable values (arrays as lists, NaN and infinities as null; the predicted
+        switch's ``note`` says why it is not a number)."""
         def clean(a):
             return [None if not np.isfinite(x) else float(x) for x in np.asarray(a, dtype=float)]
         predictors = {key: {"name": p.name, "info": p.info, "reason": p.reason}
                       for key, p in (("kernel", self.kernel), ("late", self.late))}
         return {"steps": self.steps.tolist(), "kernel_distance": clean(self.kernel_distance),
-                "late_distance": clean(self.late_distance), "predictors": predictors,
-                "predicted": self.predicted, "measured": None if self.measured is None else asdict(self.measured),
-                "kkt": self.kkt}
+                "late_distance": clean(self.late_distance), "predictors": _clean(predictors),
+                "predicted": _clean(self.predicted),
+                "measured": None if self.measured is None else _clean(asdict(self.measured)),
+                "kkt": _clean(self.kkt)}
+
+
+def _clean(obj):
+    """JSON values: non-finite floats as None, NumPy scalars as Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def diagnose(traj: Trajectory, module: ModuleType, config, params0, data: Dataset, probe, *, lr: float,
@@ -243,6 +282,8 @@ def diagnose(traj: Trajectory, module: ModuleType, config, params0, data: Datase
     nan = np.full(len(traj.steps), np.nan)
     dists = [nan if p.outputs is None else distance(traj.outputs, p.outputs, data.task) for p in (kernel, late)]
     try:
+        if not param_norm(traj.params) > 0:  # the KKT conditions are stated for a direction theta / ||theta||
+            raise ConfigError("theta = 0 at the end of the run has no direction")
         r = kkt.kkt_residual(module, config, traj.params, data.X_train, data.y_train, data.loss)
         residual = {"problem": r.problem, "stationarity": r.stationarity, "slackness": r.slackness,
                     "constraints": r.constraints}

@@ -1,6 +1,7 @@
-// Shared device code of the CuPy kernels: the working type and the per-sample losses (twin of
-// kernels/numba/losses.py). Compiled with -Dreal_t=double or -Dreal_t=float; constants are written through
-// real_t so that float kernels never promote to double.
+// Shared device code of the CuPy kernels: the working type, the per-sample losses (twin of
+// kernels/numba/losses.py), block reductions and the end-of-step bookkeeping. Compiled with
+// -Dreal_t=double or -Dreal_t=float; constants are written through real_t so that float kernels never
+// promote to double.
 #ifndef real_t
 #error "compile with -Dreal_t=double or -Dreal_t=float"
 #endif
@@ -74,16 +75,17 @@ __device__ real_t block_max(real_t v, real_t* shared) {
     return v;
 }
 
-// End of a step for B runs: a run whose loss is not finite is frozen at this step (diverged[b] = step), the
-// loss accumulators are reset, and the device-side step counter advances (so that a captured CUDA graph,
-// replayed, still knows its step).
-extern "C" __global__ void finish_step(real_t* loss, real_t* last_loss, int* diverged, int* step, int B) {
-    // launched as one block: every thread reads the step before thread 0 advances it
-    for (int b = threadIdx.x; b < B; b += blockDim.x) {
-        last_loss[b] = loss[b];
-        if (diverged[b] < 0 && !isfinite(loss[b])) diverged[b] = *step;
+// End of a step for B runs (the bookkeeping slots of runs 0..B-1; the engines pass one run's slots, B = 1):
+// a run still going whose accumulated loss is not finite is frozen at this step (diverged[b] = step[b],
+// its update kernels having already skipped the step), else its step counter advances; the accumulator
+// is reset. The counters are per run and stop at the divergence step, so a CUDA graph replayed past a
+// divergence still reports it at the right step. 64-bit: counters never wrap.
+extern "C" __global__ void finish_step(real_t* loss, long long* diverged, long long* step, int B) {
+    for (int b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += blockDim.x * gridDim.x) {
+        if (diverged[b] < 0) {
+            if (isfinite(loss[b])) step[b] += 1;
+            else diverged[b] = step[b];
+        }
         loss[b] = real_t(0);
     }
-    __syncthreads();
-    if (threadIdx.x == 0) *step += 1;
 }

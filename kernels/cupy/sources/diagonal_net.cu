@@ -1,6 +1,7 @@
 // Diagonal linear net, w = u^L - v^L, f = X w, on +-1 data stored as int8 (twin of
-// kernels/numba/diagonal_net.py). One run; the loss accumulator and the divergence flag are per run
-// (B = 1) so that finish_step of common.cuh applies unchanged.
+// kernels/numba/diagonal_net.py). One run per launch: the caller passes run b's u, v and its slots of the
+// per-run bookkeeping arrays (loss accumulator, divergence flag: pointers at offset b), so no kernel here
+// reads blockIdx.y; finish_step of common.cuh is launched on the same slots with B = 1.
 
 __device__ __forceinline__ real_t ipow(real_t x, int k) {
     real_t out = real_t(1);
@@ -14,12 +15,13 @@ extern "C" __global__ void diag_weights(const real_t* u, const real_t* v, int L,
     if (j < d) w[j] = ipow(u[j], L) - ipow(v[j], L);
 }
 
-// One block per sample i: f_i = <X_i, w>, then its loss and slope g_i = dloss/df / n; the mean loss is
-// accumulated into loss[0]. Skipped once the run has diverged.
+// One block per sample i (X row-major (n, d)): f_i = <X_i, w>, then its loss and slope g_i = dloss/df / n;
+// the mean loss is accumulated into *loss. Skipped once the run has diverged.
 extern "C" __global__ void diag_forward_loss(const signed char* X, const real_t* w, const real_t* y, int n, int d,
-                                             int code, real_t* f, real_t* g, real_t* loss, const int* diverged) {
+                                             int code, real_t* f, real_t* g, real_t* loss,
+                                             const long long* diverged) {
     __shared__ real_t shared[32];
-    if (diverged[0] >= 0) return;
+    if (*diverged >= 0) return;
     int i = blockIdx.x;
     const signed char* row = X + (size_t)i * d;
     real_t acc = real_t(0);
@@ -34,14 +36,15 @@ extern "C" __global__ void diag_forward_loss(const signed char* X, const real_t*
     }
 }
 
-// One warp per coordinate j: gw_j = sum_i X_ij g_i over the rows of X^T (int8, (d, n)), then the coupled
-// weight-decay update of u_j and v_j.
+// One warp per coordinate j: gw_j = sum_i X_ij g_i over the rows of X^T (int8, row-major (d, n)), then the
+// coupled weight-decay update of u_j and v_j.
 extern "C" __global__ void diag_update(const signed char* XT, const real_t* g, int n, int d, int L, real_t lr,
-                                       real_t wd, real_t* u, real_t* v, const real_t* loss, const int* diverged) {
+                                       real_t wd, real_t* u, real_t* v, const real_t* loss,
+                                       const long long* diverged) {
     // the forward kernel has finished (same stream): a non-finite loss of this step leaves theta as it was,
     // as the oracle does
-    if (diverged[0] >= 0 || !isfinite(loss[0])) return;
-    int warp = (blockIdx.x * blockDim.x + threadIdx.x) / warpSize;
+    if (*diverged >= 0 || !isfinite(*loss)) return;
+    long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / warpSize;
     int lane = threadIdx.x % warpSize;
     if (warp >= d) return;
     const signed char* col = XT + (size_t)warp * n;
@@ -57,7 +60,8 @@ extern "C" __global__ void diag_update(const signed char* XT, const real_t* g, i
     }
 }
 
-// Outputs on any split (int8 or real inputs are converted by the caller to int8 here): f = X w.
+// Outputs on a split whose inputs are exact in int8 (row-major (n, d)): f = X w, one block per sample.
+// Other inputs (a real-valued probe set) are multiplied by cuBLAS from Python.
 extern "C" __global__ void diag_outputs(const signed char* X, const real_t* w, int n, int d, real_t* f) {
     __shared__ real_t shared[32];
     int i = blockIdx.x;

@@ -1,12 +1,15 @@
 // Matrix factorization W = U U^T - V V^T for completion, observed entries only (twin of
-// kernels/numba/matrix_factorization.py), for B runs at once: run b's U, V are the b-th (d, d) slices and
-// blockIdx.y = b. A step is two launches (plus finish_step), captured once in a CUDA graph.
+// kernels/numba/matrix_factorization.py). The kernels are written for B runs at once, run b = blockIdx.y
+// reading the b-th (d, d) slices of U, V, row b of g and slot b of lr, wd, loss and diverged; every array
+// so indexed must therefore hold B runs when launched with grid y = B. The engines (kernels/cupy/engines.py)
+// launch one run at a time with grid y = 1 and pointers to run b's slices and slots. A step is two
+// launches plus finish_step, replayed from a CUDA graph.
 
 // One warp per observation k of run b: f = <U_i, U_j> - <V_i, V_j>; g[b, k] = dloss/df (not divided by n);
 // the mean loss accumulates into loss[b].
 extern "C" __global__ void mc_slopes(const real_t* U, const real_t* V, const int* rows, const int* cols,
                                      const real_t* y, int n, int d, int code, real_t* g, real_t* loss,
-                                     const int* diverged) {
+                                     const long long* diverged) {
     int b = blockIdx.y;
     if (diverged[b] >= 0) return;
     int k = (blockIdx.x * blockDim.x + threadIdx.x) / warpSize;
@@ -34,7 +37,8 @@ extern "C" __global__ void mc_slopes(const real_t* U, const real_t* V, const int
 // observations; keep_b = 1 - lr_b wd_b, c_b = lr_b / n. A gather, so no atomics.
 extern "C" __global__ void mc_update(const real_t* U, const real_t* V, real_t* U2, real_t* V2, const int* indptr,
                                      const int* neighbor, const int* obs, const real_t* g, int n, int d,
-                                     const real_t* lr, const real_t* wd, const real_t* loss, const int* diverged) {
+                                     const real_t* lr, const real_t* wd, const real_t* loss,
+                                     const long long* diverged) {
     int b = blockIdx.y, a = blockIdx.x;
     size_t base = (size_t)b * d * d;
     bool frozen = diverged[b] >= 0 || !isfinite(loss[b]);  // copied unchanged, so the buffers stay in step

@@ -1,0 +1,124 @@
+"""The recorded metrics, computed where the outputs are (twin of ``refimpl.engine.evaluate``).
+
+Array-generic code: ``xp`` is the array module of the outputs (CuPy on the device, NumPy in the tests), and
+only the final scalars cross to the host, in one transfer per call. Outputs are promoted to float64 first,
+so a float32 engine's metrics are float64 functions of its float32 outputs, as refimpl computes them.
+
+Losses are means over samples (refimpl/losses.py); ``train_log_loss`` = log L is formed in log space, finite
+where L underflows to 0 at huge margins: log L = logsumexp_i log l_i - log n with log l_i = -y_i f_i
+(exponential), log softplus(-y_i f_i) (logistic), log softplus(logsumexp_{c != y_i} F_ic - F_iy_i)
+(cross-entropy), and log softplus(z) = z + log1p(-e^z / 2) for z < -20, where softplus(z) underflows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOG_SOFTPLUS_SWITCH = -20.0
+
+
+def _host(a) -> np.ndarray:
+    """A device array's values on the host (NumPy arrays pass through)."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def logsumexp(xp, a, axis=None):
+    """log sum exp(a) along ``axis``; -inf for an empty or all -inf set, inf/nan propagated."""
+    top = xp.max(a, axis=axis, keepdims=True)
+    safe = xp.where(xp.isfinite(top), top, 0.0)
+    out = xp.log(xp.sum(xp.exp(a - safe), axis=axis, keepdims=True)) + safe
+    return out.reshape(()) if axis is None else xp.squeeze(out, axis=axis)
+
+
+def log_softplus(xp, z):
+    """log(log(1 + e^z)) elementwise, accurate far below 0 where softplus(z) underflows."""
+    low = z < LOG_SOFTPLUS_SWITCH
+    zl = xp.where(low, z, LOG_SOFTPLUS_SWITCH)  # each branch evaluated only where it is taken
+    zh = xp.where(low, 0.0, z)
+    return xp.where(low, zl + xp.log1p(-0.5 * xp.exp(zl)), xp.log(xp.logaddexp(0.0, zh)))
+
+
+def _true_and_gaps(xp, F, y):
+    """F_{i,y_i} (n,) and the gaps F_ic - F_{i,y_i} with -inf at c = y_i (n, C)."""
+    rows = xp.arange(F.shape[0])
+    true = F[rows, y]
+    gaps = F - true[:, None]
+    gaps[rows, y] = -math.inf
+    return true, gaps
+
+
+def loss_value(xp, loss: str, f, y):
+    """Mean loss (0-d array) of outputs f against targets y."""
+    if loss == "logistic":
+        return xp.mean(xp.logaddexp(0.0, -y * f))
+    if loss == "exponential":
+        return xp.mean(xp.exp(-y * f))
+    if loss == "squared":
+        r = f - y
+        return xp.mean(r * r)
+    if loss == "cross_entropy":
+        true, _ = _true_and_gaps(xp, f, y)
+        return xp.mean(logsumexp(xp, f, axis=1) - true)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def log_loss(xp, loss: str, f, y):
+    """log of the mean loss (0-d array), in log space."""
+    n = f.shape[0]
+    if loss == "squared":
+        r = f - y
+        return xp.log(xp.mean(r * r))
+    if loss == "logistic":
+        per_sample = log_softplus(xp, -y * f)
+    elif loss == "exponential":
+        per_sample = -y * f
+    elif loss == "cross_entropy":
+        per_sample = log_softplus(xp, logsumexp(xp, _true_and_gaps(xp, f, y)[1], axis=1))
+    else:
+        raise ValueError(f"unknown loss {loss!r}")
+    return logsumexp(xp, per_sample) - math.log(n)
+
+
+def accuracy(xp, task: str, f, y):
+    """Fraction correct: binary ties (f = 0) count 1/2; multiclass takes the first maximal logit."""
+    if task == "binary":
+        return xp.mean((y * f > 0) + 0.5 * (f == 0))
+    return xp.mean(xp.argmax(f, axis=1) == y)
+
+
+def min_margin(xp, task: str, f, y):
+    """min_i margin_i: y_i f_i (binary) or F_{i,y_i} - max_{c != y_i} F_ic (multiclass)."""
+    if task == "binary":
+        return xp.min(y * f)
+    return -xp.max(xp.max(_true_and_gaps(xp, f, y)[1], axis=1))
+
+
+def evaluate(xp, task: str, loss: str, L: int, f_train, y_train, f_test, y_test, arrays) -> dict[str, float]:
+    """Every metric of ``refimpl.engine.evaluate``: train_loss, train_log_loss, test_loss, param_norm, and for
+    classification train_acc, test_acc and margin = min_i margin_i / ||theta||^L (0 when theta = 0).
+
+    ``f_*`` are the outputs (n,) or logits (n, C) in any real dtype, ``y_*`` the targets (float64, or int64
+    class labels), ``arrays`` the parameters in any layout (only their squared sum is used).
+    """
+    with np.errstate(all="ignore"):  # NumPy arrays (tests): log(0) and overflow are meant, not warned about
+        f_train, f_test = f_train.astype(np.float64), f_test.astype(np.float64)
+        values = {"train_loss": loss_value(xp, loss, f_train, y_train),
+                  "train_log_loss": log_loss(xp, loss, f_train, y_train),
+                  "test_loss": loss_value(xp, loss, f_test, y_test),
+                  "sum_squares": sum(xp.sum(xp.square(a.astype(np.float64))) for a in arrays)}
+        if task != "regression":
+            values["train_acc"] = accuracy(xp, task, f_train, y_train)
+            values["test_acc"] = accuracy(xp, task, f_test, y_test)
+            values["min_margin"] = min_margin(xp, task, f_train, y_train)
+        host = _host(xp.stack([xp.asarray(v, dtype=np.float64) for v in values.values()]))
+        out = {k: float(v) for k, v in zip(values, host, strict=True)}
+        norm = math.sqrt(out.pop("sum_squares"))
+        out["param_norm"] = norm
+        if task != "regression":
+            low = out.pop("min_margin")
+            # NumPy's power: an enormous norm gives margin 0 rather than Python's OverflowError
+            out["margin"] = float(low / np.power(np.float64(norm), L)) if norm > 0 else 0.0
+    return {k: out[k] for k in ("train_loss", "train_log_loss", "test_loss", "param_norm", "train_acc",
+                                "test_acc", "margin") if k in out}
