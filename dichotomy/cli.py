@@ -76,7 +76,8 @@ def _flag01(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 0 or 1 (or false / true), got {text!r}")
 
 
-# option -> (field name, type, help, choices). Each overrides the preset's run, dataset or model setting.
+# option -> (field name, type, help, None or (what, its closed set of values)). Each overrides the preset's run,
+# dataset or model setting.
 _OPTIONS = {
     "--steps": ("steps", int, "number of GD steps (0 records the initialization only)", None),
     "--lr": ("lr", float, "learning rate eta (> 0)", None),
@@ -84,7 +85,7 @@ _OPTIONS = {
     "--seed": ("seed", _seed, "dataset seed (an integer >= 0)", None),
     "--init-seed": ("init_seed", _seed, "initialization seed, an integer >= 0 (ReLU MLP, perturbed matrix "
                     "completion)", None),
-    "--dataset": ("dataset", str, "dataset generator", tuple(data.GENERATORS)),
+    "--dataset": ("dataset", str, "dataset generator", ("dataset", tuple(data.GENERATORS))),
     "--alpha": ("alpha", float, "init scale (>= 0): initial ||theta|| (diagonal net), U = V = alpha I "
                 "(matrix completion)", None),
     "--depth": ("L", int, "depth L (diagonal net, ReLU MLP)", None),
@@ -99,7 +100,7 @@ _OPTIONS = {
     "--k": ("k", int, "relevant coordinates, odd (sparse linear classification)", None),
     "--gamma": ("gamma", float, "L2 margin (L2-separated Gaussians)", None),
     "--p": ("p", int, "modulus (modular arithmetic)", None),
-    "--op": ("op", str, "operation (modular arithmetic)", OPS),
+    "--op": ("op", str, "operation (modular arithmetic)", ("operation", OPS)),
     "--train-fraction": ("train_fraction", float, "fraction observed or trained on, in (0, 1) (matrix "
                          "completion, modular arithmetic)", None),
 }
@@ -107,6 +108,20 @@ _OPTIONS = {
 
 def _choices(names) -> str:
     return ", ".join(names)
+
+
+def _one_of(what: str, names) -> dict:
+    """add_argument keywords for a closed set: choices (for --help and introspection), and a type that names
+    the set in its error ("unknown engine 'x'; choose from ..."), checked before argparse's own choices test."""
+    names = tuple(names)
+
+    def check(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; choose from {_choices(names)}")
+        return text
+
+    check.__name__ = what
+    return {"type": check, "choices": names}
 
 
 def _add_debug(parser: argparse.ArgumentParser, default) -> None:
@@ -130,18 +145,21 @@ def _parser() -> argparse.ArgumentParser:
                     "optionally overriding its settings, and write OUT/trajectory.npz and .json, the "
                     "dichotomy diagnostic OUT/diagnosis.json and a plot OUT/trajectory.png. A run that "
                     "diverges or is interrupted (Ctrl-C, SIGTERM) still saves what was recorded.")
-    train.add_argument("model", choices=list(MODELS), metavar="MODEL", help=f"the model: {_choices(MODELS)}")
-    train.add_argument("--preset", choices=list(presets.PRESETS), metavar="NAME",
+    train.add_argument("model", **_one_of("model", MODELS), metavar="MODEL", help=f"the model: {_choices(MODELS)}")
+    train.add_argument("--preset", **_one_of("preset", presets.PRESETS), metavar="NAME",
                        help="named experiment, see 'dichotomy presets' (" + _choices(presets.PRESETS)
                        + "); default: the model's quick one ("
                        + ", ".join(f"{m}: {p}" for m, p in presets.DEFAULT_PRESET.items()) + ")")
-    for flag, (_, kind, text, choices) in _OPTIONS.items():
-        long = choices is not None and max(map(len, choices)) > 3  # names: list them in the help, not the usage
-        train.add_argument(flag, type=kind, default=None, choices=choices, metavar="NAME" if long else None,
-                           help=f"{text}: {_choices(choices)}" if long else text)
-    train.add_argument("--backend", default="numba", choices=BACKENDS,
+    for flag, (_, kind, text, closed) in _OPTIONS.items():
+        if closed is None:
+            train.add_argument(flag, type=kind, default=None, help=text)
+            continue
+        long = max(map(len, closed[1])) > 3  # names: list them in the help, not in the usage line
+        train.add_argument(flag, default=None, **_one_of(*closed), metavar="NAME" if long else None,
+                           help=f"{text}: {_choices(closed[1])}" if long else text)
+    train.add_argument("--backend", default="numba", **_one_of("backend", BACKENDS),
                        help="training backend (default numba; numpy is the float64 reference)")
-    train.add_argument("--dtype", default="float64", choices=DTYPES,
+    train.add_argument("--dtype", default="float64", **_one_of("dtype", DTYPES),
                        help="working precision of the backend (default float64; float32 needs numba or cupy)")
     train.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -154,12 +172,12 @@ def _parser() -> argparse.ArgumentParser:
     cross = command("crosscheck", "compare the built-in PyTorch or JAX implementation with the reference",
                     "Train a small standard problem per model with the PyTorch or JAX implementation and compare "
                     "its outputs, gradients and trajectory with the float64 reference. Needs the peers extra.")
-    cross.add_argument("--framework", required=True, choices=list(ADAPTERS), help="the framework to check")
-    cross.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+    cross.add_argument("--framework", required=True, **_one_of("framework", ADAPTERS), help="the framework to check")
+    cross.add_argument("--model", nargs="+", default=list(MODELS), **_one_of("model", MODELS), metavar="MODEL",
                        help=f"models to check (default: all of {_choices(MODELS)})")
     cross.add_argument("--steps", type=int, default=100, help="trajectory length compared (default 100)")
     cross.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
-    cross.add_argument("--mistake", choices=MISTAKES, default=None,
+    cross.add_argument("--mistake", **_one_of("mistake", MISTAKES), default=None,
                        help="build the adapter with this deliberate slip, to see it caught (docs/crosscheck.md)")
     cross.add_argument("--json", type=Path, default=None, help="also write the reports to this JSON file")
 
@@ -167,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
                      "Write a small reference trajectory per model (OUT/MODEL.npz and OUT/MODEL.json), readable "
                      "without this package, to test another implementation against.")
     golden.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
-    golden.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+    golden.add_argument("--model", nargs="+", default=list(MODELS), **_one_of("model", MODELS), metavar="MODEL",
                         help=f"models to export (default: all of {_choices(MODELS)})")
     golden.add_argument("--steps", type=int, default=20, help="steps per trajectory (default 20)")
 
@@ -180,10 +198,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="CPU scale, the whole suite in about 10 minutes on 2 cores (default)")
     scale.add_argument("--paper", dest="scale", action="store_const", const="paper",
                        help="the paper's exact configurations (hours to days on a CPU)")
-    scale.add_argument("--scale", dest="scale", choices=suite.SCALES, help=argparse.SUPPRESS)
+    scale.add_argument("--scale", dest="scale", **_one_of("scale", suite.SCALES), help=argparse.SUPPRESS)
     val.set_defaults(scale="quick")
-    val.add_argument("--backend", default="numba", choices=BACKENDS, help="training backend (default numba)")
-    val.add_argument("--only", nargs="+", metavar="CLAIM", choices=list(suite.CLAIMS),
+    val.add_argument("--backend", default="numba", **_one_of("backend", BACKENDS),
+                     help="training backend (default numba)")
+    val.add_argument("--only", nargs="+", metavar="CLAIM", **_one_of("claim", suite.CLAIMS),
                      help=f"run only these claims (default: all): {_choices(suite.CLAIMS)}")
     val.add_argument("--out", type=Path, default=Path("runs/validate"), help="output directory "
                      "(default runs/validate); claims already there with the same config are reused")
@@ -197,9 +216,9 @@ def _parser() -> argparse.ArgumentParser:
     bench = command("bench", "time every workload on every engine, side by side (docs/benchmarks.md)",
                     "Time every workload on every engine in one run, after checking each engine's parameters "
                     "against the float64 reference, and write OUT/bench.json and OUT/bench.md.")
-    bench.add_argument("--workload", nargs="+", default=None, choices=list(bench_module.WORKLOADS),
+    bench.add_argument("--workload", nargs="+", default=None, **_one_of("workload", bench_module.WORKLOADS),
                        metavar="WORKLOAD", help=f"workloads (default: all): {_choices(bench_module.WORKLOADS)}")
-    bench.add_argument("--engine", nargs="+", default=["numpy", "numba", "torch", "jax"], choices=engines,
+    bench.add_argument("--engine", nargs="+", default=["numpy", "numba", "torch", "jax"], **_one_of("engine", engines),
                        metavar="ENGINE", help=f"engines to time (default: numpy numba torch jax): "
                        f"{_choices(engines)}; torch and jax need the peers extra")
     bench.add_argument("--rtol", type=float, default=1e-8,

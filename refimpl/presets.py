@@ -3,7 +3,7 @@
 A preset names a model, a dataset generator with its arguments, the model's own hyper-parameters, and the
 optimizer settings. :func:`build` turns a preset plus overrides into everything :func:`refimpl.train.run`
 needs. Dimensions that the dataset fixes (d, or D = 2p and out = p) are taken from the dataset, so they
-can never disagree. Paper values and their sources are in ../shared/paper-digest.md §3 and §5.
+can never disagree. Paper values and their sources are in docs/paper.md §3 and §5.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ PRESETS: dict[str, Preset] = {
                    description="Fig. 3 matrix completion, multiplication table, 5% observed"),
     "fig3-quick": Preset(**_MC, lr=0.1, wd=2e-3, steps=50_000,
                          data_args={"d": 97, "train_fraction": 0.05}, model_args={"alpha": 10.0, "sigma": 0.0},
-                         description="Fig. 3 with lambda x20: the same 0.1023 plateau, a transition 20x "
+                         description="Fig. 3 with lambda x20: the same 0.1015 plateau, a transition 20x "
                                      "sooner"),
 }
 

@@ -6,33 +6,40 @@ import numpy as np
 import pytest
 
 from dichotomy.cli import main
-from dichotomy.kernels import bench
+from dichotomy.kernels import BackendUnavailable, bench
+from dichotomy.refimpl.errors import ConfigError
 
 
 @pytest.fixture
 def tiny(monkeypatch):
     """Two small workloads, cheap ceilings and a short timing budget: the harness, not the machine."""
     monkeypatch.setattr(bench, "WORKLOADS", {
-        "diag-tiny": bench.Workload("diag-tiny", "diag", {"d": 64, "n": 16}, 0.01, 1e-3),
-        "mc-tiny": bench.Workload("mc-tiny", "mc", {"d": 9}, 0.005, 1e-4)})
+        "diag-tiny": bench.Workload("diag-tiny", "diagonal-net", {"d": 64, "n": 16}, 0.01, 1e-3),
+        "mc-tiny": bench.Workload("mc-tiny", "matrix-completion", {"d": 9}, 0.005, 1e-4)})
     monkeypatch.setattr(bench, "ceilings", lambda: {"bandwidth_GBps": 10.0, "gemm_GFLOPs": 50.0})
     real_time = bench._time
     monkeypatch.setattr(bench, "_time", lambda advance: real_time(advance, budget=0.01))
 
 
-def test_bench_times_agreeing_engines_and_reports_missing_peers(tiny):
-    report = bench.bench(["diag-tiny", "mc-tiny"], ["numpy", "numba", "nonexistent-peer"], progress=lambda s: None)
+def test_bench_times_agreeing_engines_and_reports_missing_peers(tiny, monkeypatch):
+    def missing(*args):
+        raise BackendUnavailable("not installed here")
+
+    monkeypatch.setitem(bench.PEERS, "missing-peer", missing)
+    report = bench.bench(["diag-tiny", "mc-tiny"], ["numpy", "numba", "missing-peer"], progress=lambda s: None)
     rows = {(r["workload"], r["engine"]): r for r in report["results"]}
     for w in ("diag-tiny", "mc-tiny"):
         assert rows[(w, "numpy")]["ms_per_step"] > 0 and rows[(w, "numba")]["agreement"] <= 1e-8
         assert rows[(w, "numba")]["ratio_to_fastest_peer"] > 0
-        assert rows[(w, "nonexistent-peer")]["ms_per_step"] is None
+        assert rows[(w, "missing-peer")]["ms_per_step"] is None and "not installed" in rows[(w, "missing-peer")]["note"]
+    with pytest.raises(ConfigError, match="unknown engine 'nonsense'"):
+        bench.bench(["mc-tiny"], ["numpy", "nonsense"], progress=lambda s: None)
     assert rows[("diag-tiny", "numba")]["roofline_fraction"] > 0
     assert "numpy" in report["versions"]
 
 
 def test_a_disagreeing_engine_is_not_timed(tiny, monkeypatch):
-    def wrong(kind, params, X, y, lr, wd):  # forgets the weight decay
+    def wrong(module, params, X, y, lr, wd):  # returns parameters off by one
         P = {k: v.copy() for k, v in params.items()}
         return (lambda steps: None), (lambda: {k: v + 1.0 for k, v in P.items()})
 
@@ -40,6 +47,9 @@ def test_a_disagreeing_engine_is_not_timed(tiny, monkeypatch):
     report = bench.bench(["mc-tiny"], ["numpy", "wrong"], progress=lambda s: None)
     bad = [r for r in report["results"] if r["engine"] == "wrong"][0]
     assert bad["ms_per_step"] is None and "disagrees" in bad["note"] and bad["agreement"] > 1e-8
+    # the agreement threshold is the rtol asked for: a loose one lets the same engine be timed
+    loose = bench.bench(["mc-tiny"], ["numpy", "wrong"], rtol=1e9, progress=lambda s: None)
+    assert [r for r in loose["results"] if r["engine"] == "wrong"][0]["ms_per_step"] is not None
 
 
 def test_bench_command_writes_json_markdown_and_the_docs_section(tiny, tmp_path):
@@ -60,13 +70,13 @@ def test_peers_compute_the_same_gd_as_the_oracle_when_installed():
 
     for name in ("torch", "jax"):
         pytest.importorskip(name)
-        for kind, w in (("diag", bench.Workload("d", "diag", {"d": 50, "n": 12}, 0.05, 1e-2)),
-                        ("mc", bench.Workload("m", "mc", {"d": 7}, 0.1, 1e-2)),
-                        ("mlp", bench.Workload("p", "mlp", {"p": 5, "h": 8}, 0.1, 1e-2))):
+        for kind, w in (("diag", bench.Workload("d", "diagonal-net", {"d": 50, "n": 12}, 0.05, 1e-2)),
+                        ("mc", bench.Workload("m", "matrix-completion", {"d": 7}, 0.1, 1e-2)),
+                        ("mlp", bench.Workload("p", "relu-mlp", {"p": 5, "h": 8}, 0.1, 1e-2))):
             module, config, params, ds = bench.build(w)
             X = ds.X_train if kind == "mc" else ds.X_train.astype(np.float64)
-            advance, current = PEERS[name](kind, params, X, ds.y_train, w.lr, w.wd)
-            ref_advance, ref_params = bench._numpy_engine(module, config, params, ds, w.lr, w.wd)
+            advance, current = PEERS[name](module, params, X, ds.y_train, w.lr, w.wd)
+            ref_advance, ref_params = bench._backend_engine("numpy", module, config, params, ds, w.lr, w.wd, 1)
             advance(5)
             ref_advance(5)
             assert bench._agree(current(), ref_params()) <= 1e-10, (name, kind)

@@ -36,7 +36,7 @@ def test_multiplication_table_matches_the_official_split_size(rng):
     both = np.vstack([ds.X_train, ds.X_test])
     assert len({tuple(p) for p in both}) == 9409  # a partition of all entries
     assert np.mean(ds.y_test**2) == pytest.approx(0.1077, abs=2e-3)  # Fig. 3's test MSE at W = 0
-    # The kernel-phase plateau of Fig. 3 (paper digest §4.4): the test MSE of predicting X* on Omega and
+    # The kernel-phase plateau of Fig. 3 (docs/paper.md §4.4): the test MSE of predicting X* on Omega and
     # Omega^T and 0 elsewhere; the paper reads 0.1023 off its figure.
     observed = {tuple(p) for p in ds.X_train}
     unseen = np.array([(j, i) not in observed for i, j in ds.X_test])

@@ -144,3 +144,22 @@ def test_matrix_factorization_gradient_only_touches_observed_rows(rng):
     X = np.array([[0, 1], [1, 0], [2, 2]])
     grads = matrix_factorization.backward(config, params, X, np.ones(3))
     assert np.all(grads["U"][3:] == 0) and np.any(grads["U"][:3] != 0)
+
+
+@given(mlp_cases())
+def test_relu_mlp_jacobian_equals_central_differences_of_the_forward_pass(case):
+    """ntk_features (built from backward) against finite differences of predict alone, one random direction:
+    J t = (f(theta + eps t) - f(theta - eps t)) / (2 eps), every output. Pre-activations kept away from 0."""
+    model, config, params, X, rng = case
+    _, (_, pre) = model.forward(config, params, X)
+    assume(all(np.min(np.abs(z)) > 1e-3 for z in pre))
+    direction = random_like(params, rng)
+    eps = 1e-6
+
+    def at(t):
+        return model.predict(config, {k: p + t * direction[k] for k, p in params.items()}, X)
+
+    fd = (at(eps) - at(-eps)) / (2 * eps)
+    flat = np.concatenate([direction[k].ravel() for k in relu_mlp.shapes(config)])
+    Jt = model.ntk_features(config, params, X) @ flat
+    np.testing.assert_allclose(Jt, fd, rtol=tol("central_difference"), atol=1e-8)

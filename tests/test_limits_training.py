@@ -83,7 +83,7 @@ def test_rich_phase_completion_reaches_the_min_nuclear_norm_completion():
 
 def test_completion_plateau_is_the_kernel_prediction_and_training_sits_on_it():
     """Corollary 3.11 at the fig3 config: K2's predictor fits Omega and Omega^T and is 0 elsewhere; its test
-    MSE (~0.1023, paper digest §4.4) is the plateau GD sits on, to 1%."""
+    MSE (~0.1023, docs/paper.md §4.4) is the plateau GD sits on, to 1%."""
     preset = presets.override(presets.get("fig3"), steps=2000)
     module, config, params, ds = presets.build(preset)
     kp = kernel_predictors.kernel_predictor(module, config, params, ds.X_train, ds.y_train, ds.loss)

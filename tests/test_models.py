@@ -69,7 +69,7 @@ def test_mlp_he_init_statistics_and_zero_last_layer(rng):
 
 
 def test_paper_mlp_init_norm_matches_figure_2a(rng):
-    """Fig. 2a starts at ||theta|| = 46.3 = sqrt(2048 + 97) (paper digest §3.2)."""
+    """Fig. 2a starts at ||theta|| = 46.3 = sqrt(2048 + 97) (docs/paper.md §3.2)."""
     params = relu_mlp.init(relu_mlp.Config(D=194, h=1024, out=97), rng)
     assert param_norm(params) == pytest.approx(math.sqrt(2048 + 97), rel=0.01)
 

@@ -70,7 +70,7 @@ def test_driver_matches_a_hand_written_loop(tiny_mc):
 
 
 def test_kernel_phase_norm_decays_as_alpha_exp_minus_lr_wd_step():
-    """Paper digest §4.1: ||theta_s|| ~ ||theta_0|| (1 - lr wd)^s while the direction stays near theta_bar."""
+    """docs/paper.md §4.1: ||theta_s|| ~ ||theta_0|| (1 - lr wd)^s while the direction stays near theta_bar."""
     preset = presets.override(presets.get("fig1a-quick"), steps=2000, d=400, n_test=50)
     module, config, params, dataset = presets.build(preset)
     traj = train.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,

@@ -23,6 +23,11 @@ import numpy as np
 from dichotomy.refimpl.trajectory import Trajectory, load
 
 
+def _measured(x) -> float:
+    """A measurement as a float; None (a NaN or infinity saved to JSON and loaded back) is NaN, which fails."""
+    return math.nan if x is None else float(x)
+
+
 @dataclass(frozen=True)
 class Check:
     """One prediction against its measurement.
@@ -43,8 +48,9 @@ class Check:
               rtol: float = 0.0) -> Check:
         """Passes when |measured - predicted| <= atol + rtol |predicted|."""
         parts = [f"±{atol:g}" if atol else "", f"±{100 * rtol:g}%" if rtol else ""]
+        measured = _measured(measured)
         ok = math.isfinite(measured) and abs(measured - predicted) <= atol + rtol * abs(predicted)
-        return cls(name, prediction, float(predicted), float(measured), " ".join(p for p in parts if p), ok)
+        return cls(name, prediction, float(predicted), measured, " ".join(p for p in parts if p), ok)
 
     @classmethod
     def bound(cls, name: str, prediction: str, measured: float, *, low: float | None = None,
@@ -52,16 +58,17 @@ class Check:
         """Passes when low <= measured <= high (either side may be open)."""
         text = " and ".join(s for s in (f">= {low:g}" if low is not None else "",
                                         f"<= {high:g}" if high is not None else "") if s)
+        measured = _measured(measured)
         ok = (math.isfinite(measured) and (low is None or measured >= low)
               and (high is None or measured <= high))
-        return cls(name, prediction, None, float(measured), text, ok)
+        return cls(name, prediction, None, measured, text, ok)
 
     @classmethod
     def holds(cls, name: str, prediction: str, measured: float, condition: bool, tolerance: str) -> Check:
         """A check whose pass condition is computed by the caller (an ordering, a sign); it never passes on
         a NaN or infinite measurement."""
-        return cls(name, prediction, None, float(measured), tolerance,
-                   bool(condition) and math.isfinite(measured))
+        measured = _measured(measured)
+        return cls(name, prediction, None, measured, tolerance, bool(condition) and math.isfinite(measured))
 
 
 @dataclass

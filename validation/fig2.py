@@ -4,7 +4,7 @@
 below chance, then test accuracy jumps. (b) With the last layer zeroed and the init scaled by alpha, the
 jump is delayed as alpha grows, by about ln(10) / (eta lambda) steps per factor 10 (t* = ln(alpha) / lambda).
 (c) A larger lambda brings the jump earlier; too large a lambda collapses even the training accuracy.
-Cross-entropy and ReLU lie outside the theorems (digest §1.5); the paper shows these effects empirically.
+Cross-entropy and ReLU lie outside the theorems (docs/paper.md §1.5); the paper shows these effects empirically.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dichotomy.validation.claim import Check, Results
 TITLE = "Sample complexity of the two limits: max-L1 vs max-L2 margin (Appendix E)"
 CLAIM = ("On k-sparse ±1 data the max-L1-margin classifier generalizes from n ~ k² log d samples, while the "
          "max-L2-margin (kernel) classifier needs n ~ d (Theorems E.4, E.5; the L2 statement is an upper bound, "
-         "digest §6.6).")
+         "docs/paper.md §6.6).")
 
 # Tolerances (docs/validation.md#sample_complexity): at the larger d, L1 needs at least `gap_min` times fewer
 # samples than L2; from d1 to d2 = 4 d1, L2's requirement grows by at least 2x (linear: 4x) and L1's by at

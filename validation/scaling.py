@@ -1,4 +1,4 @@
-"""When does the switch happen? The transition time against ln(alpha) and against 1/lambda (§4 of the digest).
+"""When does the switch happen? The transition time against ln(alpha) and against 1/lambda (docs/paper.md §4).
 
 Theorems 3.4/3.5 put the switch at t* = (1/lambda) ln(alpha) up to lower-order terms, and the window
 [(1 - c), (1 + c)] t* shrinks relative to t* as alpha grows. Measured on the diagonal net of Fig. 1a (one

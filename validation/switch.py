@@ -24,7 +24,7 @@ def kernel_phase_end(t_star: float, measured) -> float:
     checked: half the measured switch time (its 50% point), or t*/2 when no switch was measured.
 
     The theorems hold at (1 - c) t* for every c in (0, 1) as alpha -> infinity; at finite alpha the switch is
-    shifted by O(log log A / lambda) (digest §4.2), so the window is placed relative to the measured switch,
+    shifted by O(log log A / lambda) (docs/paper.md §4.2), so the window is placed relative to the measured switch,
     with c = 1/2.
     """
     if measured is not None and math.isfinite(measured.step_50):
@@ -105,7 +105,7 @@ def limit_checks(v: dict, c: dict) -> list[Check]:
 
 
 def figure_checks(values: dict, figure: dict | None) -> list[Check]:
-    """At paper scale: the measured values against the numbers read off the paper's figure (digest §3.2)."""
+    """At paper scale: the measured values against the numbers read off the paper's figure (docs/paper.md §3.2)."""
     if not figure:
         return []
     out = []

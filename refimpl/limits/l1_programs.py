@@ -96,6 +96,31 @@ class _RestrictedProgram:
         return w, np.asarray(sol.row_dual)
 
 
+SUPPORT_TOL = 1e-9  # |w_j| <= SUPPORT_TOL * max|w| is simplex round-off, not support (docs/limits.md §4)
+
+
+def _polish(A: np.ndarray, b: np.ndarray, w: np.ndarray, equality: bool) -> np.ndarray:
+    """The simplex's w with round-off cleaned: entries below SUPPORT_TOL * max|w| set to 0, then the support's
+    values re-solved from the tight constraints (A_TJ w_J = b_T) by least squares, so the vertex is exact to
+    rounding. The re-solve is kept only if it keeps every sign and every constraint; else the cleaned w is."""
+    top = np.abs(w).max(initial=0.0)
+    w = np.where(np.abs(w) > SUPPORT_TOL * top, w, 0.0)
+    J = np.flatnonzero(w)
+    if J.size == 0:
+        return w
+    AJ = np.asarray(A[:, J], dtype=np.float64)
+    q = AJ @ w[J]
+    tight = np.ones(len(b), bool) if equality else np.abs(q - b) <= 1e-8 * np.maximum(1.0, np.abs(b))
+    sol = np.linalg.lstsq(AJ[tight], b[tight], rcond=None)[0]
+    q2 = AJ @ sol
+    ok = np.all(np.sign(sol) == np.sign(w[J])) and (np.allclose(q2, b, rtol=0, atol=1e-12 * max(1.0, np.abs(b).max()))
+                                                     if equality else np.all(q2 >= b - 1e-12 * np.maximum(1.0, np.abs(b))))
+    if ok and np.abs(sol).sum() <= np.abs(w[J]).sum() * (1 + 1e-12):
+        w = w.copy()
+        w[J] = sol
+    return w
+
+
 def min_l1(A: np.ndarray, b: np.ndarray, *, equality: bool, max_rounds: int = 200) -> L1Solution:
     """min ||w||_1 s.t. A w = b (``equality``) or A w >= b, by column generation over the d columns of A.
 
@@ -126,6 +151,7 @@ def min_l1(A: np.ndarray, b: np.ndarray, *, equality: bool, max_rounds: int = 20
         excess[program.columns] = -np.inf
         enter = np.flatnonzero(excess > PRICE_TOL)
         if enter.size == 0:
+            w = _polish(A, b, w, equality)
             primal = np.abs(w).sum()
             dual = (b @ mu) / max(1.0, np.abs(v).max())  # mu scaled into the dual feasible set
             return L1Solution(w, mu, abs(primal - dual) / max(primal, np.finfo(float).tiny), rounds,
