@@ -147,7 +147,7 @@ def test_quick_completion_preset_fits_then_sits_on_the_kernel_plateau_then_recov
     m, s = traj.metrics, traj.steps
     assert m["train_loss"][s == 100][0] < 1e-4  # the observed entries are fitted within ~10^2 steps
     on_plateau = (s >= 100) & (s <= 5000)
-    assert np.all(np.abs(m["test_loss"][on_plateau] - 0.1023) < 2e-3)  # the kernel prediction (digest §4.4)
+    assert np.all(np.abs(m["test_loss"][on_plateau] - 0.1023) < 2e-3)  # the kernel prediction (docs/paper.md §4.4)
     diag = json.loads((tmp_path / "diagnosis.json").read_text())
     early = (s >= 30) & (s <= 2000)  # lambda t << ln(alpha): the outputs are K2's (the norm has not decayed yet)
     assert np.all(np.array(diag["kernel_distance"])[early] < 0.01)

@@ -32,7 +32,7 @@ CLAIM = ("With λ = 0 and the learning rate η/L(θ), the net fits the training 
 _CHECKS = {"at_fit_max": 0.1, "rise_min": 0.2, "late_factor": 3.0, "r2_min": 0.9, "level": 0.1}
 CONFIGS = {
     "quick": {"run": {"preset": "fig2a-quick", "overrides": {"p": 23, "h": 64, "train_fraction": 0.85,
-                                                               "wd": 0.0, "steps": 10_000}},
+                                                               "wd": 0.0, "steps": 20_000}},
               "eta": 0.05, "warmup_lr": 0.5, "switch_log_loss": -5.0, "checks": _CHECKS},
     "paper": {"run": {"preset": "fig2a", "overrides": {"wd": 0.0, "steps": 10_000_000}},
               "eta": 0.01, "warmup_lr": 0.1, "switch_log_loss": -5.0, "checks": _CHECKS,

@@ -113,8 +113,9 @@ def _polish(A: np.ndarray, b: np.ndarray, w: np.ndarray, equality: bool) -> np.n
     tight = np.ones(len(b), bool) if equality else np.abs(q - b) <= 1e-8 * np.maximum(1.0, np.abs(b))
     sol = np.linalg.lstsq(AJ[tight], b[tight], rcond=None)[0]
     q2 = AJ @ sol
-    ok = np.all(np.sign(sol) == np.sign(w[J])) and (np.allclose(q2, b, rtol=0, atol=1e-12 * max(1.0, np.abs(b).max()))
-                                                     if equality else np.all(q2 >= b - 1e-12 * np.maximum(1.0, np.abs(b))))
+    slack = 1e-12 * np.maximum(1.0, np.abs(b))
+    feasible = np.all(np.abs(q2 - b) <= slack) if equality else np.all(q2 >= b - slack)
+    ok = feasible and np.all(np.sign(sol) == np.sign(w[J]))
     if ok and np.abs(sol).sum() <= np.abs(w[J]).sum() * (1 + 1e-12):
         w = w.copy()
         w[J] = sol
