@@ -77,3 +77,25 @@ def test_margins_and_normalized_margin():
 def test_bad_targets_raise(loss, shape, y, match):
     with pytest.raises(errors.ConfigError, match=match):
         losses.check_targets(loss, shape, y)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "exponential"])
+def test_a_one_output_model_with_a_binary_loss_is_not_broadcast(loss):
+    """Regression: a ReLU MLP with out = 1 gives f of shape (n, 1); y * f once broadcast to (n, n) (a 5-sample
+    case returned 0.745 instead of 0.829) and backward raised. The loss is the per-sample formula on f[:, 0]."""
+    from dichotomy.refimpl import relu_mlp
+
+    rng = np.random.default_rng(3)
+    config = relu_mlp.Config(D=4, h=6, out=1)
+    params = relu_mlp.init(config, rng)
+    X, y = rng.standard_normal((5, 4)), np.array([1.0, -1.0, 1.0, 1.0, -1.0])
+    f = relu_mlp.predict(config, params, X)
+    assert f.shape == (5, 1)
+    m = y * f[:, 0]
+    want = np.mean(np.logaddexp(0.0, -m)) if loss == "logistic" else np.mean(np.exp(-m))
+    value, grads = relu_mlp.loss_and_grad(config, params, X, y, loss)
+    assert value == pytest.approx(want, rel=1e-14)
+    assert {k: g.shape for k, g in grads.items()} == {k: p.shape for k, p in params.items()}
+    assert losses.log_value(loss, f, y) == pytest.approx(np.log(want), rel=1e-12)
+    with pytest.raises(errors.ConfigError, match="one output per sample"):
+        losses.check_targets(loss, (5, 3), y)
