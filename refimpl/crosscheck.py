@@ -189,7 +189,7 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
         comparisons.append(Comparison(f"parameters, steps 0..{steps}",
                                       np.array([relative_error(g, w) for g, w in zip(trajectory, want, strict=True)]),
                                       rtol))
-    report = Report(model.__name__.rsplit(".", 1)[-1], framework, comparisons)
+    report = Report(model.NAME, framework, comparisons)
     if not report.passed:
         if step is not None:  # the trajectory tells the update conventions apart; it takes precedence
             tried = _trajectory_alternatives(model, config, params, data, lr, wd, trajectory, want)
