@@ -9,8 +9,9 @@ Exit codes: 0 success; 1 training diverged or a claim / crosscheck failed; 2 bad
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
@@ -22,12 +23,14 @@ import numpy as np
 from dichotomy.kernels import BACKENDS, get_backend
 from dichotomy.kernels import bench as bench_module
 from dichotomy.kernels.adapters import ADAPTERS, MISTAKES
-from dichotomy.refimpl import data, errors, presets
+from dichotomy.refimpl import data, errors, files, manifest, presets
+from dichotomy.refimpl.checkpoint import DEFAULT_EVERY, Checkpoints
 from dichotomy.refimpl.limits import transition
 from dichotomy.refimpl.models import MODELS
 from dichotomy.refimpl.train import DTYPES
-from dichotomy.refimpl.trajectory import Trajectory
+from dichotomy.refimpl.trajectory import Trajectory, load
 from dichotomy.validation import suite
+from dichotomy.validation.claim import config_hash
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +132,25 @@ def _add_debug(parser: argparse.ArgumentParser, default) -> None:
                         help="on an error, raise it with its full traceback instead of a one-line message")
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds >= 0 (0 turns checkpoints off), got {text!r}")
+    return value
+
+
+def _add_checkpoint_options(parser, what: str, restart: str | None = None, restart_help: str = "") -> None:
+    parser.add_argument("--checkpoint-every", type=_interval, default=None, metavar="SECONDS",
+                        help=f"checkpoint {what} every SECONDS (default {DEFAULT_EVERY:g}, stretched so that "
+                             "checkpoints cost under 1%% of the time; 0 turns them off); a rerun of the same command "
+                             "resumes from the last one, bit for bit")
+    if restart:
+        parser.add_argument(restart, action="store_true", help=restart_help)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dichotomy", description=DESCRIPTION)
     _add_debug(parser, False)
@@ -164,6 +186,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    _add_checkpoint_options(train, "the run", "--restart", "discard OUT's checkpoint and finished run, and train "
+                            "from step 0")
     train.add_argument("--no-limits", action="store_true",
                        help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
 
@@ -206,7 +230,12 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"run only these claims (default: all): {_choices(suite.CLAIMS)}")
     val.add_argument("--out", type=Path, default=Path("runs/validate"), help="output directory "
                      "(default runs/validate); claims already there with the same config are reused")
-    val.add_argument("--force", action="store_true", help="recompute claims even if saved results match")
+    val.add_argument("--force", action="store_true", help="recompute claims even if saved results match (their "
+                     "checkpoints are discarded too)")
+    _add_checkpoint_options(val, "each run of a claim")
+    val.add_argument("--reuse-other-version", action="store_true",
+                     help="reuse saved claims written by another version of the package (the report says so); "
+                          "by default they are recomputed")
     val.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     val.add_argument("--docs", type=Path, default=None,
                      help="also write the report and its figures into this markdown file (docs/validation.md), "
@@ -271,6 +300,8 @@ def _remove_created() -> None:
     """After a failure, remove the directories this command created that are still empty."""
     for path in _created:
         try:
+            if [p.name for p in path.iterdir()] == [files.LOCK_NAME]:  # released: its holder has returned
+                (path / files.LOCK_NAME).unlink()
             path.rmdir()
         except OSError:
             pass
@@ -297,6 +328,12 @@ def _plot(traj: Trajectory, out: Path, title: str, diagnosis=None) -> list[Path]
     return [plot_trajectory(traj, out / "trajectory.png", title, diagnosis)]
 
 
+def _checkpoints(args, folder: Path, **kwargs) -> Checkpoints | None:
+    """The --checkpoint-every policy for runs checkpointing into ``folder`` (None when turned off)."""
+    every = args.checkpoint_every
+    return None if every == 0 else Checkpoints(folder, every=every, **kwargs)
+
+
 def _train(args) -> int:
     name = args.preset or presets.DEFAULT_PRESET[args.model]
     preset = presets.get(name)
@@ -306,20 +343,42 @@ def _train(args) -> int:
     preset = presets.override(preset, **{k: v for k, v in changes.items() if v is not None})
     backend = get_backend(args.backend)
     out = _writable_dir(args.out)
-    module, config, params, dataset = presets.build(preset)
-    title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
+    with files.locked(out, "dichotomy train"):
+        return _train_into(args, out, name, preset, backend)
+
+
+def _train_into(args, out: Path, name: str, preset, backend) -> int:
+    """Train into ``out`` (locked): reuse a verified finished run, else resume from its checkpoint or start."""
     run_config = {"preset": name, "seed": preset.seed, "init_seed": preset.init_seed, "model": args.model,
                   "dataset": preset.dataset, "backend": backend.name}
+    key = config_hash({"preset": dataclasses.asdict(preset), **run_config, "dtype": args.dtype,
+                       "limits": not args.no_limits})
+    title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
+    checkpoints = _checkpoints(args, out / "checkpoint", exclusive=True, restart=args.restart)
+    verdict = manifest.check(out, key)
+    if verdict and not args.restart:
+        traj = load(out / "trajectory")
+        print(f"{out} already holds this run (every file matches its manifest): {preset.steps} steps of "
+              f"{args.model} ({name}) on {backend.name}; --restart trains it again\n{_summary(traj)}")
+        return EXIT_OK
+    if (out / manifest.NAME).exists() and not args.restart:
+        log.warning("training again: %s", verdict.reason)
+    module, config, params, dataset = presets.build(preset)
     probe = transition.default_probe(dataset)
+    manifest.invalidate(out)
     try:
         traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
-                           probe=probe, progress=not args.no_progress, run_config=run_config, dtype=args.dtype)
+                           probe=probe, progress=not args.no_progress, run_config=run_config, dtype=args.dtype,
+                           checkpoints=checkpoints)
     except (errors.TrainingDiverged, errors.TrainingInterrupted) as stop:
         paths = list(stop.trajectory.save(out / "trajectory"))
         if not args.no_plot:
             paths += _plot(stop.trajectory, out, title)
         kind = "error: " if isinstance(stop, errors.TrainingDiverged) else ""
-        print(f"dichotomy: {kind}{stop}; saved what was recorded: {', '.join(map(str, paths))}", file=sys.stderr)
+        resume = (f"; rerun the same command to resume from step {stop.step}"
+                  if checkpoints is not None and isinstance(stop, errors.TrainingInterrupted) else "")
+        print(f"dichotomy: {kind}{stop}; saved what was recorded: {', '.join(map(str, paths))}{resume}",
+              file=sys.stderr)
         return getattr(stop, "exit_code", EXIT_FAILED)
     # The run is on disk before anything else is computed: a failing diagnostic or plot cannot lose it.
     paths = list(traj.save(out / "trajectory"))
@@ -334,14 +393,16 @@ def _train(args) -> int:
             log.error("dichotomy: the diagnostic failed; the trajectory is saved: %s", ", ".join(map(str, paths)))
             raise
     if diagnosis is not None:
-        paths.append(out / "diagnosis.json")
-        paths[-1].write_text(json.dumps(diagnosis.to_json(), indent=1) + "\n")
+        paths.append(files.write_json(out / "diagnosis.json", diagnosis.to_json()))
     if not args.no_plot:
         paths += _plot(traj, out, title, diagnosis)
+    manifest.write(out, paths, key, command="train")
+    if checkpoints is not None:
+        checkpoints.clear()
     print(f"{args.model} ({name}), {preset.steps} steps on {backend.name} ({args.dtype}):\n{_summary(traj)}")
     if diagnosis is not None:
         print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diagnosis.summary()}")
-    print(f"wrote {', '.join(map(str, paths))}")
+    print(f"wrote {', '.join(map(str, paths + [out / manifest.NAME]))}")
     return EXIT_OK
 
 
@@ -357,8 +418,9 @@ def _bench(args) -> int:
     if args.docs is not None:
         _writable_file(args.docs, "--docs")
     _writable_dir(args.out)
-    report = bench_module.bench(names, engines, rtol=rtol, progress=log.info)
-    paths = bench_module.write(report, args.out, args.docs)
+    with files.locked(args.out, "dichotomy bench"):
+        report = bench_module.bench(names, engines, rtol=rtol, progress=log.info)
+        paths = bench_module.write(report, args.out, args.docs)
     print(bench_module.markdown(report) + f"wrote {', '.join(map(str, paths))}")
     return EXIT_OK
 
@@ -371,7 +433,10 @@ def _validate(args) -> int:
         _writable_file(args.docs, "--docs")
     _writable_dir(args.out)
     try:
-        reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress, force=args.force)
+        with files.locked(args.out, "dichotomy validate"):
+            reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress,
+                                force=args.force, checkpoint_every=args.checkpoint_every,
+                                reuse_other_version=args.reuse_other_version)
     except KeyboardInterrupt as stop:
         print(f"dichotomy: interrupted ({getattr(stop, 'signal_name', 'SIGINT')}); the claims finished so far are "
               f"in {args.out / 'report.md'}, and a rerun resumes from the first unfinished one", file=sys.stderr)
@@ -405,7 +470,7 @@ def _crosscheck(args) -> int:
         print(report.table())
         reports.append(report)
     if args.json is not None:
-        args.json.write_text(json.dumps([r.to_json() for r in reports], indent=1) + "\n")
+        files.write_json(args.json, [r.to_json() for r in reports])
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 
@@ -414,8 +479,9 @@ def _export_golden(args) -> int:
 
     steps = errors.positive_int("steps", args.steps)
     _writable_dir(args.out)
-    for name in args.model:
-        print("wrote " + ", ".join(map(str, crosscheck.write_golden(args.out, name, steps))))
+    with files.locked(args.out, "dichotomy export-golden"):
+        for name in args.model:
+            print("wrote " + ", ".join(map(str, crosscheck.write_golden(args.out, name, steps))))
     return EXIT_OK
 
 

@@ -15,9 +15,11 @@ falls back to another backend silently.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from dichotomy.refimpl import train
+from dichotomy.refimpl.checkpoint import Checkpoints
 from dichotomy.refimpl.engine import Engine, LossNormalized, ReferenceEngine, RunSpec
 from dichotomy.refimpl.errors import DichotomyError
 
@@ -37,18 +39,27 @@ class Backend:
 
     ``engine`` is called as ``engine(model, runs, data, probe=..., dtype=..., schedule=...)`` and offers
     ``unsupported(model, runs, data, dtype, schedule) -> str | None`` (the :class:`Engine` protocol).
+    ``checkpoints`` (default none) is where every run it trains checkpoints and resumes from, unless a call
+    passes its own (:meth:`checkpointed` binds one: ``dichotomy validate`` hands each claim such a backend).
     """
 
     name: str
     engine: object
+    checkpoints: Checkpoints | None = None
 
     def run(self, model, config, params, data, **kwargs):
         """:func:`dichotomy.refimpl.train.run` on this backend's engine."""
+        kwargs.setdefault("checkpoints", self.checkpoints)
         return train.run(model, config, params, data, engine=self.engine, **kwargs)
 
     def run_batch(self, model, configs, params, data, **kwargs):
         """:func:`dichotomy.refimpl.train.run_batch` on this backend's engine: B runs, one engine."""
+        kwargs.setdefault("checkpoints", self.checkpoints)
         return train.run_batch(model, configs, params, data, engine=self.engine, **kwargs)
+
+    def checkpointed(self, checkpoints: Checkpoints | None) -> Backend:
+        """This backend, its runs checkpointing into ``checkpoints`` (None: not at all)."""
+        return dataclasses.replace(self, checkpoints=checkpoints)
 
     def unsupported(self, model, runs, data, dtype: str = "float64", schedule=None) -> str | None:
         """Why this backend cannot train ``runs`` of ``model`` on ``data``; None if it can."""

@@ -9,7 +9,6 @@ memory bandwidth (a 2-thread triad over arrays larger than the caches) and the f
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ from numba import njit, prange
 
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, get_backend
 from dichotomy.kernels.peers import PEERS
-from dichotomy.refimpl import data, diagonal_net, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl import data, diagonal_net, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.trajectory import versions
 
@@ -262,17 +261,13 @@ def markdown(report: dict) -> str:
 
 def write(report: dict, out: Path, docs: Path | None = None) -> list[Path]:
     """bench.json and bench.md in ``out``; with ``docs``, also replace its marked benchmark section."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "bench.json", out / "bench.md"]
-    paths[0].write_text(json.dumps(report, indent=1) + "\n")
     table = markdown(report)
-    paths[1].write_text(table)
+    paths = [files.write_json(out / "bench.json", report), files.write_text(out / "bench.md", table)]
     if docs is not None:
         start, end = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
         text = docs.read_text() if docs.exists() else ""
         block = f"{start}\n{table}{end}"
         text = (text[:text.index(start)] + block + text[text.index(end) + len(end):]) if start in text else \
             text + "\n" + block + "\n"
-        docs.write_text(text)
-        paths.append(docs)
+        paths.append(files.write_text(docs, text))
     return paths

@@ -25,7 +25,7 @@ from types import ModuleType
 import numpy as np
 
 from dichotomy.refimpl import data as datasets
-from dichotomy.refimpl import diagonal_net, errors, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl import diagonal_net, errors, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.optim import sgd_step
 from dichotomy.refimpl.trajectory import versions
@@ -277,11 +277,7 @@ def golden(model: str, steps: int = 20, seed: int = 0) -> tuple[dict[str, np.nda
 def write_golden(folder: Path, model: str, steps: int = 20, seed: int = 0) -> tuple[Path, Path]:
     """Write ``folder/<model>.npz`` and ``folder/<model>.json`` (readable without this package)."""
     arrays, doc = golden(model, steps, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    npz, sidecar = folder / f"{model}.npz", folder / f"{model}.json"
-    np.savez_compressed(npz, **arrays)
-    sidecar.write_text(json.dumps(doc, indent=1) + "\n")
-    return npz, sidecar
+    return files.save_npz(folder / f"{model}.npz", arrays), files.write_json(folder / f"{model}.json", doc)
 
 
 def read_golden(stem: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -19,6 +19,15 @@ class ConfigError(DichotomyError, ValueError):
     """A hyper-parameter, shape or dataset is invalid; the message says which and why."""
 
 
+class StorageError(DichotomyError, OSError):
+    """The file system refused a write (full disk, read-only folder); the message names the file and says that
+    nothing under that name changed."""
+
+
+class OutputLocked(DichotomyError):
+    """Another live dichotomy process holds the output folder's lock (:func:`refimpl.files.locked`)."""
+
+
 class TrainingDiverged(DichotomyError, FloatingPointError):
     """Gradient descent produced a non-finite loss.
 

@@ -20,15 +20,16 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from dichotomy.refimpl import errors, losses, models
+from dichotomy.refimpl.checkpoint import Checkpoints, Slot, fingerprint
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import LossNormalized, ReferenceEngine, RunSpec, evaluate
+from dichotomy.refimpl.manifest import package_version
 from dichotomy.refimpl.trajectory import Trajectory, record_steps
 
 __all__ = ["LossNormalized", "check_run", "describe", "drive", "evaluate", "run", "run_batch"]
@@ -77,7 +78,7 @@ def describe(config, data: Dataset, backend: str, run_config: dict | None = None
 def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *, lr: float,
         wd: float, steps: int, record=None, probe=None, progress: bool = False, run_config: dict | None = None,
         dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
-        label: str = "") -> Trajectory:
+        label: str = "", checkpoints: Checkpoints | None = None) -> Trajectory:
     """Train ``steps`` full-batch GD steps p <- p - lr (g + wd p) and record metrics at ``record`` steps.
 
     Parameters
@@ -106,6 +107,8 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
         GD without weight decay at eta / L(theta) (needs ``wd = 0``).
     engine : engine class
         Default the NumPy reference; ``dichotomy.kernels.get_backend(name).run`` passes its own.
+    checkpoints : Checkpoints, optional
+        Checkpoint the run there, and resume it from its last intact checkpoint (bit for bit).
 
     Raises
     ------
@@ -116,7 +119,7 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
     """
     trajs = run_batch(model, [config], [params], data, lr=[lr], wd=[wd], steps=steps, record=record, probe=probe,
                       progress=progress, run_config=run_config, dtype=dtype, schedule=schedule, engine=engine,
-                      label=label, _single=True)
+                      label=label, checkpoints=checkpoints, _single=True)
     traj = trajs[0]
     if traj.status == "diverged":
         raise errors.TrainingDiverged(traj.config["diverged_at"], lr, traj)
@@ -136,12 +139,13 @@ def _per_run(name: str, value, B: int) -> list:
 def run_batch(model: ModuleType | str, configs, params: list[dict], data: Dataset, *, lr, wd, steps: int,
               record=None, probe=None, progress: bool = False, run_config: dict | None = None,
               dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
-              label: str = "", _single: bool = False) -> list[Trajectory]:
+              label: str = "", checkpoints: Checkpoints | None = None, _single: bool = False) -> list[Trajectory]:
     """Train B = len(params) runs of one model on ``data``; ``configs``, ``lr`` and ``wd`` are one value or B.
 
     Each run trains with its own config (depth, alpha, ...), learning rate and weight decay, and gets the
     Trajectory :func:`run` would return for it alone. A run that diverges gets status ``"diverged"`` (its
-    step in ``config["diverged_at"]``) and stops; the others go on.
+    step in ``config["diverged_at"]``) and stops; the others go on. With ``checkpoints``, the batch keeps one
+    checkpoint, keyed by everything that determines its runs (:func:`refimpl.checkpoint.fingerprint`).
 
     Raises
     ------
@@ -176,42 +180,82 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     settings = {"dtype": dtype, **(schedule.describe() if schedule is not None else {})}
     cfgs = [describe(r.config, data, name, run_config, lr=r.lr, wd=r.wd, steps=steps, **settings,
                      **({} if _single else {"batch": {"index": b, "size": B}})) for b, r in enumerate(runs)]
+    slot = None
+    if checkpoints is not None:
+        key = fingerprint(model.NAME, cfgs, [r.params for r in runs], data.X_train, data.y_train, data.X_test,
+                          data.y_test, record, probe, package_version())
+        slot = checkpoints.slot(key, what=cfgs if B > 1 else cfgs[0])
     return drive(eng, steps, record, cfgs, lrs=[r.lr for r in runs], probe=probe is not None, progress=progress,
-                 label=label, time_from_log=schedule is not None)
+                 label=label, time_from_log=schedule is not None, checkpoint=slot)
 
 
-class _Stop(Exception):
-    """Raised inside the driver by the SIGTERM handler."""
+class _Signals:
+    """SIGINT and SIGTERM deferred while training: the handler notes the signal and the driver stops at the end
+    of the current chunk (at most ~:data:`CHUNK_SECONDS` later), where the engine's state is consistent and can
+    be checkpointed. A second signal before that raises at once. Main thread only (elsewhere signals cannot be
+    set); in other threads nothing is installed."""
+
+    NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+    def __init__(self):
+        self.caught: str | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.NAMES:
+                self.previous[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.caught is not None:  # asked twice: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        self.caught = self.NAMES[signum]
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
-@contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into an exception while training (main thread only; elsewhere signals cannot be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _snapshot(engine, rows, outputs, next_target: int) -> dict[str, np.ndarray]:
+    """The driver's state as arrays: the engine's, every run's rows and probe outputs, the next record index."""
+    arrays = {f"engine/{k}": np.asarray(v) for k, v in engine.state().items()}
+    arrays["driver/next_target"] = np.array(next_target, np.int64)
+    arrays["driver/rows"] = np.array([len(r) for r in rows], np.int64)
+    for b, run_rows in enumerate(rows):
+        for k in run_rows[0] if run_rows else ():
+            arrays[f"rows/{b}/{k}"] = np.array([r[k] for r in run_rows], np.float64)
+        if outputs is not None and outputs[b]:
+            arrays[f"outputs/{b}"] = np.stack(outputs[b])
+    return arrays
 
-    def handler(signum, frame):
-        raise _Stop()
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _restore(engine, saved: dict[str, np.ndarray], rows, outputs) -> int:
+    """Load a :func:`_snapshot` into ``engine``, ``rows`` and ``outputs``; return the next record index."""
+    engine.load_state({k[len("engine/"):]: v for k, v in saved.items() if k.startswith("engine/")})
+    for b, m in enumerate(saved["driver/rows"]):
+        names = [k.rsplit("/", 1)[1] for k in saved if k.startswith(f"rows/{b}/")]
+        rows[b][:] = [{k: float(saved[f"rows/{b}/{k}"][i]) for k in names} for i in range(int(m))]
+        if outputs is not None:
+            outputs[b][:] = list(saved[f"outputs/{b}"]) if f"outputs/{b}" in saved else []
+    return int(saved["driver/next_target"])
 
 
 def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: list[float], probe: bool = False,
-          progress: bool = False, label: str = "", time_from_log: bool = False) -> list[Trajectory]:
+          progress: bool = False, label: str = "", time_from_log: bool = False,
+          checkpoint: Slot | None = None) -> list[Trajectory]:
     """Advance ``engine`` to ``steps``, recording every run's metrics at the steps of ``record``.
 
     The gaps between recorded steps are advanced in chunks of about :data:`CHUNK_SECONDS`, so a signal is
-    honoured promptly however long a gap is. Returns one Trajectory per run (status ``completed`` or
-    ``diverged``); raises :class:`TrainingInterrupted` on SIGINT/SIGTERM with all of them.
+    honoured promptly however long a gap is. With a ``checkpoint`` slot, the run resumes from its last intact
+    checkpoint ("resumed from step N"), saves one whenever it is due, on SIGINT/SIGTERM and at the end.
+    Returns one Trajectory per run (status ``completed`` or ``diverged``); raises
+    :class:`TrainingInterrupted` on SIGINT/SIGTERM with all of them.
     """
     B = engine.B
     rows: list[list[dict]] = [[] for _ in range(B)]
-    outputs: list[list[np.ndarray]] = [[] for _ in range(B)]
+    outputs: list[list[np.ndarray]] | None = [[] for _ in range(B)] if probe else None
 
     def trajectories(stopped: str = "completed") -> list[Trajectory]:
         out, params = [], engine.params()
@@ -220,7 +264,8 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
             if engine.diverged_at[b] >= 0:
                 cfg["diverged_at"], status = int(engine.diverged_at[b]), "diverged"
             traj = Trajectory.from_rows(record, rows[b], params[b], cfg, status,
-                                        lr=None if time_from_log else lrs[b], outputs=outputs[b] if probe else None)
+                                        lr=None if time_from_log else lrs[b],
+                                        outputs=outputs[b] if outputs is not None else None)
             if time_from_log:
                 with np.errstate(over="ignore"):
                     traj.metrics["time"] = np.exp(traj.metrics.get("log_time", np.zeros(0)))
@@ -228,12 +273,18 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
         return out
 
     targets = list(record) + ([steps] if record[-1] < steps else [])
-    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, mininterval=0.5,
-               desc=label or None)
+    first = 0
+    if checkpoint is not None and (saved := checkpoint.load()) is not None:
+        first = _restore(engine, saved, rows, outputs)
+        log.info("%sresumed from step %d (%s)", f"{label}: " if label else "", engine.step, checkpoint.sidecar)
+    bar = tqdm(total=steps, initial=engine.step, disable=not progress, unit="step", dynamic_ncols=True,
+               mininterval=0.5, desc=label or None)
     chunk, s = 1, engine.step
+    signals = _Signals()
     try:
-        with _sigterm_raises(), np.errstate(over="ignore", invalid="ignore"):
-            for target in targets:
+        with signals, np.errstate(over="ignore", invalid="ignore"):
+            for i in range(first, len(targets)):
+                target = targets[i]
                 while s < target and np.any(engine.diverged_at < 0):
                     k = int(min(chunk, target - s))
                     start = time.perf_counter()
@@ -242,20 +293,40 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
                     rate = (time.perf_counter() - start) / k
                     chunk = max(1, min(16 * chunk, int(CHUNK_SECONDS / max(rate, 1e-9))))
                     bar.update(s - bar.n)
-                if not np.any(engine.diverged_at < 0):
-                    break
-                s = int(target)
-                _record(engine, s, s in record, rows, outputs if probe else None)
+                    if signals.caught:
+                        break
+                    if checkpoint is not None and checkpoint.due():
+                        checkpoint.save(s, _snapshot(engine, rows, outputs, i))
+                if signals.caught:
+                    _stop(signals.caught, s, checkpoint, _snapshot(engine, rows, outputs, i), trajectories)
+                if np.any(engine.diverged_at < 0):
+                    s = int(target)
+                    _record(engine, s, s in record, rows, outputs)
                 if rows[0]:
                     bar.set_postfix({k: f"{rows[0][-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
                                      if k in rows[0][-1]}, refresh=False)
-    except (KeyboardInterrupt, _Stop) as e:
-        sig = "SIGTERM" if isinstance(e, _Stop) else "SIGINT"
+                if signals.caught:
+                    _stop(signals.caught, s, checkpoint, _snapshot(engine, rows, outputs, i + 1), trajectories)
+                if not np.any(engine.diverged_at < 0):
+                    break
+            if checkpoint is not None and first < len(targets):
+                checkpoint.save(engine.step, _snapshot(engine, rows, outputs, len(targets)))
+    except errors.TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:  # a second signal, or Ctrl-C outside the main thread's handlers
         trajs = trajectories("interrupted")
-        raise errors.TrainingInterrupted(s, trajs[0], signal_name=sig, trajectories=trajs) from None
+        raise errors.TrainingInterrupted(s, trajs[0], signal_name="SIGINT", trajectories=trajs) from None
     finally:
         bar.close()
     return trajectories()
+
+
+def _stop(name: str, s: int, checkpoint, snapshot: dict, trajectories) -> None:
+    """Checkpoint (when checkpointing) and raise TrainingInterrupted for the signal ``name``."""
+    if checkpoint is not None:
+        checkpoint.save(s, snapshot)
+    trajs = trajectories("interrupted")
+    raise errors.TrainingInterrupted(s, trajs[0], signal_name=name, trajectories=trajs)
 
 
 def _record(engine, s: int, recorded: bool, rows, outputs) -> None:

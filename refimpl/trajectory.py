@@ -8,14 +8,15 @@ tool (or another framework) can read them.
 
 from __future__ import annotations
 
-import json
 import platform
+import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from dichotomy.refimpl import files
 from dichotomy.refimpl.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -79,19 +80,18 @@ class Trajectory:
                    outputs=None if outputs is None else np.array(outputs[: len(rows)]))
 
     def save(self, stem: str | Path) -> tuple[Path, Path]:
-        """Write ``STEM.npz`` and ``STEM.json``; return their paths."""
+        """Write ``STEM.npz`` and ``STEM.json``, each atomically (:mod:`refimpl.files`); return their paths."""
         stem = Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"steps": self.steps}
         arrays.update({f"metric/{k}": v for k, v in self.metrics.items()})
         arrays.update({f"param/{k}": v for k, v in self.params.items()})
         if self.outputs is not None:
             arrays["outputs"] = self.outputs
         npz, sidecar = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        np.savez_compressed(npz, **arrays)
+        files.save_npz(npz, arrays)
         doc = {"format_version": FORMAT_VERSION, "status": self.status, "config": self.config,
                "meta": self.meta, "metrics": list(self.metrics), "params": list(self.params)}
-        sidecar.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+        files.write_json(sidecar, doc, indent=2, default=_jsonable)
         return npz, sidecar
 
 
@@ -112,11 +112,17 @@ def load(stem: str | Path) -> Trajectory:
     for path in (npz, sidecar):
         if not path.exists():
             raise ConfigError(f"no trajectory at {path}: expected {npz.name} and {sidecar.name}")
-    doc = json.loads(sidecar.read_text())
+    doc = files.read_json(sidecar)
+    if doc is None:
+        raise ConfigError(f"{sidecar} is not a readable JSON trajectory sidecar (truncated or damaged?)")
     if doc.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{sidecar} has format version {doc.get('format_version')}, expected {FORMAT_VERSION}")
-    with np.load(npz, allow_pickle=False) as z:
-        return Trajectory(steps=z["steps"], metrics={k: z[f"metric/{k}"] for k in doc["metrics"]},
-                          params={k: z[f"param/{k}"] for k in doc["params"]}, config=doc["config"],
-                          status=doc["status"], meta=doc["meta"],
-                          outputs=z["outputs"] if "outputs" in z.files else None)
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            return Trajectory(steps=z["steps"], metrics={k: z[f"metric/{k}"] for k in doc["metrics"]},
+                              params={k: z[f"param/{k}"] for k in doc["params"]}, config=doc["config"],
+                              status=doc["status"], meta=doc["meta"],
+                              outputs=z["outputs"] if "outputs" in z.files else None)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{npz} is not a readable trajectory ({type(e).__name__}: {e}); it may be truncated or "
+                          "damaged") from None

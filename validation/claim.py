@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from dichotomy.refimpl import files, manifest
+from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.trajectory import Trajectory, load
 
 
@@ -79,39 +82,38 @@ class Results:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     trajectories: dict[str, Trajectory] = field(default_factory=dict)
 
-    def save(self, folder: Path, config: dict) -> Path:
-        """Write ``results.json`` (config, its hash, values), ``results.npz`` and ``trajectories/``."""
-        folder.mkdir(parents=True, exist_ok=True)
+    def save(self, folder: Path, config: dict) -> list[Path]:
+        """Write ``results.json`` (config, its hash, values), ``results.npz`` and ``trajectories/``, each file
+        atomically; return their paths. The caller writes the set's manifest last (:mod:`refimpl.manifest`)."""
+        manifest.invalidate(folder)  # a kill from here on leaves no manifest: the set is not taken as finished
+        paths = []
         for name, traj in self.trajectories.items():
-            traj.save(folder / "trajectories" / name)
-        np.savez_compressed(folder / "results.npz", **self.arrays)
+            paths += traj.save(folder / "trajectories" / name)
+        paths.append(files.save_npz(folder / "results.npz", self.arrays))
         doc = {"config": config, "config_hash": config_hash(config), "values": _clean(self.values),
                "arrays": sorted(self.arrays), "trajectories": sorted(self.trajectories)}
-        path = folder / "results.json"
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-        return path
+        paths.append(files.write_json(folder / "results.json", doc))
+        return paths
 
     @classmethod
     def load(cls, folder: Path) -> Results:
-        doc = json.loads((folder / "results.json").read_text())
-        with np.load(folder / "results.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in doc["arrays"]}
+        """The results saved in ``folder``; a ConfigError naming the file if one is unreadable."""
+        path = folder / "results.json"
+        doc = files.read_json(path)
+        if doc is None or not isinstance(doc.get("arrays"), list) or not isinstance(doc.get("trajectories"), list):
+            raise ConfigError(f"{path} is not a readable results file")
+        try:
+            with np.load(folder / "results.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in doc["arrays"]}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ConfigError(f"{folder / 'results.npz'} is not readable ({type(e).__name__})") from None
         trajectories = {k: load(folder / "trajectories" / k) for k in doc["trajectories"]}
-        return cls(doc["values"], arrays, trajectories)
+        return cls(doc.get("values", {}), arrays, trajectories)
 
 
 def config_hash(config: dict) -> str:
     """A short stable hash of a JSON config (what decides whether saved results can be reused)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def saved_hash(folder: Path) -> str | None:
-    """The config hash of the results saved in ``folder``, or None if there are none (or they are unreadable)."""
-    try:
-        doc = json.loads((folder / "results.json").read_text())
-        return doc["config_hash"] if (folder / "results.npz").exists() else None
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def _clean(obj):

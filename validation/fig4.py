@@ -52,7 +52,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     notes = []
     if backend.unsupported(module, [], data, "float64", schedule) is not None:
         notes.append(f"Run on the NumPy reference: the {backend.name} backend has no loss-normalized schedule.")
-        backend = get_backend("numpy")
+        backend = get_backend("numpy").checkpointed(backend.checkpoints)
     traj = backend.run(module, cfg, params, data, lr=config["warmup_lr"], wd=0.0, steps=preset.steps,
                        schedule=schedule, record=runs.schedule(preset.steps), progress=progress)
     m, steps = traj.metrics, traj.steps

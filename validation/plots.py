@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dichotomy.refimpl import files  # noqa: E402
 from dichotomy.refimpl.trajectory import Trajectory  # noqa: E402
 
 _TRAIN, _TEST, _NORM = "tab:blue", "tab:red", "tab:gray"
@@ -96,9 +97,7 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
         title = f"{title} ({traj.status} at step {traj.steps[-1] if len(traj) else 0})"
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    path = files.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
     return path
 
@@ -107,8 +106,6 @@ def save(fig, out: Path, title: str, dpi: int = 120, **title_style) -> list[Path
     """Title, lay out and write ``fig`` as ``out/figure.png`` (a claim's figure); close it."""
     fig.suptitle(title, **title_style)
     fig.tight_layout()
-    path = Path(out) / "figure.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    path = files.atomic_write(Path(out) / "figure.png", lambda f: fig.savefig(f, format="png", dpi=dpi))
     plt.close(fig)
     return [path]

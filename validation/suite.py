@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from dichotomy.refimpl import errors
+from dichotomy.refimpl import errors, files, manifest
+from dichotomy.refimpl.checkpoint import Checkpoints
 from dichotomy.refimpl.trajectory import versions
 from dichotomy.validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
-from dichotomy.validation.claim import Check, Results, check_to_json, config_hash, saved_hash
+from dichotomy.validation.claim import Check, Results, check_to_json, config_hash
 
 CLAIMS: dict[str, ModuleType] = {"fig1a": fig1a, "fig1b": fig1b, "fig2": fig2, "fig3": fig3, "fig4": fig4,
                                  "scaling": scaling, "sample_complexity": sample_complexity}
@@ -56,34 +56,63 @@ def select(only: list[str] | None) -> list[str]:
     return [n for n in CLAIMS if n in only]
 
 
-def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = True,
-              force: bool = False) -> ClaimReport:
-    """Compute (or reuse), plot and check one claim; its files go to ``out / name``."""
+def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
+              checkpoint_every: float | None = None, reuse_other_version: bool = False) -> ClaimReport:
+    """Compute (or reuse), plot and check one claim; its files go to ``out / name``.
+
+    Saved results are reused only when the folder's manifest verifies (:func:`refimpl.manifest.check`: every
+    file intact, the same config hash and package version, or any version with ``reuse_other_version``);
+    otherwise the claim is recomputed with a note saying which file and why. While computing, every run
+    checkpoints into ``out / name / checkpoints`` (every ``checkpoint_every`` seconds; 0 off), so a killed
+    claim resumes where it stopped; the checkpoints are removed once the manifest is written.
+    """
     module = CLAIMS[name]
     if scale not in module.CONFIGS:
         raise errors.ConfigError(f"claim {name} has no {scale!r} config; it has {', '.join(module.CONFIGS)}")
     config = {**module.CONFIGS[scale], "scale": scale, "backend": backend.name}
-    folder = out / name
+    folder, key = out / name, config_hash(config)
     start = time.perf_counter()
-    reused = not force and saved_hash(folder) == config_hash(config)
-    if reused:
-        results = Results.load(folder)
-    else:
-        results = module.compute(config, backend, progress=progress)
+    notes, results = [], None
+    if not force:
+        verdict = manifest.check(folder, key, other_version=reuse_other_version)
+        if verdict:
+            try:
+                results = Results.load(folder)
+            except errors.DichotomyError as e:  # verified yet unreadable: recompute all the same
+                verdict = manifest.Verdict(False, str(e))
+        if results is not None and verdict.version != manifest.package_version():
+            notes.append(f"Reused results written by {manifest.PACKAGE} {verdict.version} (--reuse-other-version); "
+                         f"this is {manifest.package_version()}.")
+        elif results is None and folder.is_dir() and any(folder.iterdir()):
+            notes.append(f"Recomputed: {verdict.reason}.")
+            log.warning("claim %s recomputed: %s", name, verdict.reason)
+    reused = results is not None
+    checkpoints = None if checkpoint_every == 0 else Checkpoints(folder / "checkpoints", every=checkpoint_every)
+    if not reused:
+        manifest.invalidate(folder)
+        if force and checkpoints is not None:
+            checkpoints.clear()
+        results = module.compute(config, backend.checkpointed(checkpoints), progress=progress)
         results.values["compute_seconds"] = time.perf_counter() - start
-        results.save(folder, config)
+        paths = results.save(folder, config)
+    else:
+        paths = [folder / rel for rel in manifest.listed(folder)]
     figures = module.plot(results, folder)
     checks = module.check(results, config)
-    notes = list(results.values.get("notes", []))
+    manifest.write(folder, sorted(set(paths) | set(figures)), key, claim=name, scale=scale)
+    if checkpoints is not None:
+        checkpoints.clear()
+    notes += list(results.values.get("notes", []))
     seconds = results.values.get("compute_seconds") or time.perf_counter() - start
     return ClaimReport(name, module.TITLE, module.CLAIM, config, checks, figures, seconds, reused, notes)
 
 
 def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
-        echo=None) -> list[ClaimReport]:
+        echo=None, checkpoint_every: float | None = None, reuse_other_version: bool = False) -> list[ClaimReport]:
     """Run the claims ``names`` at ``scale`` and write the report after each one (nothing is lost).
 
-    Progress lines go to ``echo`` (default: this module's logger at INFO level)."""
+    Progress lines go to ``echo`` (default: this module's logger at INFO level). ``checkpoint_every`` and
+    ``reuse_other_version`` are :func:`run_claim`'s."""
     echo = log.info if echo is None else echo
     if scale not in SCALES:
         raise errors.ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
@@ -93,8 +122,11 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
         echo(f"[{i}/{len(names)}] {name}: {CLAIMS[name].TITLE}")
         start = time.perf_counter()
         try:
-            report = run_claim(name, scale, backend, out, progress=progress, force=force)
+            report = run_claim(name, scale, backend, out, progress=progress, force=force,
+                               checkpoint_every=checkpoint_every, reuse_other_version=reuse_other_version)
         except KeyboardInterrupt:  # Ctrl-C stops the suite; the finished claims are in the report already
+            raise
+        except errors.StorageError:  # the disk refused: nothing more can be saved, so stop here
             raise
         except errors.DichotomyError as e:  # a diverged run, a failed solver: this claim fails, the suite goes on
             log.warning("claim %s stopped by an error: %s", name, e)
@@ -148,16 +180,14 @@ def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
 
 def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.json`` into ``out``."""
-    md = out / "report.md"
-    md.write_text(markdown(reports, scale, backend))
+    md = files.write_text(out / "report.md", markdown(reports, scale, backend))
     doc = {"scale": scale, "backend": backend, "versions": versions(),
            "passed": all(r.passed for r in reports),
            "claims": {r.name: {"title": r.title, "claim": r.claim, "passed": r.passed, "seconds": r.seconds,
                                "reused": r.reused, "config": r.config, "notes": r.notes,
                                "figures": [f.name for f in r.figures],
                                "checks": [check_to_json(c) for c in r.checks]} for r in reports}}
-    js = out / "report.json"
-    js.write_text(json.dumps(doc, indent=1) + "\n")
+    js = files.write_json(out / "report.json", doc)
     return md, js
 
 
@@ -184,10 +214,10 @@ def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path)
     figures.mkdir(exist_ok=True)
     for r in reports:
         for fig in r.figures:
-            shutil.copyfile(fig, figures / f"{r.name}.png")
+            files.atomic_write(figures / f"{r.name}.png", lambda f, src=fig: f.write(src.read_bytes()))
     body = markdown(reports, scale, backend).split("\n", 1)[1]  # drop the report's title
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
     body = re.sub(r"\]\((\w+)/figure\.png\)", r"](validation/\1.png)", body)
     start, end = text.index(DOCS_START) + len(DOCS_START), text.index(DOCS_END)
-    docs.write_text(text[:start] + "\n" + body.strip() + "\n" + text[end:])
+    files.write_text(docs, text[:start] + "\n" + body.strip() + "\n" + text[end:])
     return docs
