@@ -32,14 +32,16 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def write(folder: str | Path, paths, config_hash: str, **extra) -> Path:
-    """Write ``folder/manifest.json`` over ``paths`` (files inside ``folder``), last, atomically."""
+def write(folder: str | Path, paths, config_hash: str, *, version: str | None = None, **extra) -> Path:
+    """Write ``folder/manifest.json`` over ``paths`` (files inside ``folder``), last, atomically. ``version`` is
+    the package version that computed the results (default this one; a set reused from another version keeps
+    its own)."""
     folder = Path(folder)
     entries = {}
     for p in sorted(Path(p) for p in paths):
         rel = p.relative_to(folder).as_posix()
         entries[rel] = {"sha256": files.sha256(p), "bytes": p.stat().st_size}
-    doc = {"schema_version": SCHEMA_VERSION, "package": PACKAGE, "package_version": package_version(),
+    doc = {"schema_version": SCHEMA_VERSION, "package": PACKAGE, "package_version": version or package_version(),
            "config_hash": config_hash, **extra, "files": entries}
     return files.write_json(folder / NAME, doc)
 

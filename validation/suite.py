@@ -72,7 +72,7 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
     config = {**module.CONFIGS[scale], "scale": scale, "backend": backend.name}
     folder, key = out / name, config_hash(config)
     start = time.perf_counter()
-    notes, results = [], None
+    notes, results, verdict = [], None, None
     if not force:
         verdict = manifest.check(folder, key, other_version=reuse_other_version)
         if verdict:
@@ -99,7 +99,8 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
         paths = [folder / rel for rel in manifest.listed(folder)]
     figures = module.plot(results, folder)
     checks = module.check(results, config)
-    manifest.write(folder, sorted(set(paths) | set(figures)), key, claim=name, scale=scale)
+    manifest.write(folder, sorted(set(paths) | set(figures)), key, claim=name, scale=scale,
+                   version=verdict.version if reused else None)
     if checkpoints is not None:
         checkpoints.clear()
     notes += list(results.values.get("notes", []))
