@@ -2,7 +2,7 @@
 
 An **engine** holds B >= 1 runs of one model on one dataset. Runs may differ in their config (depth, alpha,
 ...), initial parameters, learning rate and weight decay; they share the data. The one driver
-(:mod:`dichotomy.refimpl.driver`) owns everything around the math: the record schedule, progress, divergence
+(:func:`dichotomy.refimpl.train.drive`) owns everything around the math: the record schedule, progress, divergence
 bookkeeping, signals and the Trajectory. Every backend (``numpy`` here, ``numba`` and ``cupy`` in
 ``dichotomy.kernels``) implements :class:`Engine`; a single run is B = 1, never a separate code path.
 
