@@ -300,8 +300,8 @@ def _remove_created() -> None:
     """After a failure, remove the directories this command created that are still empty."""
     for path in _created:
         try:
-            if [p.name for p in path.iterdir()] == [files.LOCK_NAME]:  # released: its holder has returned
-                (path / files.LOCK_NAME).unlink()
+            if [p.name for p in path.iterdir()] == [files.LOCK_NAME]:
+                files.remove_lock(path)  # only when no other process holds it
             path.rmdir()
         except OSError:
             pass

@@ -4,7 +4,7 @@ The driver (:func:`dichotomy.refimpl.train.drive`) saves its engine's ``state()`
 probe outputs recorded so far, and the index of the next record step, every ``every`` seconds, on SIGINT or
 SIGTERM, and once at the end. A checkpoint is two kinds of file in one folder:
 
-- ``STEM-<step>.npz``: the arrays (``engine/...``, ``rows/<b>/<metric>``, ``outputs/<b>``, ``driver/...``);
+- ``STEM-<step>-<unique>.npz``: the arrays (``engine/...``, ``rows/<b>/<metric>``, ``outputs/<b>``, ``driver/...``);
 - ``STEM.json``, the sidecar and commit point: schema and package version, the run's **key** (a sha256 of
   everything that determines the run: model, configs, initial params, data, lr, wd, steps, record schedule,
   probe, dtype, schedule, backend), and the newest two npz files with their size and sha256.
@@ -196,7 +196,7 @@ class Slot:
     def save(self, step: int, arrays: dict[str, np.ndarray]) -> Path:
         """Write the checkpoint of ``step``: the npz, then the sidecar naming it (atomic), then drop old files."""
         start = time.monotonic()
-        name = f"{self.stem}-{step:012d}.npz"
+        name = f"{self.stem}-{step:012d}-{time.time_ns():x}.npz"  # never the name of a file the sidecar lists
         path = files.save_npz(self.owner.folder / name, arrays)
         doc = self._doc() or {}
         previous = [e for e in doc.get("files", []) if doc.get("key") == self.key and e.get("file") != name]

@@ -56,19 +56,32 @@ def _refused(path: Path, e: OSError) -> StorageError:
     return StorageError(f"cannot write {path}: {why}; the file under that name (if any) is unchanged{hint}")
 
 
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (they stay pending) for the block, so that a Ctrl-C or a ``kill`` lands
-    between two files, never inside a library's half-written zip; they are delivered when the block ends."""
+    """Hold SIGINT and SIGTERM back for the block, so that a Ctrl-C or a ``kill`` lands between two files, never
+    inside a library's half-written zip: while it runs, their handlers only note them; at its end the handlers
+    in force before are put back and the first signal noted is raised again for them. (Masking the signal with
+    ``pthread_sigmask`` would not do: it masks one thread, and the kernel hands the signal to another, a BLAS
+    worker, while CPython still runs the handler in the main thread.) Outside the main thread it does nothing:
+    handlers can only be set there."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    previous = {s: signal.getsignal(s) for s in HELD}
+    previous = {s: h for s, h in previous.items() if h is not None}  # None: set from C, leave it alone
+    for s in previous:
+        signal.signal(s, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -85,7 +98,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise _refused(path, e) from None
-    try:
+    try:  # signals are held (atomic_write), so nothing can land between mkstemp and here
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -144,29 +157,71 @@ def read_json(path: str | Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _take(path: Path) -> int | None:
+    """An fd holding the exclusive flock on ``path`` (created if missing), or None when a live process holds it.
+    Retries when the file was unlinked (by :func:`remove_lock`) between our open and our flock, so that a lock is
+    always on the file that is under the name."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _refused(path, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 @contextmanager
 def locked(folder: str | Path, command: str = "dichotomy") -> Iterator[Path]:
     """Hold ``folder``'s lock (``.dichotomy.lock``, an exclusive ``flock``) for the duration of the block.
 
     The lock file holds the PID, host and command of the holder, for the message a second process gets: it
-    raises :class:`OutputLocked` at once rather than interleaving writes. The kernel drops the lock when its
-    holder exits, however it exits (kill -9 included), so a lock left by a dead process is taken over silently.
+    raises :class:`OutputLocked` at once rather than interleaving writes. The file is removed when the block
+    ends. The kernel drops the lock when its holder exits, however it exits (kill -9 included), so the file a
+    dead process leaves behind is taken over silently.
     """
     path = Path(folder) / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise _refused(path, e) from None
-    try:
+    fd = _take(path)
+    if fd is None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            raise OutputLocked(f"{folder} is in use by {holder}; wait for it to finish or choose another --out") \
-                from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} ({command}, since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
+            holder = path.read_text(errors="replace").strip() or "another process"
+        except OSError:
+            holder = "another process"
+        raise OutputLocked(f"{folder} is in use by {holder}; wait for it to finish or choose another --out")
+    try:
+        try:  # who holds it, for the message; the flock alone is the lock, so a full disk only loses the note
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} ({command}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
+        except OSError:
+            pass
         yield Path(folder)
     finally:
-        os.close(fd)  # closing drops the flock; the file stays (removing it would race a waiting process)
+        try:  # removed while still held: a process that opened it meanwhile sees the inode change and retries
+            path.unlink()
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def remove_lock(folder: str | Path) -> bool:
+    """Remove ``folder``'s lock file if no live process holds it (taking the lock to be sure); True if removed."""
+    path = Path(folder) / LOCK_NAME
+    if not path.exists():
+        return True
+    fd = _take(path)
+    if fd is None:
+        return False
+    try:
+        path.unlink()
+    finally:
+        os.close(fd)
+    return True

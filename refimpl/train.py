@@ -189,16 +189,26 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
                  label=label, time_from_log=schedule is not None, checkpoint=slot)
 
 
+class _Forced(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while the driver was already stopping: raised at once, from the handler."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 class _Signals:
     """SIGINT and SIGTERM deferred while training: the handler notes the signal and the driver stops at the end
     of the current chunk (at most ~:data:`CHUNK_SECONDS` later), where the engine's state is consistent and can
-    be checkpointed. A second signal before that raises at once. Main thread only (elsewhere signals cannot be
-    set); in other threads nothing is installed."""
+    be checkpointed. A second signal before that raises at once. A signal the driver did not act on (one that
+    came during the final checkpoint, say) is raised again, for the handlers in force before, when the block
+    ends. Main thread only (elsewhere signals cannot be set); in other threads nothing is installed."""
 
     NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
     def __init__(self):
         self.caught: str | None = None
+        self.handled = False
         self.previous: dict = {}
 
     def __enter__(self):
@@ -209,12 +219,14 @@ class _Signals:
 
     def _handler(self, signum, frame):
         if self.caught is not None:  # asked twice: stop now, without the checkpoint
-            raise KeyboardInterrupt
+            raise _Forced(self.NAMES[signum])
         self.caught = self.NAMES[signum]
 
     def __exit__(self, *exc):
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+        if self.caught and not self.handled and exc[0] is None:
+            signal.raise_signal(signal.SIGTERM if self.caught == "SIGTERM" else signal.SIGINT)
         return False
 
 
@@ -296,8 +308,9 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
                     if signals.caught:
                         break
                     if checkpoint is not None and checkpoint.due():
-                        checkpoint.save(s, _snapshot(engine, rows, outputs, i))
+                        _periodic(checkpoint, s, _snapshot(engine, rows, outputs, i))
                 if signals.caught:
+                    signals.handled = True
                     _stop(signals.caught, s, checkpoint, _snapshot(engine, rows, outputs, i), trajectories)
                 if np.any(engine.diverged_at < 0):
                     s = int(target)
@@ -306,6 +319,7 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
                     bar.set_postfix({k: f"{rows[0][-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
                                      if k in rows[0][-1]}, refresh=False)
                 if signals.caught:
+                    signals.handled = True
                     _stop(signals.caught, s, checkpoint, _snapshot(engine, rows, outputs, i + 1), trajectories)
                 if not np.any(engine.diverged_at < 0):
                     break
@@ -313,12 +327,22 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
                 checkpoint.save(engine.step, _snapshot(engine, rows, outputs, len(targets)))
     except errors.TrainingInterrupted:
         raise
-    except KeyboardInterrupt:  # a second signal, or Ctrl-C outside the main thread's handlers
+    except KeyboardInterrupt as e:  # a second signal, or Ctrl-C outside the main thread's handlers
         trajs = trajectories("interrupted")
-        raise errors.TrainingInterrupted(s, trajs[0], signal_name="SIGINT", trajectories=trajs) from None
+        raise errors.TrainingInterrupted(s, trajs[0], signal_name=getattr(e, "signal_name", "SIGINT"),
+                                         trajectories=trajs) from None
     finally:
         bar.close()
     return trajectories()
+
+
+def _periodic(checkpoint: Slot, s: int, snapshot: dict) -> None:
+    """A periodic checkpoint; if the disk refuses it, warn and train on (the previous one is intact, and the run
+    may still end well: its final save is not optional and fails loudly)."""
+    try:
+        checkpoint.save(s, snapshot)
+    except errors.StorageError as e:
+        log.warning("no checkpoint at step %d (training goes on; the previous checkpoint is intact): %s", s, e)
 
 
 def _stop(name: str, s: int, checkpoint, snapshot: dict, trajectories) -> None:

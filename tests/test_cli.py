@@ -30,7 +30,7 @@ def test_train_writes_npz_json_and_png(tmp_path, capsys):
                "--train-fraction", "0.3", "--alpha", "1", "--no-progress", "--out", str(out)])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"trajectory.npz", "trajectory.json", "trajectory.png",
-                                               "diagnosis.json", "manifest.json", ".dichotomy.lock"}
+                                               "diagnosis.json", "manifest.json"}
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["config"]["preset"] == "fig3-quick" and doc["config"]["steps"] == 50
     assert doc["config"]["model_config"]["d"] == 10 and doc["config"]["data"]["train_fraction"] == 0.3

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from dichotomy.cli import main
 from dichotomy.kernels import get_backend
 from dichotomy.refimpl import data, diagonal_net, errors, files, manifest, relu_mlp, train
-from dichotomy.refimpl.checkpoint import Checkpoints
+from dichotomy.refimpl.checkpoint import Checkpoints, Slot
 from dichotomy.refimpl.engine import LossNormalized
 from dichotomy.refimpl.trajectory import Trajectory, load
 
@@ -406,9 +406,8 @@ FULL_DISK = textwrap.dedent("""
     sha256sum "$OUT/trajectory.npz" > "$D/before"
     head -c 100000000 /dev/zero > "$D/filler" 2>/dev/null   # fill the disk to the last block
     $PY -m dichotomy train diagonal-net --d 100 --n-train 20 --n-test 50 --steps 2000 --backend numpy \\
-        --no-progress --no-limits --no-plot --checkpoint-every 0 --restart --out "$OUT" 2> "$D/err"
+        --no-progress --no-limits --no-plot --checkpoint-every 0 --restart --out "$OUT" 2>&1
     echo "rc=$?"
-    cat "$D/err"
     sha256sum -c --quiet "$D/before" && echo "previous trajectory intact"
     ls -a "$OUT" | grep -c tmp || true
     mount -o remount,ro "$D"
@@ -523,3 +522,114 @@ def test_manifest_names_the_file_and_the_reason(tmp_path):
     assert "unreadable" in manifest.check(tmp_path, "h1").reason
     manifest.invalidate(tmp_path)
     assert "never finished" in manifest.check(tmp_path, "h1").reason
+
+
+class _Term(KeyboardInterrupt):
+    """What the CLI's SIGTERM handler raises outside the driver."""
+
+    signal_name = "SIGTERM"
+
+
+@pytest.fixture
+def sigterm_raises():
+    """SIGTERM raises _Term for the test (the default would end pytest)."""
+
+    def handler(signum, frame):
+        raise _Term
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_signals_held_lands_after_the_block_not_inside_it(sigterm_raises):
+    done = []
+    with pytest.raises(_Term):
+        with files.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler would have run by now
+            done.append(True)
+    assert done == [True]
+
+
+def test_a_second_signal_stops_at_once_with_its_own_exit_code(tmp_path):
+    backend = get_backend("numpy")
+    model, configs, params, ds, *_ = _problem("diagonal")
+
+    class Twice(_SigtermAt):
+        def __call__(self, *args, **kwargs):
+            engine = self.engine(*args, **kwargs)
+            advance = engine.advance
+
+            def advance_twice(k):
+                advance(k)
+                if engine.step >= 10:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+            engine.advance = advance_twice
+            return engine
+
+    with pytest.raises(errors.TrainingInterrupted) as stop:
+        train.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=300, engine=Twice(backend, 0),
+                  checkpoints=Checkpoints(tmp_path))
+    assert stop.value.signal_name == "SIGTERM" and stop.value.exit_code == 143
+
+
+def test_a_signal_during_the_final_checkpoint_is_not_lost(tmp_path, monkeypatch, sigterm_raises):
+    backend = get_backend("numpy")
+    model, configs, params, ds, *_ = _problem("diagonal")
+    real = Slot.save
+
+    def save_and_signal(self, step, arrays):
+        if step == 50:  # the final save
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, step, arrays)
+
+    monkeypatch.setattr(Slot, "save", save_and_signal)
+    with pytest.raises(errors.TrainingInterrupted) as stop:
+        backend.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=50, checkpoints=Checkpoints(tmp_path))
+    assert stop.value.exit_code == 143
+    monkeypatch.setattr(Slot, "save", real)
+    _same(backend.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=50, checkpoints=Checkpoints(tmp_path)),
+          backend.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=50))
+
+
+def test_a_refused_periodic_checkpoint_warns_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    backend = get_backend("numpy")
+    model, configs, params, ds, *_ = _problem("diagonal")
+    real, calls = Slot.save, []
+
+    def full_once(self, step, arrays):
+        calls.append(step)
+        if len(calls) == 1:
+            raise errors.StorageError("cannot write x.npz: No space left on device")
+        return real(self, step, arrays)
+
+    monkeypatch.setattr(Slot, "save", full_once)
+    with caplog.at_level("WARNING", logger="dichotomy"):
+        got = backend.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=300,
+                          checkpoints=Checkpoints(tmp_path, every=1e-9))
+    assert "training goes on" in caplog.text and len(calls) > 2 and got.status == "completed"
+
+
+def test_checkpoint_files_are_never_overwritten_and_two_are_kept(tmp_path):
+    slot = Checkpoints(tmp_path).slot("k" * 64, what={})
+    first = slot.save(7, {"a": np.zeros(3)})
+    second = slot.save(7, {"a": np.ones(3)})
+    third = slot.save(9, {"a": np.ones(4)})
+    assert len({first, second, third}) == 3
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == sorted([second.name, third.name])
+    np.testing.assert_array_equal(slot.load()["a"], np.ones(4))
+
+
+def test_a_lock_held_by_a_live_process_is_never_removed(tmp_path):
+    with files.locked(tmp_path):
+        assert files.remove_lock(tmp_path) is False
+        assert (tmp_path / files.LOCK_NAME).exists()
+        with pytest.raises(errors.OutputLocked, match=f"PID {os.getpid()}"):
+            with files.locked(tmp_path):
+                pass
+    assert not (tmp_path / files.LOCK_NAME).exists()  # removed by its holder on the way out
+    files.write_text(tmp_path / files.LOCK_NAME, "PID 1 on elsewhere (a dead run)")
+    assert files.remove_lock(tmp_path) is True and not (tmp_path / files.LOCK_NAME).exists()

@@ -3,8 +3,9 @@
 For each claim in :data:`CLAIMS` the suite takes the config of the chosen scale, reuses the results saved in
 ``OUT/NAME/`` when their manifest verifies (every file intact, the same config hash and package version; so an
 interrupted suite resumes where it stopped), otherwise computes them (each run checkpointed, so a killed claim
-resumes mid-run) and saves them, then plots and checks, and writes the claim's manifest last. It writes ``OUT/report.md`` (one section per claim: figure,
-predicted-vs-measured table, verdict) and ``OUT/report.json`` (every check).
+resumes mid-run) and saves them, then plots and checks, and writes the claim's manifest last. It writes
+``OUT/report.md`` (one section per claim: figure, predicted-vs-measured table, verdict) and ``OUT/report.json``
+(every check).
 """
 
 from __future__ import annotations
