@@ -429,7 +429,7 @@ def _validate(args) -> int:
     names = suite.select(args.only)
     backend = get_backend(args.backend)
     if args.docs is not None:
-        suite.check_docs(args.docs)
+        suite.check_docs(args.docs, args.scale)
         _writable_file(args.docs, "--docs")
     _writable_dir(args.out)
     try:

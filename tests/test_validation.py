@@ -232,12 +232,30 @@ def test_the_loss_normalized_schedule_matches_a_hand_loop(switch):
 def test_write_docs_fills_the_marked_section_and_copies_figures(reports, tmp_path):
     out, by_name = reports
     docs = tmp_path / "validation.md"
-    docs.write_text(f"# Title\n\nbefore\n{suite.DOCS_START}\nold\n{suite.DOCS_END}\nafter\n")
+    start, end = suite.markers("test")
+    docs.write_text(f"# Title\n\nbefore\n{start}\nold\n{end}\nafter\n")
     suite.write_docs(list(by_name.values()), "test", "numba", docs)
     text = docs.read_text()
     assert "old" not in text and text.startswith("# Title") and text.rstrip().endswith("after")
     assert "### fig1a" in text and "](validation/fig1a.png)" in text
     assert (tmp_path / "validation" / "scaling.png").exists()
     docs.write_text("no markers")
-    with pytest.raises(ConfigError, match="no <!-- validate"):
+    with pytest.raises(ConfigError, match="no <!-- validate:test:start"):
         suite.write_docs(list(by_name.values()), "test", "numba", docs)
+
+
+def test_readings_pass_within_the_step_window_and_fail_outside_it():
+    from dichotomy.refimpl.trajectory import Trajectory
+    from dichotomy.validation import readings
+
+    steps = np.array([0, 10, 100, 1000, 10_000])
+    traj = Trajectory(steps, {"test_loss": np.array([1.0, 0.9, 0.5, 0.1, 0.01])}, {}, {})
+    points = [{"metric": "test_loss", "step": 100, "value": 0.5, "atol": 0.01},     # on the curve
+              {"metric": "test_loss", "step": 1100, "value": 0.1, "atol": 0.01},    # 10% off in step: inside
+              {"metric": "test_loss", "step": 1000, "value": 0.3, "atol": 0.01},    # the curve is at 0.1 there
+              {"metric": "test_loss", "step": 5e5, "value": 0.01, "atol": 0.01},    # no recorded step nearby
+              {"metric": "test_acc", "step": 100, "value": 0.5, "atol": 0.01}]      # no such metric
+    got = readings.checks(traj, points, 0.2, "Fig. X")
+    assert [c.passed for c in got] == [True, True, False, False, False]
+    assert got[1].predicted == 0.1 and got[1].measured == 0.1
+    assert "| Fig. X: test_loss at step 1e+03 | 0.3 | 0.1 |" in readings.table(got)

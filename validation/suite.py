@@ -194,33 +194,37 @@ def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tu
     return md, js
 
 
-DOCS_START, DOCS_END = "<!-- validate:quick:start -->", "<!-- validate:quick:end -->"
+def markers(scale: str) -> tuple[str, str]:
+    """The comments that delimit the report of ``scale`` in a docs file (docs/validation.md: quick;
+    docs/validation-paper.md: paper)."""
+    return f"<!-- validate:{scale}:start -->", f"<!-- validate:{scale}:end -->"
 
 
-def check_docs(docs: Path) -> str:
+def check_docs(docs: Path, scale: str) -> str:
     """The text of ``docs`` after checking it has the section :func:`write_docs` fills (a ConfigError if not,
     so that ``validate --docs`` fails before any claim is computed)."""
     try:
         text = Path(docs).read_text()
     except OSError as e:
         raise errors.ConfigError(f"cannot read the docs file {docs}: {e.strerror or e}") from None
-    if DOCS_START not in text or DOCS_END not in text:
-        raise errors.ConfigError(f"{docs} has no {DOCS_START} ... {DOCS_END} section to fill")
+    start, end = markers(scale)
+    if start not in text or end not in text:
+        raise errors.ConfigError(f"{docs} has no {start} ... {end} section to fill")
     return text
 
 
 def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path) -> Path:
-    """Put the report between the markers of ``docs`` (docs/validation.md), its figures in ``docs``'s folder
-    under ``validation/NAME.png``; the report's own headings move one level down."""
-    text = check_docs(docs)
-    figures = docs.parent / "validation"
-    figures.mkdir(exist_ok=True)
+    """Put the report between the markers of ``docs`` (docs/validation.md), its figures beside it in a folder
+    named after it (``validation/NAME.png``); the report's own headings move one level down."""
+    text = check_docs(docs, scale)
+    figures = docs.parent / docs.stem
     for r in reports:
         for fig in r.figures:
             files.atomic_write(figures / f"{r.name}.png", lambda f, src=fig: f.write(src.read_bytes()))
     body = markdown(reports, scale, backend).split("\n", 1)[1]  # drop the report's title
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
-    body = re.sub(r"\]\((\w+)/figure\.png\)", r"](validation/\1.png)", body)
-    start, end = text.index(DOCS_START) + len(DOCS_START), text.index(DOCS_END)
-    files.write_text(docs, text[:start] + "\n" + body.strip() + "\n" + text[end:])
+    body = re.sub(r"\]\((\w+)/figure\.png\)", rf"]({docs.stem}/\1.png)", body)
+    start, end = markers(scale)
+    start_at, end_at = text.index(start) + len(start), text.index(end)
+    files.write_text(docs, text[:start_at] + "\n" + body.strip() + "\n" + text[end_at:])
     return docs

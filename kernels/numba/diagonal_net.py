@@ -1,8 +1,17 @@
 """Diagonal linear net, compiled (twin of refimpl/diagonal_net.py).
 
-+-1 data stay int8 (8x fewer bytes than float64, exact). A step reads the data twice, both times as dot
-products over contiguous rows (which vectorize): f = X w over the rows of X, and X^T g over the rows of a
-transposed copy of X kept for the purpose. Each thread owns whole rows, so no accumulator is shared.
+One run reads X once per step, and carries the outputs X w from one step to the next: w_{s+1, j} depends
+only on (X^T g_s)_j, u_j and v_j, so a piece of X, while in cache, serves X^T g for its coordinates, their
+update, and their share of the next step's outputs (docs/benchmarks.md).
+
+- +-1 data (:func:`advance_signs`) are held as bits, 64x fewer bytes than float64, and both products are
+  formed from tables of signed sums of 8 values (the "four Russians" method): lookups and additions instead of
+  multiply-adds.
+- Other data (:func:`advance`) are held as contiguous column blocks, int8 when they are integers.
+- Several runs (:func:`advance_batch`) share one pass over X per product as GEMMs.
+
+Sums are reassociated, so results differ from NumPy's by rounding (~1e-16 relative); the order is fixed (fixed
+partial sums whatever the thread count), so a run is reproducible bit for bit on one machine.
 """
 
 from __future__ import annotations
@@ -46,42 +55,177 @@ def weights(u, v, L, w):
         w[j] = power(u[j], L) - power(v[j], L)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def advance(u, v, L, X, XT, y, code, lr, wd, steps, w, f, g, gw):
-    """``steps`` GD steps in place; returns (steps done before a non-finite loss, the last loss).
+BLOCK = 64   # columns of X per block: n x 64 int8 (16 KiB at n = 256) stays in L1 between its two uses
+CHUNKS = 8   # fixed partial sums of the outputs, whatever the thread count, so results do not depend on it
 
-    The two products are written out here rather than calling :func:`matvec`: a cached function that
-    calls another cached ``parallel=True`` function segfaults when loaded from the cache in a later process
-    (numba#8578), so every parallel loop lives in the function that is cached.
-    """
-    value = 0.0
+
+def blocked(X: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """X (n, d) as contiguous column blocks (ceil(d / block), n, block), the last one zero-padded."""
     n, d = X.shape
+    nb = -(-d // block)
+    out = np.zeros((nb, n, block), X.dtype)
+    for k in range(nb):
+        j0 = k * block
+        out[k, :, : min(d, j0 + block) - j0] = X[:, j0:j0 + block]
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def advance(u, v, L, Xb, y, code, lr, wd, steps, f, g, part, wbuf, gbuf):
+    """``steps`` GD steps in place, one pass over X per step; returns (steps done before a non-finite loss, the
+    last loss). ``f`` holds X w for the current u, v on entry and on return.
+
+    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, while it sits in cache, gives
+    X[:, J]^T g_s, the update of u_J and v_J, and X[:, J] w_{s+1, J}: its share of the next step's outputs. The
+    shares are summed in :data:`CHUNKS` fixed partial sums (one per group of blocks), in a fixed order.
+    """
+    nb, n, bs = Xb.shape
+    d = u.shape[0]
+    per = (nb + CHUNKS - 1) // CHUNKS
+    value = 0.0
     for s in range(steps):
-        weights(u, v, L, w)
-        for i in prange(n):  # f = X w
-            acc = 0.0
-            for j in range(d):
-                acc += X[i, j] * w[j]
-            f[i] = acc
         value = klosses.scalar_value_grad(code, f, y, g)
         if not math.isfinite(value):
             return s, value
-        for j in prange(d):  # X^T g, over the rows of the transposed copy
-            acc = 0.0
+        for c in prange(CHUNKS):
             for i in range(n):
-                acc += XT[j, i] * g[i]
-            gw[j] = acc
-        for j in range(d):
-            du = L * power(u[j], L - 1) * gw[j]
-            dv = -L * power(v[j], L - 1) * gw[j]
-            u[j] -= lr * (du + wd * u[j])
-            v[j] -= lr * (dv + wd * v[j])
+                part[c, i] = 0.0
+            for k in range(c * per, min(nb, (c + 1) * per)):
+                j0 = k * bs
+                width = min(bs, d - j0)
+                for jj in range(bs):
+                    gbuf[c, jj] = 0.0
+                for i in range(n):  # X[:, J]^T g, vectorized over the block's columns
+                    gi = g[i]
+                    for jj in range(bs):
+                        gbuf[c, jj] += Xb[k, i, jj] * gi
+                for jj in range(bs):
+                    if jj < width:
+                        j = j0 + jj
+                        uj, vj, gw = u[j], v[j], gbuf[c, jj]
+                        uj -= lr * (L * power(uj, L - 1) * gw + wd * uj)
+                        vj -= lr * (-L * power(vj, L - 1) * gw + wd * vj)
+                        u[j], v[j] = uj, vj
+                        wbuf[c, jj] = power(uj, L) - power(vj, L)
+                    else:
+                        wbuf[c, jj] = 0.0
+                for i in range(n):  # X[:, J] w_{s+1}[J], from the same block, still in cache
+                    acc = 0.0
+                    for jj in range(bs):
+                        acc += Xb[k, i, jj] * wbuf[c, jj]
+                    part[c, i] += acc
+        for i in range(n):
+            acc = 0.0
+            for c in range(CHUNKS):
+                acc += part[c, i]
+            f[i] = acc
+    return steps, value
+
+
+GROUPS = 4   # column groups of 8 whose output shares are added in one sweep over the rows
+
+
+def packed(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """+-1 data X (n, d) as bits: ``colbits`` (d, ceil(n/8)), bit t of [j, r] set when X[8r + t, j] = +1, and
+    ``rowbits`` (ceil(d/8), n), bit t of [q, i] set when X[i, 8q + t] = +1. Padding bits are 0 (-1); padded rows
+    and columns meet a zero (g of a padded row, w of a padded column), so they add nothing."""
+    n, d = X.shape
+    n8, d8 = -(-n // 8), -(-d // 8)
+    P = np.zeros((n8 * 8, d8 * 8), np.uint8)
+    P[:n, :d] = X > 0
+    colbits = np.packbits(P.T.reshape(d8 * 8, n8, 8), axis=2, bitorder="little")[:d, :, 0]
+    rowbits = np.packbits(P.reshape(n8 * 8, d8, 8), axis=2, bitorder="little")[:n, :, 0].T
+    return np.ascontiguousarray(colbits), np.ascontiguousarray(rowbits)
+
+
+@njit(cache=True, inline="always")
+def signed_sums(vals, base, T, row):
+    """T[row, b] = sum_t s_t vals[base + t] over t < 8, s_t = +1 where bit t of b is set and -1 where not: all
+    256 sign patterns of 8 values, by doubling (T[b + 2^t] = T[b] + 2 vals[t])."""
+    s = 0.0
+    for t in range(8):
+        s -= vals[base + t]
+    T[row, 0] = s
+    size = 1
+    for t in range(8):
+        add = 2.0 * vals[base + t]
+        for b in range(size):
+            T[row, size + b] = T[row, b] + add
+        size *= 2
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, TG, part, wq, TW):
+    """:func:`advance` for +-1 data held as bits (:func:`packed`): the same steps, with every product formed
+    from tables of signed sums (the "four Russians" method), exact up to the order of the additions.
+
+    X^T g: the rows in groups of 8; per group a table of the 256 signed sums of its 8 g_i; (X^T g)_j is the sum
+    of ceil(n/8) entries, one per group, picked by column j's bits. X w: the same with the columns in groups of
+    8: per group the 256 signed sums of its 8 new w_j, and output i adds the entry its bits pick. Lookups and
+    additions replace 2 n d multiply-adds and int8 conversions: ~4x fewer operations.
+    """
+    d, n8 = colbits.shape
+    d8, n = rowbits.shape
+    nq = (d8 + GROUPS - 1) // GROUPS
+    per = (nq + CHUNKS - 1) // CHUNKS
+    value = 0.0
+    for s in range(steps):
+        value = klosses.scalar_value_grad(code, f, y, g)
+        if not math.isfinite(value):
+            return s, value
+        for i in range(n):
+            gp[i] = g[i]  # gp is zero beyond n
+        for r in prange(n8):
+            signed_sums(gp, 8 * r, TG, r)
+        for c in prange(CHUNKS):
+            for i in range(n):
+                part[c, i] = 0.0
+            for qq in range(c * per, min(nq, (c + 1) * per)):
+                q0 = qq * GROUPS
+                groups = min(GROUPS, d8 - q0)
+                for h in range(groups):
+                    for t in range(8):
+                        j = 8 * (q0 + h) + t
+                        w = 0.0
+                        if j < d:
+                            a0 = a1 = a2 = a3 = 0.0  # four chains: one chain of lookups is latency-bound
+                            r = 0
+                            while r + 4 <= n8:
+                                a0 += TG[r, colbits[j, r]]
+                                a1 += TG[r + 1, colbits[j, r + 1]]
+                                a2 += TG[r + 2, colbits[j, r + 2]]
+                                a3 += TG[r + 3, colbits[j, r + 3]]
+                                r += 4
+                            while r < n8:
+                                a0 += TG[r, colbits[j, r]]
+                                r += 1
+                            gw = (a0 + a1) + (a2 + a3)
+                            uj, vj = u[j], v[j]
+                            uj -= lr * (L * power(uj, L - 1) * gw + wd * uj)
+                            vj -= lr * (-L * power(vj, L - 1) * gw + wd * vj)
+                            u[j], v[j] = uj, vj
+                            w = power(uj, L) - power(vj, L)
+                        wq[c, 8 * h + t] = w
+                    signed_sums(wq[c], 8 * h, TW[c], h)
+                if groups == GROUPS:
+                    for i in range(n):
+                        part[c, i] += ((TW[c, 0, rowbits[q0, i]] + TW[c, 1, rowbits[q0 + 1, i]])
+                                       + (TW[c, 2, rowbits[q0 + 2, i]] + TW[c, 3, rowbits[q0 + 3, i]]))
+                else:
+                    for h in range(groups):
+                        for i in range(n):
+                            part[c, i] += TW[c, h, rowbits[q0 + h, i]]
+        for i in range(n):
+            acc = 0.0
+            for c in range(CHUNKS):
+                acc += part[c, i]
+            f[i] = acc
     return steps, value
 
 
 class DiagonalNetEngine(NumbaEngine):
-    """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays. One run: the fused loop above
-    on int8 data. Several: :func:`advance_batch`, whose two products are GEMMs (one pass over X for all)."""
+    """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays. One run: the single-pass loop
+    above on int8 data. Several: :func:`advance_batch`, whose two products are GEMMs (one pass over X for all)."""
 
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
@@ -94,10 +238,16 @@ class DiagonalNetEngine(NumbaEngine):
         # already is).
         self.X = {k: None if X is None else np.ascontiguousarray(X, dtype=np.int8 if X.dtype == np.int8 else self.dtype)
                   for k, X in self.X.items()}
-        self.XT = self.Xf = None  # made on first use: the transposed copy (one run), the float copy (a batch)
-        n, d = self.X["train"].shape
-        self.w, self.gw = np.empty(d, self.dtype), np.empty(d, self.dtype)
-        self.f, self.g = np.empty(n, self.dtype), np.empty(n, self.dtype)
+        X = self.X["train"]
+        n, d = X.shape
+        # One run's layout of X, made on first use: bits for +-1 data, column blocks otherwise. A batch: a float copy.
+        self.signs = X.dtype == np.int8 and bool(np.all(np.abs(X) == 1))
+        self.layout = self.Xf = None
+        self.w = np.empty(d, self.dtype)
+        self.f = np.empty(n, self.dtype)  # one run: X w for its current u, v, carried from step to step
+        self.f_valid = False
+        self.g = np.empty(n, self.dtype)
+        self.part = np.empty((CHUNKS, n), self.dtype)
 
     def advance(self, steps):
         if self.B == 1:
@@ -116,10 +266,42 @@ class DiagonalNetEngine(NumbaEngine):
         self.step += steps
 
     def advance_run(self, b, steps):
-        if self.XT is None:
-            self.XT = np.ascontiguousarray(self.X["train"].T)
-        return advance(self.U[b], self.V[b], int(self.L[b]), self.X["train"], self.XT, self.y["train"], self.code,
-                       self.lr[b], self.wd[b], steps, self.w, self.f, self.g, self.gw)[0]
+        u, v, L, lr, wd = self.U[b], self.V[b], int(self.L[b]), self.lr[b], self.wd[b]
+        if self.layout is None:
+            self.layout = self._layout()
+        if not self.f_valid:
+            weights(u, v, L, self.w)
+            matvec(self.X["train"], self.w, self.f)
+            self.f_valid = True
+        kernel = advance_signs if self.signs else advance
+        return kernel(u, v, L, *self.layout[0], self.y["train"], self.code, lr, wd, steps, self.f, self.g,
+                      *self.layout[1])[0]
+
+    def _layout(self) -> tuple[tuple, tuple]:
+        """(X in the kernel's layout, the kernel's scratch buffers) for one run."""
+        n, d = self.X["train"].shape
+        if self.signs:
+            colbits, rowbits = packed(self.X["train"])
+            n8 = colbits.shape[1]
+            return (colbits, rowbits), (np.zeros(8 * n8, self.dtype), np.empty((n8, 256), self.dtype), self.part,
+                                        np.empty((CHUNKS, 8 * GROUPS), self.dtype),
+                                        np.empty((CHUNKS, GROUPS, 256), self.dtype))
+        return (blocked(self.X["train"]),), (self.part, np.empty((CHUNKS, BLOCK), self.dtype),
+                                             np.empty((CHUNKS, BLOCK), self.dtype))
+
+    def state(self):
+        """The runs' u, v and, for one run, the train outputs the next step starts from: computed once and then
+        carried, they are part of what makes a resumed run continue bit for bit."""
+        out = super().state()
+        if self.B == 1 and self.f_valid:
+            out["train_outputs"] = self.f.copy()
+        return out
+
+    def load_state(self, state):
+        super().load_state(state)  # set_run_arrays marks the carried outputs stale
+        if self.B == 1 and "train_outputs" in state:
+            self.f[:] = state["train_outputs"]
+            self.f_valid = True
 
     def run_outputs(self, b, split):
         X = self.X[split]
@@ -133,6 +315,7 @@ class DiagonalNetEngine(NumbaEngine):
 
     def set_run_arrays(self, b, arrays):
         self.U[b], self.V[b] = arrays["u"], arrays["v"]
+        self.f_valid = False
 
 
 @njit(cache=True)
