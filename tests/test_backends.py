@@ -377,3 +377,34 @@ def test_numba_kernels_reload_from_the_cache_in_new_processes(tmp_path):
         outputs.append(done.stdout.strip())
     assert outputs[0] == "4.0" and outputs[1] == outputs[2]
     assert any((tmp_path / "cache").rglob("*.nbi"))
+
+
+@pytest.mark.parametrize("n, d", [(37, 203), (8, 8), (1, 1000), (70, 5)])
+def test_numba_diagonal_kernels_agree_on_pm1_data_bits_and_blocks(n, d):
+    """+-1 data as int8 take the bit-table kernel, the same data as float64 the column-block kernel: both
+    track the oracle, and the result does not depend on the thread count (fixed partial sums)."""
+    import numba
+
+    numba_backend = _backend_or_skip("numba")
+    rng = np.random.default_rng(n * 1000 + d)
+    X = rng.choice(np.array([-1, 1], np.int8), size=(n + 5, d))
+    y = np.where(rng.random(n + 5) < 0.5, -1.0, 1.0)
+    config = diagonal_net.Config(d=d, alpha=1.5, L=3)
+    params = diagonal_net.init(config)
+    kwargs = dict(lr=0.05, wd=0.01, steps=300, record=[0, 7, 300])
+    runs = {}
+    for kind, Xk in (("bits", X), ("blocks", X.astype(np.float64))):
+        ds = Dataset(Xk[:n], y[:n], Xk[n:], y[n:], "logistic", {})
+        runs[kind] = numba_backend.run(diagonal_net, config, params, ds, **kwargs)
+        if kind == "bits":
+            want = train.run(diagonal_net, config, params, ds, **kwargs)
+            previous = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                one_thread = numba_backend.run(diagonal_net, config, params, ds, **kwargs)
+            finally:
+                numba.set_num_threads(previous)
+            for k in want.params:
+                np.testing.assert_array_equal(one_thread.params[k], runs["bits"].params[k])
+    for kind in runs:
+        _compare(runs[kind], want, tol("backend", np.float64))
