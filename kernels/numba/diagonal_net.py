@@ -55,6 +55,26 @@ def weights(u, v, L, w):
         w[j] = power(u[j], L) - power(v[j], L)
 
 
+@njit(cache=True, inline="always")
+def update(u, v, j, gw, L, lr, wd):
+    """Coordinate j's GD step p <- p - lr (g + wd p), given gw = (X^T g)_j; returns its new w_j = u_j^L - v_j^L."""
+    uj, vj = u[j], v[j]
+    uj -= lr * (L * power(uj, L - 1) * gw + wd * uj)
+    vj -= lr * (-L * power(vj, L - 1) * gw + wd * vj)
+    u[j], v[j] = uj, vj
+    return power(uj, L) - power(vj, L)
+
+
+@njit(cache=True, inline="always")
+def sum_parts(part, f):
+    """f = the fixed partial sums of the outputs, added in a fixed order."""
+    for i in range(f.shape[0]):
+        acc = 0.0
+        for c in range(part.shape[0]):
+            acc += part[c, i]
+        f[i] = acc
+
+
 BLOCK = 64   # columns of X per block: n x 64 int8 (16 KiB at n = 256) stays in L1 between its two uses
 CHUNKS = 8   # fixed partial sums of the outputs, whatever the thread count, so results do not depend on it
 
@@ -100,25 +120,13 @@ def advance(u, v, L, Xb, y, code, lr, wd, steps, f, g, part, wbuf, gbuf):
                     for jj in range(bs):
                         gbuf[c, jj] += Xb[k, i, jj] * gi
                 for jj in range(bs):
-                    if jj < width:
-                        j = j0 + jj
-                        uj, vj, gw = u[j], v[j], gbuf[c, jj]
-                        uj -= lr * (L * power(uj, L - 1) * gw + wd * uj)
-                        vj -= lr * (-L * power(vj, L - 1) * gw + wd * vj)
-                        u[j], v[j] = uj, vj
-                        wbuf[c, jj] = power(uj, L) - power(vj, L)
-                    else:
-                        wbuf[c, jj] = 0.0
+                    wbuf[c, jj] = update(u, v, j0 + jj, gbuf[c, jj], L, lr, wd) if jj < width else 0.0
                 for i in range(n):  # X[:, J] w_{s+1}[J], from the same block, still in cache
                     acc = 0.0
                     for jj in range(bs):
                         acc += Xb[k, i, jj] * wbuf[c, jj]
                     part[c, i] += acc
-        for i in range(n):
-            acc = 0.0
-            for c in range(CHUNKS):
-                acc += part[c, i]
-            f[i] = acc
+        sum_parts(part, f)
     return steps, value
 
 
@@ -199,12 +207,7 @@ def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, T
                             while r < n8:
                                 a0 += TG[r, colbits[j, r]]
                                 r += 1
-                            gw = (a0 + a1) + (a2 + a3)
-                            uj, vj = u[j], v[j]
-                            uj -= lr * (L * power(uj, L - 1) * gw + wd * uj)
-                            vj -= lr * (-L * power(vj, L - 1) * gw + wd * vj)
-                            u[j], v[j] = uj, vj
-                            w = power(uj, L) - power(vj, L)
+                            w = update(u, v, j, (a0 + a1) + (a2 + a3), L, lr, wd)
                         wq[c, 8 * h + t] = w
                     signed_sums(wq[c], 8 * h, TW[c], h)
                 if groups == GROUPS:
@@ -215,11 +218,7 @@ def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, T
                     for h in range(groups):
                         for i in range(n):
                             part[c, i] += TW[c, h, rowbits[q0 + h, i]]
-        for i in range(n):
-            acc = 0.0
-            for c in range(CHUNKS):
-                acc += part[c, i]
-            f[i] = acc
+        sum_parts(part, f)
     return steps, value
 
 
