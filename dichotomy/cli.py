@@ -255,6 +255,9 @@ def _parser() -> argparse.ArgumentParser:
                             "(default 1e-8)")
     bench.add_argument("--out", required=True, type=Path, help="output directory for bench.json and bench.md")
     bench.add_argument("--docs", type=Path, default=None, help="also write the table into this markdown file")
+    bench.add_argument("--from-json", type=Path, default=None, metavar="BENCH_JSON",
+                       help="time nothing: render the report saved in this bench.json (its ratios, roofline "
+                            "fractions and ceilings) into --out and --docs")
     return parser
 
 
@@ -417,9 +420,10 @@ def _bench(args) -> int:
     rtol = errors.positive("rtol", args.rtol)
     if args.docs is not None:
         _writable_file(args.docs, "--docs")
+    saved = bench_module.load(args.from_json) if args.from_json is not None else None
     _writable_dir(args.out)
     with files.locked(args.out, "dichotomy bench"):
-        report = bench_module.bench(names, engines, rtol=rtol, progress=log.info)
+        report = saved or bench_module.bench(names, engines, rtol=rtol, progress=log.info)
         paths = bench_module.write(report, args.out, args.docs)
     print(bench_module.markdown(report) + f"wrote {', '.join(map(str, paths))}")
     return EXIT_OK

@@ -9,6 +9,7 @@ memory bandwidth (a 2-thread triad over arrays larger than the caches) and the f
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -67,16 +68,23 @@ def build(w: Workload):
     return relu_mlp, config, relu_mlp.init(config, rng), ds
 
 
-def work(w: Workload, ds) -> dict:
-    """Bytes of data read per step by a float64 and an int8 engine, and the dense-equivalent FLOPs."""
+def floor(w: Workload, ds, ceiling: dict) -> dict:
+    """The least work a step of this workload needs, and the time it takes at the measured ceilings.
+
+    diag: one pass over X as int8 (n d bytes) and its two products (2 n d multiply-adds); mc: the observed
+    entries (2 n d multiply-adds) and the update (4 n d); mlp: the three products of the output layer
+    (3 n h out multiply-adds; the first layer of two-hot inputs is a gather). ``seconds`` is the larger of
+    the bytes over the triad bandwidth and the FLOPs over the GEMM rate.
+    """
     n = len(ds.y_train)
     if w.model == diagonal_net.NAME:
-        nd = n * w.size["d"]
-        return {"bytes_float64": 2 * 8 * nd, "bytes_int8": 2 * nd, "flops": 4 * nd}
-    if w.model == matrix_factorization.NAME:
-        return {"flops": 2 * 6 * n * w.size["d"]}
-    D, h, out = 2 * w.size["p"], w.size["h"], w.size["p"]
-    return {"flops": 4 * n * D * h + 6 * n * h * out}
+        nbytes, flops = n * w.size["d"], 4 * n * w.size["d"]
+    elif w.model == matrix_factorization.NAME:
+        nbytes, flops = 0, 12 * n * w.size["d"]
+    else:
+        nbytes, flops = 0, 6 * n * w.size["h"] * w.size["p"]
+    seconds = max(nbytes / (1e9 * ceiling["bandwidth_GBps"]), flops / (1e9 * ceiling["gemm_GFLOPs"]))
+    return {"bytes": nbytes, "flops": flops, "ms": 1e3 * seconds}
 
 
 def _backend_engine(backend: str, module, config, params, ds, lr, wd, B: int):
@@ -97,10 +105,10 @@ def engines(module, config, params, ds, lr, wd, names, batch: int = 1) -> dict:
     out = {}
     for name in names:
         try:
-            if name in BACKENDS and (batch == 1 or name != "numpy"):
-                out[name] = _backend_engine(name, module, config, params, ds, lr, wd, batch)
+            if name in BACKENDS:  # numpy: the single run the batches are compared with
+                out[name] = _backend_engine(name, module, config, params, ds, lr, wd, 1 if name == "numpy" else batch)
             elif batch > 1:
-                out[name] = "batched workloads compare the backends' batches with single runs of the others"
+                out[name] = "batched workloads compare the backends' batches with NumPy's single run"
             else:
                 out[name] = PEERS[name](module, params, X, ds.y_train, lr, wd)
         except (BackendUnavailable, ConfigError) as e:
@@ -173,8 +181,8 @@ class Result:
     ms_per_step: float | None
     agreement: float | None
     note: str = ""
-    ratio_to_fastest_peer: float | None = None
-    roofline_fraction: float | None = None
+    ratio_to_fastest_peer: float | None = None  # batched workloads: NumPy's single run over the per-run step
+    roofline_fraction: float | None = None  # the workload's floor time (``floor``) over this engine's step
 
 
 def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rtol: float = 1e-8,
@@ -187,10 +195,11 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
     engine_names = check_engines(engine_names)
     ceiling = ceilings()
     progress(f"ceilings: {ceiling['bandwidth_GBps']:.1f} GB/s, {ceiling['gemm_GFLOPs']:.1f} GFLOP/s")
-    results = []
+    results, floors = [], {}
     for wname in names:
         w = WORKLOADS[wname]
         module, config, params, ds = build(w)
+        floors[wname] = floor(w, ds, ceiling)
         built = engines(module, config, params, ds, w.lr, w.wd, engine_names, w.batch)
         reference = None
         rows = []
@@ -214,41 +223,58 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
             if not all(np.all(np.isfinite(v)) for v in current().values()):
                 rows.append(Result(wname, name, None, err, "diverged while being timed: lower the workload's lr"))
                 continue
-            if name in BACKENDS and w.batch > 1:  # per run-step: the batch's step time over B
+            if name in BACKENDS and name != "numpy" and w.batch > 1:  # per run-step: the batch's time over B
                 rows.append(Result(wname, name, ms / w.batch, err, f"{w.batch} runs per call; ms per run-step"))
             else:
                 rows.append(Result(wname, name, ms, err))
             progress(f"{wname:12s} {name:6s} {rows[-1].ms_per_step:9.3f} ms/step")
-        _ratios(rows, w, ds, ceiling)
+        _ratios(rows, w, floors[wname])
         results.extend(rows)
-    return {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-            "ceilings": ceiling, "versions": versions(), "results": [asdict(r) for r in results]}
+    return {"date": time.strftime("%Y-%m-%d"), "machine": host(), "ceilings": ceiling, "versions": versions(),
+            "floors": floors, "results": [asdict(r) for r in results]}
 
 
-def _ratios(rows, w, ds, ceiling):
+def _ratios(rows, w, least):
+    """Each compiled engine's speed-up (single runs: over the fastest peer; batches: over NumPy's single
+    run) and every engine's roofline fraction (the floor's time over its step time)."""
     timed = {r.engine: r.ms_per_step for r in rows if r.ms_per_step}
     peers = [t for name, t in timed.items() if name in PEERS or name == "numpy"]
-    cost = work(w, ds)
     for r in rows:
         if not r.ms_per_step:
             continue
-        if r.engine in ("numba", "cupy") and peers:
-            r.ratio_to_fastest_peer = min(peers) / r.ms_per_step
-        seconds = r.ms_per_step / 1e3
-        if w.model == diagonal_net.NAME:
-            moved = cost["bytes_int8" if r.engine in ("numba", "cupy") else "bytes_float64"]
-            r.roofline_fraction = moved / seconds / 1e9 / ceiling["bandwidth_GBps"]
-        elif w.model == relu_mlp.NAME:
-            r.roofline_fraction = cost["flops"] / seconds / 1e9 / ceiling["gemm_GFLOPs"]
+        if r.engine in ("numba", "cupy"):
+            if w.batch > 1 and "numpy" in timed:
+                r.ratio_to_fastest_peer = timed["numpy"] / r.ms_per_step
+            elif w.batch == 1 and peers:
+                r.ratio_to_fastest_peer = min(peers) / r.ms_per_step
+        r.roofline_fraction = least["ms"] / r.ms_per_step
+
+
+def host() -> dict:
+    """The CPU this ran on: model name, the widest vector ISA it offers, and its logical cores."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                                          ("sse4_2", "SSE4.2"), ("asimd", "NEON")) if flag in flags), "unknown")
+    return {"cpu": name, "isa": isa, "cores": os.cpu_count()}
 
 
 def markdown(report: dict) -> str:
     """The report as a markdown table (with the ceilings and versions above it)."""
-    c, v = report["ceilings"], report["versions"]
-    lines = [f"Measured {report['date']} on {report['machine']}: memory {c['bandwidth_GBps']:.1f} GB/s (2-thread "
+    c, v, m = report["ceilings"], report["versions"], report["machine"]
+    machine = f"{m['cpu']} ({m['isa']}, {m['cores']} logical cores)" if isinstance(m, dict) else m
+    lines = [f"Measured {report['date']} on {machine}: memory {c['bandwidth_GBps']:.1f} GB/s (2-thread "
              f"triad), float64 GEMM {c['gemm_GFLOPs']:.1f} GFLOP/s. "
              + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", "",
-             "| workload | engine | ms/step | steps/s | numba ÷ fastest peer | roofline fraction | note |",
+             "| workload | engine | ms/step | steps/s | speed-up | roofline fraction | note |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in report["results"]:
         ms = r["ms_per_step"]
@@ -256,7 +282,18 @@ def markdown(report: dict) -> str:
                  f"{r['ratio_to_fastest_peer']:.2f}×" if r["ratio_to_fastest_peer"] else "",
                  f"{r['roofline_fraction']:.2f}" if r["roofline_fraction"] else "", r["note"]]
         lines.append("| " + " | ".join(cells) + " |")
+    if report.get("floors"):
+        lines += ["", "Floors at these ceilings (ms per step): " + ", ".join(
+            f"{name} {least['ms']:.3g}" for name, least in report["floors"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def load(path: Path) -> dict:
+    """A report saved by :func:`write` (bench.json), to render again without timing anything."""
+    report = files.read_json(path)
+    if not isinstance(report, dict) or not {"date", "machine", "ceilings", "versions", "results"} <= set(report):
+        raise ConfigError(f"{path} is missing or not a bench report (the bench.json dichotomy bench writes)")
+    return report
 
 
 def write(report: dict, out: Path, docs: Path | None = None) -> list[Path]:

@@ -15,7 +15,8 @@ def tiny(monkeypatch):
     """Two small workloads, cheap ceilings and a short timing budget: the harness, not the machine."""
     monkeypatch.setattr(bench, "WORKLOADS", {
         "diag-tiny": bench.Workload("diag-tiny", "diagonal-net", {"d": 64, "n": 16}, 0.01, 1e-3),
-        "mc-tiny": bench.Workload("mc-tiny", "matrix-completion", {"d": 9}, 0.005, 1e-4)})
+        "mc-tiny": bench.Workload("mc-tiny", "matrix-completion", {"d": 9}, 0.005, 1e-4),
+        "mc-tiny-b4": bench.Workload("mc-tiny-b4", "matrix-completion", {"d": 9}, 0.005, 1e-4, batch=4)})
     monkeypatch.setattr(bench, "ceilings", lambda: {"bandwidth_GBps": 10.0, "gemm_GFLOPs": 50.0})
     real_time = bench._time
     monkeypatch.setattr(bench, "_time", lambda advance: real_time(advance, budget=0.01))
@@ -36,6 +37,29 @@ def test_bench_times_agreeing_engines_and_reports_missing_peers(tiny, monkeypatc
         bench.bench(["mc-tiny"], ["numpy", "nonsense"], progress=lambda s: None)
     assert rows[("diag-tiny", "numba")]["roofline_fraction"] > 0
     assert "numpy" in report["versions"]
+    assert report["machine"]["isa"] and report["machine"]["cores"] >= 1
+
+
+def test_roofline_fractions_are_the_floor_over_the_step_time(tiny):
+    """The floor: the larger of int8 bytes over the bandwidth and the multiply-adds over the GEMM rate."""
+    report = bench.bench(["diag-tiny"], ["numpy", "numba"], progress=lambda s: None)
+    least = report["floors"]["diag-tiny"]
+    # 64 x 16 int8 bytes at 10 GB/s (0.1 us) against 4 x 64 x 16 FLOPs at 50 GFLOP/s (0.08 us)
+    assert least["bytes"] == 64 * 16 and least["flops"] == 4 * 64 * 16
+    assert least["ms"] == pytest.approx(1e3 * 64 * 16 / 10e9)
+    for r in report["results"]:
+        assert r["roofline_fraction"] == pytest.approx(least["ms"] / r["ms_per_step"])
+    assert "Floors at these ceilings" in bench.markdown(report)
+
+
+def test_a_batch_is_compared_per_run_step_with_numpys_single_run(tiny):
+    report = bench.bench(["mc-tiny-b4"], ["numpy", "numba", "jax"], progress=lambda s: None)
+    rows = {r["engine"]: r for r in report["results"]}
+    assert rows["numpy"]["note"] == ""  # a single run, timed
+    assert "4 runs per call" in rows["numba"]["note"]
+    assert rows["numba"]["ratio_to_fastest_peer"] == pytest.approx(
+        rows["numpy"]["ms_per_step"] / rows["numba"]["ms_per_step"])
+    assert rows["jax"]["ms_per_step"] is None and "NumPy's single run" in rows["jax"]["note"]
 
 
 def test_a_disagreeing_engine_is_not_timed(tiny, monkeypatch):
@@ -62,6 +86,14 @@ def test_bench_command_writes_json_markdown_and_the_docs_section(tiny, tmp_path)
     text = docs.read_text()
     assert "old" not in text and "| mc-tiny | numba |" in text and text.rstrip().endswith("kept")
     assert main(["bench", "--workload", "nope", "--out", str(tmp_path / "b")]) == 2
+    # the table is rendered again from the saved report, timing nothing
+    docs.write_text("<!-- bench:cpu:start -->\nstale\n<!-- bench:cpu:end -->\n")
+    assert main(["bench", "--from-json", str(tmp_path / "b" / "bench.json"), "--out", str(tmp_path / "c"),
+                 "--docs", str(docs)]) == 0
+    assert "stale" not in docs.read_text() and "| mc-tiny | numba |" in docs.read_text()
+    assert json.loads((tmp_path / "c" / "bench.json").read_text()) == report
+    (tmp_path / "not-a-report.json").write_text("[1, 2]")
+    assert main(["bench", "--from-json", str(tmp_path / "not-a-report.json"), "--out", str(tmp_path / "d")]) == 2
 
 
 def test_peers_compute_the_same_gd_as_the_oracle_when_installed():

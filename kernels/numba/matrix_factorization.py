@@ -2,15 +2,22 @@
 
 Only the observed entries of U U^T - V V^T are formed (2 n d multiply-adds), each fused with its loss
 slope, and the update gathers, row by row, the rows the observations link it to (4 n d multiply-adds);
-everything fits in L1/L2 at the paper's d = 97.
+everything fits in L2 at the paper's d = 97, so a step is bound by the loads from L2 and by the two
+parallel regions a step needs (the update reads every slope).
+
+- One run: the observations are sorted by row once, so the slopes pass keeps U_i and V_i in L1 across a
+  row's observations; the update splits the rows between the threads at equal observation counts.
+- Several runs (:func:`advance_runs`): one thread per run for the whole call, each with the serial step
+  (one parallel region per call rather than two per step); the sweep fast path.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from dichotomy.kernels.numba import losses as klosses
 from dichotomy.kernels.numba.engine import NumbaEngine
@@ -48,16 +55,16 @@ def slopes(U, V, rows, cols, y, code, g):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def update(U, V, U2, V2, indptr, neighbor, obs, g, c, keep):
-    """U2 = keep U - c (G + G^T) U and V2 = keep V + c (G + G^T) V, one row at a time.
+def update_rows(U, V, U2, V2, indptr, neighbor, obs, g, c, keep, lo, hi):
+    """Rows lo..hi-1 of U2 = keep U - c (G + G^T) U and V2 = keep V + c (G + G^T) V.
 
     Row a gathers the rows b of its observations (a, b) and (b, a) (``indptr``/``neighbor``/``obs``: the
     symmetric adjacency, built once) into a local buffer, which vectorizes where a scatter into U2 would
     not (the compiler cannot rule out U2 aliasing U).
     """
-    m, d = U.shape
+    d = U.shape[1]
     tu, tv = np.empty(d, U.dtype), np.empty(d, U.dtype)
-    for a in range(m):
+    for a in range(lo, hi):
         for r in range(d):
             tu[r] = keep * U[a, r]
             tv[r] = keep * V[a, r]
@@ -71,8 +78,15 @@ def update(U, V, U2, V2, indptr, neighbor, obs, g, c, keep):
             V2[a, r] = tv[r]
 
 
+@njit(cache=True, parallel=True)
+def update(U, V, U2, V2, indptr, neighbor, obs, g, c, keep, bounds):
+    """:func:`update_rows` over the row ranges bounds[t]..bounds[t+1], one per thread."""
+    for t in prange(bounds.shape[0] - 1):
+        update_rows(U, V, U2, V2, indptr, neighbor, obs, g, c, keep, bounds[t], bounds[t + 1])
+
+
 @njit(cache=True)
-def advance(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, obs, g):
+def advance(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, obs, g, bounds):
     """``steps`` GD steps ping-ponging between two buffers: theta' = (1 - lr wd) theta - lr grad (the update
     of refimpl, rounded differently). Returns (steps done before a non-finite loss, the last loss, whether
     the current parameters ended in the second buffer)."""
@@ -82,47 +96,104 @@ def advance(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, 
         value = slopes(U, V, rows, cols, y, code, g)
         if not math.isfinite(value):
             return s, value, swapped
-        update(U, V, U2, V2, indptr, neighbor, obs, g, c, keep)
+        update(U, V, U2, V2, indptr, neighbor, obs, g, c, keep, bounds)
         U, U2, V, V2 = U2, U, V2, V
         swapped = not swapped
     return steps, value, swapped
 
 
+@njit(cache=True)
+def advance_serial(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, obs, g):
+    """:func:`advance` on one thread, ending with the parameters in U and V; returns the steps done."""
+    keep, c = 1.0 - lr * wd, lr / rows.shape[0]
+    done, swapped = steps, False
+    for s in range(steps):
+        if not math.isfinite(slopes(U, V, rows, cols, y, code, g)):
+            done = s
+            break
+        update_rows(U, V, U2, V2, indptr, neighbor, obs, g, c, keep, 0, U.shape[0])
+        U, U2, V, V2 = U2, U, V2, V
+        swapped = not swapped
+    if swapped:  # U is the second buffer now
+        U2[...] = U
+        V2[...] = V
+    return done
+
+
+@njit(cache=True, parallel=True)
+def advance_runs(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, obs, g, active, done):
+    """Runs b with active[b] (U, V: (B, d, r) stacks; lr, wd: (B,)) advance ``steps`` steps each, one run per
+    thread; done[b] = the steps run b did before a non-finite loss."""
+    for b in prange(U.shape[0]):
+        if active[b]:
+            done[b] = advance_serial(U[b], V[b], U2[b], V2[b], rows, cols, y, code, lr[b], wd[b], steps, indptr,
+                                     neighbor, obs, g[b])
+
+
+def balanced(indptr, parts):
+    """Row bounds (parts + 1,) splitting the rows into ranges with about equal observation counts."""
+    m = len(indptr) - 1
+    cuts = np.searchsorted(indptr, np.arange(1, parts) * indptr[-1] / parts)
+    return np.concatenate([[0], np.minimum(cuts, m), [m]]).astype(np.int64)
+
+
 class MatrixFactorizationEngine(NumbaEngine):
-    """B completions on one dataset, advanced one after another; they share the observations' adjacency."""
+    """B completions on one dataset; they share the observations (sorted by row) and their adjacency.
+
+    One run advances with the two-region parallel step; several runs of one shape advance one per thread
+    (:func:`advance_runs`).
+    """
 
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
-        # (U, V, U2, V2) per run: the current parameters and the buffers the next step writes
-        self.buffers = [[np.array(r.params[k], self.dtype) for k in ("U", "V", "U", "V")] for r in runs]
+        # the current parameters (B, d, r) and the buffers the next step writes
+        self.U = np.stack([np.asarray(r.params["U"], self.dtype) for r in runs])
+        self.V = np.stack([np.asarray(r.params["V"], self.dtype) for r in runs])
+        self.U2, self.V2 = np.empty_like(self.U), np.empty_like(self.V)
         self.pairs = {k: None if X is None else (np.ascontiguousarray(X[:, 0]), np.ascontiguousarray(X[:, 1]))
                       for k, X in self.X.items()}
         rows, cols = self.pairs["train"]
+        order = np.lexsort((cols, rows))  # training order: by row, so U_i and V_i stay in L1
+        self.train = (np.ascontiguousarray(rows[order]), np.ascontiguousarray(cols[order]),
+                      np.ascontiguousarray(self.y["train"][order]))
+        rows, cols = self.train[:2]
         n, d = len(rows), runs[0].config.d
         ends, others = np.concatenate([rows, cols]), np.concatenate([cols, rows])
-        order = np.argsort(ends, kind="stable")
-        self.adjacency = (np.searchsorted(ends[order], np.arange(d + 1)), others[order],
-                          np.concatenate([np.arange(n), np.arange(n)])[order])
-        self.g = np.empty(n, self.dtype)
+        by_end = np.argsort(ends, kind="stable")
+        self.adjacency = (np.searchsorted(ends[by_end], np.arange(d + 1)), others[by_end],
+                          np.concatenate([np.arange(n), np.arange(n)])[by_end])
+        self.bounds = balanced(self.adjacency[0], numba.get_num_threads())
+        self.g = np.empty((self.B, n), self.dtype)
+        self.lr = np.array([r.lr for r in runs], self.dtype)
+        self.wd = np.array([r.wd for r in runs], self.dtype)
+
+    def advance(self, steps: int) -> None:
+        if self.B == 1:
+            return super().advance(steps)
+        active = self.diverged_at < 0
+        done = np.full(self.B, steps, np.int64)
+        advance_runs(self.U, self.V, self.U2, self.V2, *self.train, self.code, self.lr, self.wd, steps,
+                     *self.adjacency, self.g, active, done)
+        stopped = active & (done < steps)
+        self.diverged_at[stopped] = self.step + done[stopped]
+        self.step += steps
 
     def advance_run(self, b, steps):
-        rows, cols = self.pairs["train"]
-        U, V, U2, V2 = self.buffers[b]
-        run = self.runs[b]
-        done, _, swapped = advance(U, V, U2, V2, rows, cols, self.y["train"], self.code, self.real(run.lr),
-                                   self.real(run.wd), steps, *self.adjacency, self.g)
+        U, V, U2, V2 = self.U[b], self.V[b], self.U2[b], self.V2[b]
+        done, _, swapped = advance(U, V, U2, V2, *self.train, self.code, self.real(self.lr[b]),
+                                   self.real(self.wd[b]), steps, *self.adjacency, self.g[b], self.bounds)
         if swapped:
-            self.buffers[b] = [U2, V2, U, V]
+            U[...], V[...] = U2, V2
         return done
 
     def run_outputs(self, b, split):
         rows, cols = self.pairs[split]
         f = np.empty(len(rows), self.dtype)
-        forward(self.buffers[b][0], self.buffers[b][1], rows, cols, f)
+        forward(self.U[b], self.V[b], rows, cols, f)
         return f
 
     def run_arrays(self, b):
-        return {"U": self.buffers[b][0], "V": self.buffers[b][1]}
+        return {"U": self.U[b], "V": self.V[b]}
 
     def set_run_arrays(self, b, arrays):
-        self.buffers[b][0][...], self.buffers[b][1][...] = arrays["U"], arrays["V"]
+        self.U[b], self.V[b] = arrays["U"], arrays["V"]
