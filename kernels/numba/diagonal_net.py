@@ -7,8 +7,8 @@ update, and their share of the next step's outputs (docs/benchmarks.md).
 - +-1 data (:func:`advance_signs`) are held as bits, 64x fewer bytes than float64, and both products are
   formed from tables of signed sums of 8 values (the "four Russians" method): lookups and additions instead of
   multiply-adds.
-- Other data (:func:`advance`) are held as contiguous column blocks, int8 when they are integers.
-- Several runs (:func:`advance_batch`) share one pass over X per product as GEMMs.
+- Other data, and several runs (:func:`advance`), are held as contiguous column blocks, int8 when they are
+  integers; each block, converted once, serves every run while it is in cache.
 
 Sums are reassociated, so results differ from NumPy's by rounding (~1e-16 relative); the order is fixed (fixed
 partial sums whatever the thread count), so a run is reproducible bit for bit on one machine.
@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 from numba import njit, prange
-from threadpoolctl import threadpool_limits
 
 from dichotomy.kernels.numba import losses as klosses
 from dichotomy.kernels.numba.engine import NumbaEngine
@@ -91,43 +90,55 @@ def blocked(X: np.ndarray, block: int = BLOCK) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def advance(u, v, L, Xb, y, code, lr, wd, steps, f, g, part, wbuf, gbuf):
-    """``steps`` GD steps in place, one pass over X per step; returns (steps done before a non-finite loss, the
-    last loss). ``f`` holds X w for the current u, v on entry and on return.
+def advance(U, V, L, Xb, y, code, lr, wd, steps, F, G, part, wbuf, gbuf, xbuf, active, done):
+    """``steps`` GD steps in place for the B runs with ``active[b]`` (rows of U, V; depth L[b], rates lr[b] and
+    wd[b]), one pass over X per step for all of them. ``F`` (B, n) holds X w_b for the current u, v on entry
+    and on return. A run whose loss stops being finite is frozen (``active`` cleared, ``done[b]`` = the steps
+    it did); the others go on.
 
-    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, while it sits in cache, gives
-    X[:, J]^T g_s, the update of u_J and v_J, and X[:, J] w_{s+1, J}: its share of the next step's outputs. The
-    shares are summed in :data:`CHUNKS` fixed partial sums (one per group of blocks), in a fixed order.
+    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, while it sits in cache,
+    gives, for every run, X[:, J]^T g_s, the update of u_J and v_J, and X[:, J] w_{s+1, J}: its share of the
+    next step's outputs. The shares are summed in :data:`CHUNKS` fixed partial sums (one per group of blocks),
+    in a fixed order.
     """
     nb, n, bs = Xb.shape
-    d = u.shape[0]
+    B, d = U.shape
     per = (nb + CHUNKS - 1) // CHUNKS
-    value = 0.0
     for s in range(steps):
-        value = klosses.scalar_value_grad(code, f, y, g)
-        if not math.isfinite(value):
-            return s, value
+        for b in range(B):
+            if active[b] and not math.isfinite(klosses.scalar_value_grad(code, F[b], y, G[b])):
+                active[b], done[b] = False, s
         for c in prange(CHUNKS):
-            for i in range(n):
-                part[c, i] = 0.0
+            for b in range(B):
+                for i in range(n):
+                    part[c, b, i] = 0.0
             for k in range(c * per, min(nb, (c + 1) * per)):
                 j0 = k * bs
                 width = min(bs, d - j0)
-                for jj in range(bs):
-                    gbuf[c, jj] = 0.0
-                for i in range(n):  # X[:, J]^T g, vectorized over the block's columns
-                    gi = g[i]
+                xk = xbuf[c]
+                for i in range(n):  # the block in the working dtype, converted once for every run
                     for jj in range(bs):
-                        gbuf[c, jj] += Xb[k, i, jj] * gi
-                for jj in range(bs):
-                    wbuf[c, jj] = update(u, v, j0 + jj, gbuf[c, jj], L, lr, wd) if jj < width else 0.0
-                for i in range(n):  # X[:, J] w_{s+1}[J], from the same block, still in cache
-                    acc = 0.0
+                        xk[i, jj] = Xb[k, i, jj]
+                for b in range(B):
+                    if not active[b]:
+                        continue
+                    u, v, Lb, g = U[b], V[b], L[b], G[b]
                     for jj in range(bs):
-                        acc += Xb[k, i, jj] * wbuf[c, jj]
-                    part[c, i] += acc
-        sum_parts(part, f)
-    return steps, value
+                        gbuf[c, jj] = 0.0
+                    for i in range(n):  # X[:, J]^T g, vectorized over the block's columns
+                        gi = g[i]
+                        for jj in range(bs):
+                            gbuf[c, jj] += xk[i, jj] * gi
+                    for jj in range(bs):
+                        wbuf[c, jj] = update(u, v, j0 + jj, gbuf[c, jj], Lb, lr[b], wd[b]) if jj < width else 0.0
+                    for i in range(n):  # X[:, J] w_{s+1}[J], from the same block, still in cache
+                        acc = 0.0
+                        for jj in range(bs):
+                            acc += xk[i, jj] * wbuf[c, jj]
+                        part[c, b, i] += acc
+        for b in range(B):
+            if active[b]:
+                sum_parts(part[:, b], F[b])
 
 
 GROUPS = 4   # column groups of 8 whose output shares are added in one sweep over the rows
@@ -223,8 +234,10 @@ def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, T
 
 
 class DiagonalNetEngine(NumbaEngine):
-    """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays. One run: the single-pass loop
-    above on int8 data. Several: :func:`advance_batch`, whose two products are GEMMs (one pass over X for all)."""
+    """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays, and its train outputs X w_b
+    (row b of ``F``) are carried from step to step. +-1 data: the bit-table loop (:func:`advance_signs`), one
+    run after another (faster per run-step than sharing blocks: its tables are per run); anything else: the
+    column-block loop (:func:`advance`), every run per block."""
 
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
@@ -239,67 +252,61 @@ class DiagonalNetEngine(NumbaEngine):
                   for k, X in self.X.items()}
         X = self.X["train"]
         n, d = X.shape
-        # One run's layout of X, made on first use: bits for +-1 data, column blocks otherwise. A batch: a float copy.
+        # X in the kernel's layout, made on first use: bits for +-1 data, column blocks otherwise
         self.signs = X.dtype == np.int8 and bool(np.all(np.abs(X) == 1))
-        self.layout = self.Xf = None
+        self.layout = None
         self.w = np.empty(d, self.dtype)
-        self.f = np.empty(n, self.dtype)  # one run: X w for its current u, v, carried from step to step
+        self.F = np.empty((self.B, n), self.dtype)  # X w_b for the current u, v, carried from step to step
         self.f_valid = False
-        self.g = np.empty(n, self.dtype)
-        self.part = np.empty((CHUNKS, n), self.dtype)
+        self.G = np.empty((self.B, n), self.dtype)
 
     def advance(self, steps):
-        if self.B == 1:
-            return super().advance(steps)
-        if self.Xf is None:
-            self.Xf = np.ascontiguousarray(self.X["train"], dtype=self.dtype)
-        active = self.diverged_at < 0
-        done = np.where(active, steps, 0)
-        # B-column GEMMs gain nothing from BLAS threads, and OpenBLAS workers spinning after each GEMM starve
-        # the parallel evaluation loops (4x slower on 2 cores): one BLAS thread here.
-        with threadpool_limits(1, user_api="blas"):
-            advance_batch(self.U, self.V, self.L, self.Xf, self.y["train"], self.code, self.lr, self.wd, steps,
-                          active, done)
-        for b in np.flatnonzero((self.diverged_at < 0) & (done < steps)):
-            self.diverged_at[b] = self.step + done[b]
-        self.step += steps
-
-    def advance_run(self, b, steps):
-        u, v, L, lr, wd = self.U[b], self.V[b], int(self.L[b]), self.lr[b], self.wd[b]
         if self.layout is None:
             self.layout = self._layout()
         if not self.f_valid:
-            weights(u, v, L, self.w)
-            matvec(self.X["train"], self.w, self.f)
+            for b in range(self.B):
+                weights(self.U[b], self.V[b], int(self.L[b]), self.w)
+                matvec(self.X["train"], self.w, self.F[b])
             self.f_valid = True
-        kernel = advance_signs if self.signs else advance
-        return kernel(u, v, L, *self.layout[0], self.y["train"], self.code, lr, wd, steps, self.f, self.g,
-                      *self.layout[1])[0]
+        if self.signs:
+            return super().advance(steps)
+        active = self.diverged_at < 0
+        done = np.full(self.B, steps, np.int64)
+        advance(self.U, self.V, self.L, *self.layout[0], self.y["train"], self.code, self.lr, self.wd, steps, self.F,
+                self.G, *self.layout[1], active, done)
+        stopped = (self.diverged_at < 0) & (done < steps)
+        self.diverged_at[stopped] = self.step + done[stopped]
+        self.step += steps
+
+    def advance_run(self, b, steps):  # +-1 data
+        return advance_signs(self.U[b], self.V[b], int(self.L[b]), *self.layout[0], self.y["train"], self.code,
+                             self.lr[b], self.wd[b], steps, self.F[b], self.G[b], *self.layout[1])[0]
 
     def _layout(self) -> tuple[tuple, tuple]:
-        """(X in the kernel's layout, the kernel's scratch buffers) for one run."""
+        """(X in the kernel's layout, the kernel's scratch buffers)."""
         n, d = self.X["train"].shape
         if self.signs:
             colbits, rowbits = packed(self.X["train"])
             n8 = colbits.shape[1]
-            return (colbits, rowbits), (np.zeros(8 * n8, self.dtype), np.empty((n8, 256), self.dtype), self.part,
-                                        np.empty((CHUNKS, 8 * GROUPS), self.dtype),
+            return (colbits, rowbits), (np.zeros(8 * n8, self.dtype), np.empty((n8, 256), self.dtype),
+                                        np.empty((CHUNKS, n), self.dtype), np.empty((CHUNKS, 8 * GROUPS), self.dtype),
                                         np.empty((CHUNKS, GROUPS, 256), self.dtype))
-        return (blocked(self.X["train"]),), (self.part, np.empty((CHUNKS, BLOCK), self.dtype),
-                                             np.empty((CHUNKS, BLOCK), self.dtype))
+        return (blocked(self.X["train"]),), (np.empty((CHUNKS, self.B, n), self.dtype),
+                                             np.empty((CHUNKS, BLOCK), self.dtype), np.empty((CHUNKS, BLOCK), self.dtype),
+                                             np.empty((CHUNKS, n, BLOCK), self.dtype))
 
     def state(self):
-        """The runs' u, v and, for one run, the train outputs the next step starts from: computed once and then
-        carried, they are part of what makes a resumed run continue bit for bit."""
+        """The runs' u, v and the train outputs the next step starts from: computed once and then carried, they
+        are part of what makes a resumed run continue bit for bit."""
         out = super().state()
-        if self.B == 1 and self.f_valid:
-            out["train_outputs"] = self.f.copy()
+        if self.f_valid:
+            out["train_outputs"] = self.F.copy()
         return out
 
     def load_state(self, state):
         super().load_state(state)  # set_run_arrays marks the carried outputs stale
-        if self.B == 1 and "train_outputs" in state:
-            self.f[:] = state["train_outputs"]
+        if "train_outputs" in state:
+            self.F[:] = np.reshape(state["train_outputs"], self.F.shape)
             self.f_valid = True
 
     def run_outputs(self, b, split):
@@ -315,34 +322,3 @@ class DiagonalNetEngine(NumbaEngine):
     def set_run_arrays(self, b, arrays):
         self.U[b], self.V[b] = arrays["u"], arrays["v"]
         self.f_valid = False
-
-
-@njit(cache=True)
-def advance_batch(U, V, L, X, y, code, lr, wd, steps, active, done):
-    """B runs (rows of U, V; depth L[b], rates lr[b], wd[b]) on one dataset: the two products are GEMMs.
-
-    A run whose loss stops being finite is frozen (``active`` cleared, ``done[b]`` = steps it did); the others
-    go on.
-    """
-    B, d = U.shape
-    W = np.empty((B, d), U.dtype)
-    G = np.zeros((B, X.shape[0]), U.dtype)
-    for s in range(steps):
-        for b in range(B):
-            for j in range(d):
-                W[b, j] = power(U[b, j], L[b]) - power(V[b, j], L[b])
-        F = np.dot(X, W.T)
-        for b in range(B):
-            if active[b]:
-                value = klosses.scalar_value_grad(code, F[:, b], y, G[b])
-                if not math.isfinite(value):
-                    active[b], done[b] = False, s
-                    G[b] = 0.0
-        GW = np.dot(G, X)
-        for b in range(B):
-            if active[b]:
-                for j in range(d):
-                    du = L[b] * power(U[b, j], L[b] - 1) * GW[b, j]
-                    dv = -L[b] * power(V[b, j], L[b] - 1) * GW[b, j]
-                    U[b, j] -= lr[b] * (du + wd[b] * U[b, j])
-                    V[b, j] -= lr[b] * (dv + wd[b] * V[b, j])
