@@ -255,6 +255,9 @@ def _parser() -> argparse.ArgumentParser:
                             "(default 1e-8)")
     bench.add_argument("--out", required=True, type=Path, help="output directory for bench.json and bench.md")
     bench.add_argument("--docs", type=Path, default=None, help="also write the table into this markdown file")
+    bench.add_argument("--json", type=Path, default=None,
+                       help="also write the report (times, ratios, roofline fractions, floors, ceilings, host) to "
+                            "this JSON file")
     bench.add_argument("--from-json", type=Path, default=None, metavar="BENCH_JSON",
                        help="time nothing: render the report saved in this bench.json (its ratios, roofline "
                             "fractions and ceilings) into --out and --docs")
@@ -418,13 +421,16 @@ def _bench(args) -> int:
         raise errors.ConfigError(f"unknown workload {unknown[0]!r}; choose from {_choices(bench_module.WORKLOADS)}")
     engines = bench_module.check_engines(args.engine)
     rtol = errors.positive("rtol", args.rtol)
-    if args.docs is not None:
-        _writable_file(args.docs, "--docs")
+    for option, path in (("--docs", args.docs), ("--json", args.json)):
+        if path is not None:
+            _writable_file(path, option)
     saved = bench_module.load(args.from_json) if args.from_json is not None else None
     _writable_dir(args.out)
     with files.locked(args.out, "dichotomy bench"):
         report = saved or bench_module.bench(names, engines, rtol=rtol, progress=log.info)
         paths = bench_module.write(report, args.out, args.docs)
+        if args.json is not None:
+            paths.append(files.write_json(args.json, report))
     print(bench_module.markdown(report) + f"wrote {', '.join(map(str, paths))}")
     return EXIT_OK
 

@@ -89,7 +89,8 @@ def test_bench_command_writes_json_markdown_and_the_docs_section(tiny, tmp_path)
     # the table is rendered again from the saved report, timing nothing
     docs.write_text("<!-- bench:cpu:start -->\nstale\n<!-- bench:cpu:end -->\n")
     assert main(["bench", "--from-json", str(tmp_path / "b" / "bench.json"), "--out", str(tmp_path / "c"),
-                 "--docs", str(docs)]) == 0
+                 "--docs", str(docs), "--json", str(tmp_path / "copy.json")]) == 0
+    assert json.loads((tmp_path / "copy.json").read_text()) == report
     assert "stale" not in docs.read_text() and "| mc-tiny | numba |" in docs.read_text()
     assert json.loads((tmp_path / "c" / "bench.json").read_text()) == report
     (tmp_path / "not-a-report.json").write_text("[1, 2]")
