@@ -30,6 +30,7 @@ from dichotomy.refimpl.models import MODELS
 from dichotomy.refimpl.train import DTYPES
 from dichotomy.refimpl.trajectory import Trajectory, load
 from dichotomy.validation import suite
+from dichotomy.validation import sweep as sweep_module
 from dichotomy.validation.claim import config_hash
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,30 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--docs", type=Path, default=None,
                      help="also write the report and its figures into this markdown file (docs/validation.md), "
                           "between its validate markers")
+
+    sw = command("sweep", "train a preset over a grid of its fields and seeds into one store (docs/sweeps.md)",
+                 "Train PRESET at every combination of the --grid values and --seeds, batching the runs that share "
+                 "a dataset, in a pool of processes; store each run under OUT/runs/ and all of them in OUT/sweep.nc "
+                 "(xarray.open_dataset). Rerunning the command trains only what is missing.")
+    sw.add_argument("preset", nargs="?", default=None, **_one_of("preset", presets.PRESETS), metavar="PRESET",
+                    help=f"the preset to sweep ({_choices(presets.PRESETS)}); or give --config")
+    sw.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                    help="an axis: a preset field or model option and its values (repeat for more axes)")
+    sw.add_argument("--seeds", default=None, metavar="A:B", help="seeds A to B-1 (default 0:1); seed s draws the "
+                    "dataset and the initial parameters with the preset's seeds + s")
+    sw.add_argument("--steps", type=int, default=None, help="steps of every run (default: the preset's)")
+    sw.add_argument("--config", type=Path, default=None, metavar="SWEEP_TOML",
+                    help="read preset, steps, seeds, backend and a [grid] table from this TOML file")
+    sw.add_argument("--backend", default=None, **_one_of("backend", BACKENDS), metavar="BACKEND",
+                    help=f"{_choices(BACKENDS)} (default numba)")
+    sw.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    sw.add_argument("--workers", type=int, default=None,
+                    help="processes (default: one per core, at most one per batch; 1 trains in this process)")
+    sw.add_argument("--batch", type=int, default=sweep_module.BATCH,
+                    help=f"runs per batch at most (default {sweep_module.BATCH})")
+    _add_checkpoint_options(sw, "each batch")
+    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sw.add_argument("--out", required=True, type=Path, help="the sweep's store")
 
     engines = (*BACKENDS, *bench_module.PEERS)
     bench = command("bench", "time every workload on every engine, side by side (docs/benchmarks.md)",
@@ -501,7 +526,41 @@ def _presets(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": _train, "bench": _bench, "validate": _validate, "crosscheck": _crosscheck,
+def _sweep(args) -> int:
+    spec = {"preset": args.preset, "axes": {}, "seeds": [0], "steps": None}
+    backend = args.backend
+    if args.config is not None:
+        spec = sweep_module.read_config(args.config)
+        backend = backend or spec.pop("backend", None)
+        if args.preset is not None and args.preset != spec["preset"]:
+            raise errors.ConfigError(f"PRESET {args.preset} differs from --config's preset {spec['preset']}")
+    elif args.preset is None:
+        raise errors.ConfigError("give PRESET (dichotomy presets lists them) or --config SWEEP_TOML")
+    for text in args.grid:
+        name, values = sweep_module.parse_axis(text)
+        if name in spec["axes"]:
+            raise errors.ConfigError(f"--grid {name} is given twice")
+        spec["axes"][name] = values
+    if args.seeds is not None:
+        spec["seeds"] = sweep_module.parse_seeds(args.seeds)
+    if args.steps is not None:
+        spec["steps"] = args.steps
+    grid = sweep_module.grid(**spec)
+    backend = get_backend(backend or "numba").name
+    workers = None if args.workers is None else errors.positive_int("--workers", args.workers)
+    batch = errors.positive_int("--batch", args.batch)
+    _writable_dir(args.out)
+    with files.locked(args.out, "dichotomy sweep"):
+        outcome = sweep_module.run(grid, args.out, backend=backend, dtype=args.dtype, workers=workers, batch=batch,
+                                   checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    print(f"{outcome.total} runs: {outcome.reused} already stored, {outcome.trained} trained, "
+          f"{len(outcome.failed)} failed; wrote {outcome.store}")
+    for key, reason in outcome.failed.items():
+        print(f"  failed: {key}: {reason}")
+    return EXIT_FAILED if outcome.failed else EXIT_OK
+
+
+COMMANDS = {"train": _train, "bench": _bench, "sweep": _sweep, "validate": _validate, "crosscheck": _crosscheck,
             "export-golden": _export_golden, "presets": _presets}
 
 

@@ -1,0 +1,445 @@
+"""Sweeps: one preset over a grid of its fields and seeds, stored run by run and combined into one Dataset.
+
+A :class:`Grid` names axes (any preset field or model option: alpha, wd, lr, L, d, n_train, ...) with their
+values, and seeds. :func:`plan` expands it into runs and packs the runs that share a dataset and a step count
+into *tasks*, each trained as one batch of the backend's engine. :func:`run` executes the tasks that are not
+done yet (in this process, or in a pool of processes sized to the cores) and writes the store:
+
+    DIR/sweep.json            the grid (what ``dichotomy phase`` and a rerun read)
+    DIR/runs/KEY/             one finished run: trajectory.npz/.json, provenance.json, manifest.json
+    DIR/checkpoints/TASK/     a task's checkpoints while it trains (cleared when its runs are stored)
+    DIR/sweep.nc              every run's metrics, dims (axes..., seed, step), NetCDF (xarray.open_dataset)
+
+KEY hashes everything that determines a run (the overridden preset, backend, dtype, record schedule and package
+version), so a rerun of the same command trains only the runs whose manifest does not verify, and a task killed
+mid-run resumes from its last checkpoint. Seed s draws the dataset with ``preset.seed + s`` and the initial
+parameters with ``preset.init_seed + s`` (docs/sweeps.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import json
+import os
+import platform
+import subprocess
+import time
+import tomllib
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from dichotomy.refimpl import data as datasets
+from dichotomy.refimpl import errors, files, manifest, models, presets, trajectory
+from dichotomy.refimpl.checkpoint import Checkpoints, fingerprint
+from dichotomy.refimpl.errors import ConfigError
+from dichotomy.validation import runs as claim_runs
+
+GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
+BATCH = 16      # runs per task at most
+RETRIES = 1     # a task whose worker dies is tried again this many times, from its checkpoint
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A preset, the values of each swept field, the seeds, and optionally a step count for every run."""
+
+    preset: str
+    axes: dict[str, list] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int | None = None
+
+    def to_json(self) -> dict:
+        return {"preset": self.preset, "axes": self.axes, "seeds": self.seeds, "steps": self.steps}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of the grid: its coordinates (axis values and seed), its preset, and its key."""
+
+    coords: dict
+    seed: int
+    preset: presets.Preset
+    key: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """Runs that share a dataset and a step count: one batch of the backend's engine."""
+
+    key: str
+    runs: tuple[RunPlan, ...]
+    backend: str
+    dtype: str
+    out: str
+    checkpoint_every: float | None
+
+
+# --- the grid ------------------------------------------------------------------------------------------------
+
+def _defaults(preset: presets.Preset) -> dict:
+    """Every name an axis may take, with the preset's value (or the generator's or Config's default)."""
+    out = {k: getattr(preset, k) for k in presets.RUN_KEYS}
+    generator = datasets.GENERATORS.get(preset.dataset)
+    if generator is not None:
+        for name, p in inspect.signature(generator).parameters.items():
+            if p.default is not inspect.Parameter.empty:
+                out[name] = p.default
+    out.update(preset.data_args)
+    for f in dataclasses.fields(models.get(preset.model).Config):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+    out.update(preset.model_args)
+    return out
+
+
+def _parse(name: str, text, like):
+    """``text`` (a string from the command line, or a TOML value) as a value of the type of ``like``."""
+    kind = type(like)
+    if isinstance(text, str) and kind is not str:
+        text = text.strip()
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ConfigError(f"--grid {name}: {text!r} is not true or false")
+            return text.lower() == "true"
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigError(f"--grid {name}: {text!r} is not a number") from None
+        text = number
+    if kind is bool or isinstance(text, bool):
+        if not isinstance(text, bool) or kind is not bool:
+            raise ConfigError(f"--grid {name}: {text!r} is not a {kind.__name__}")
+        return text
+    if kind is int:
+        if not isinstance(text, int | float) or not float(text).is_integer():
+            raise ConfigError(f"--grid {name}: {text!r} is not an integer")
+        return int(text)
+    if kind is float:
+        if not isinstance(text, int | float) or not np.isfinite(text):
+            raise ConfigError(f"--grid {name}: {text!r} is not a finite number")
+        return float(text)
+    if kind is str and isinstance(text, str):
+        return text
+    raise ConfigError(f"--grid {name}: {text!r} is not a {kind.__name__}")
+
+
+def grid(preset: str, axes: dict[str, list], seeds=(0,), steps: int | None = None) -> Grid:
+    """A checked :class:`Grid`: known preset, known axis names, values of the field's type, distinct values,
+    seeds >= 0. Every error is one line, raised before anything runs."""
+    base = presets.get(preset)
+    known = _defaults(base)
+    checked = {}
+    for name, values in axes.items():
+        if name in ("seed", "init_seed"):
+            raise ConfigError(f"--grid {name}: seeds are swept with --seeds A:B")
+        if name not in known:
+            names = ", ".join(sorted(set(known) - {"seed", "init_seed"}))
+            raise ConfigError(f"--grid {name}: not a field of preset {preset} (choose from {names})")
+        if known[name] is None:
+            raise ConfigError(f"--grid {name}: preset {preset} has no value to infer its type from")
+        if not isinstance(values, list | tuple) or not values:
+            raise ConfigError(f"--grid {name}: give at least one value")
+        parsed = [_parse(name, v, known[name]) for v in values]
+        if len(set(parsed)) != len(parsed):
+            raise ConfigError(f"--grid {name}: a value is repeated")
+        checked[name] = parsed
+    seeds = [errors.positive_int("seed", s, minimum=0) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("--seeds: give distinct seeds >= 0, e.g. 0:4")
+    if steps is not None:
+        steps = errors.positive_int("steps", steps)
+    g = Grid(preset, checked, seeds, steps)
+    for cell in _cells(g):  # every cell must make a valid preset (ConfigError otherwise)
+        _preset(g, cell, seeds[0])
+    return g
+
+
+def parse_axis(text: str) -> tuple[str, list[str]]:
+    """``NAME=V1,V2,...`` -> (NAME, [V1, V2, ...]) (values still strings)."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not values.strip():
+        raise ConfigError(f"--grid {text!r}: write NAME=V1,V2,... (e.g. alpha=64,128,256)")
+    return name.strip(), [v for v in values.split(",") if v.strip()]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``A:B`` -> [A, ..., B-1]; ``S`` -> [S]."""
+    try:
+        if ":" in text:
+            a, b = (int(x) for x in text.split(":"))
+            seeds = list(range(a, b))
+        else:
+            seeds = [int(text)]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: write A:B (seeds A to B-1) or one seed") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(f"--seeds {text!r}: give at least one seed, all >= 0")
+    return seeds
+
+
+def read_config(path: Path) -> dict:
+    """A sweep TOML file: ``preset``, optional ``steps``, ``seeds`` ("A:B" or a list), ``backend``, and a
+    ``[grid]`` table of lists. Returns the keyword arguments of :func:`grid` plus any ``backend``."""
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot be read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config {path}: not valid TOML ({e})") from None
+    unknown = set(doc) - {"preset", "steps", "seeds", "backend", "grid"}
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown key {sorted(unknown)[0]!r} (preset, steps, seeds, backend, grid)")
+    if "preset" not in doc:
+        raise ConfigError(f"--config {path}: missing preset = \"NAME\"")
+    seeds = doc.get("seeds", [0])
+    seeds = parse_seeds(seeds) if isinstance(seeds, str) else seeds
+    axes = doc.get("grid", {})
+    if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
+        raise ConfigError(f"--config {path}: [grid] holds NAME = [V1, V2, ...] lists")
+    out = {"preset": doc["preset"], "axes": axes, "seeds": seeds, "steps": doc.get("steps")}
+    if "backend" in doc:
+        out["backend"] = doc["backend"]
+    return out
+
+
+def _cells(g: Grid):
+    names = list(g.axes)
+    for values in itertools.product(*(g.axes[n] for n in names)):
+        yield dict(zip(names, values, strict=True))
+
+
+def _preset(g: Grid, cell: dict, seed: int) -> presets.Preset:
+    base = presets.get(g.preset)
+    changes = {**cell, "seed": base.seed + seed, "init_seed": base.init_seed + seed}
+    if g.steps is not None:
+        changes["steps"] = g.steps
+    return presets.override(base, **changes)
+
+
+def plan(g: Grid, *, backend: str, dtype: str = "float64") -> list[RunPlan]:
+    """Every run of the grid, axes outermost, seeds innermost."""
+    version = manifest.package_version()
+    out = []
+    for cell in _cells(g):
+        for seed in g.seeds:
+            p = _preset(g, cell, seed)
+            key = fingerprint(dataclasses.asdict(p), backend, dtype, claim_runs.schedule(p.steps), version)[:24]
+            out.append(RunPlan(cell, seed, p, key))
+    return out
+
+
+def tasks(todo: list[RunPlan], *, backend: str, dtype: str, out: Path, batch: int = BATCH,
+          checkpoint_every: float | None = None) -> list[Task]:
+    """The runs grouped by dataset and step count, in chunks of at most ``batch``."""
+    groups: dict[str, list[RunPlan]] = {}
+    for r in todo:
+        p = r.preset
+        groups.setdefault(fingerprint(p.model, p.dataset, p.data_args, p.seed, p.steps), []).append(r)
+    made = []
+    for members in groups.values():
+        for i in range(0, len(members), batch):
+            chunk = tuple(members[i:i + batch])
+            made.append(Task(fingerprint([r.key for r in chunk])[:24], chunk, backend, dtype, str(out),
+                             checkpoint_every))
+    return made
+
+
+# --- one task ------------------------------------------------------------------------------------------------
+
+def run_folder(out: Path, key: str) -> Path:
+    return Path(out) / "runs" / key
+
+
+def is_done(out: Path, r: RunPlan) -> bool:
+    return manifest.check(run_folder(out, r.key), r.key).ok
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def run_task(task: Task) -> list[str]:
+    """Train the task's runs as one batch (resuming from its checkpoint), store each run, clear the checkpoint.
+    Returns the keys stored. Runs in a worker process or in this one."""
+    from dichotomy.kernels import get_backend  # validation may import kernels; workers import it here
+
+    backend = get_backend(task.backend)
+    first = task.runs[0].preset
+    module, _, _, data = presets.build(first)
+    configs = [presets.model_config(r.preset, data) for r in task.runs]
+    params = [module.init(c, np.random.default_rng(r.preset.init_seed)) for c, r in zip(configs, task.runs,
+                                                                                        strict=True)]
+    out = Path(task.out)
+    cp = Checkpoints(out / "checkpoints" / task.key, every=task.checkpoint_every)
+    trajs = backend.run_batch(module, configs, params, data, lr=[r.preset.lr for r in task.runs],
+                              wd=[r.preset.wd for r in task.runs], steps=first.steps,
+                              record=claim_runs.schedule(first.steps), dtype=task.dtype, checkpoints=cp,
+                              run_config={"sweep_task": task.key})
+    host = {"node": platform.node(), "machine": platform.machine(), "processor": platform.processor()}
+    commit = _git_commit()
+    for r, traj in zip(task.runs, trajs, strict=True):
+        folder = run_folder(out, r.key)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest.invalidate(folder)
+        paths = list(traj.save(folder / "trajectory"))
+        provenance = {"key": r.key, "coords": r.coords, "seed": r.seed, "preset": dataclasses.asdict(r.preset),
+                      "backend": task.backend, "dtype": task.dtype, "status": traj.status,
+                      "package_version": manifest.package_version(), "git_commit": commit,
+                      "versions": trajectory.versions(), "host": host, "task": task.key,
+                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        paths.append(files.write_json(folder / "provenance.json", provenance, indent=2))
+        manifest.write(folder, paths, r.key)
+    cp.clear()
+    return [r.key for r in task.runs]
+
+
+# --- executing the tasks -------------------------------------------------------------------------------------
+
+def _worker_init(threads: int) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def execute_local(todo: list[Task], workers: int, on_done, on_failed) -> None:
+    """Run the tasks in this process (``workers`` = 1) or in a pool of ``workers`` processes, each with an equal
+    share of the cores for its engine's threads. A pool whose worker dies is replaced, and the tasks it had not
+    finished are tried again (from their checkpoints), each at most :data:`RETRIES` more times."""
+    if workers == 1:
+        for t in todo:
+            try:
+                keys = run_task(t)
+            except (errors.DichotomyError, ArithmeticError, ValueError, OSError) as e:
+                on_failed(t, f"{type(e).__name__}: {e}")
+            else:
+                on_done(t, keys)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    attempts = {t.key: 0 for t in todo}
+    pending = list(todo)
+    while pending:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(run_task, t): t for t in pending}
+            pending = []
+            while futures:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    t = futures.pop(f)
+                    try:
+                        keys = f.result()
+                    except BrokenProcessPool:
+                        attempts[t.key] += 1
+                        if attempts[t.key] > RETRIES:
+                            on_failed(t, f"its worker process died {attempts[t.key]} times")
+                        else:
+                            pending.append(t)
+                    except Exception as e:  # the task's own error, raised again here: the others go on
+                        on_failed(t, f"{type(e).__name__}: {e}")
+                    else:
+                        on_done(t, keys)
+
+
+@dataclass
+class Outcome:
+    """What a sweep did: runs in the grid, found done, trained now, failed (with reasons), and the store."""
+
+    total: int
+    reused: int
+    trained: int
+    failed: dict[str, str]
+    store: Path | None
+
+
+def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", workers: int | None = None,
+        batch: int = BATCH, checkpoint_every: float | None = None, progress: bool = True) -> Outcome:
+    """Train every run of ``g`` that ``out`` does not hold yet, then write ``out/sweep.nc``.
+
+    ``workers``: processes (default: one per core, at most one per task; 1 trains in this process).
+    """
+    out = Path(out)
+    everything = plan(g, backend=backend, dtype=dtype)
+    todo = [r for r in everything if not is_done(out, r)]
+    work = tasks(todo, backend=backend, dtype=dtype, out=out, batch=batch, checkpoint_every=checkpoint_every)
+    workers = workers or max(1, min(os.cpu_count() or 1, len(work)))
+    files.write_json(out / GRID_FILE, {**g.to_json(), "backend": backend, "dtype": dtype}, indent=2)
+    failed: dict[str, str] = {}
+    bar = _bar(len(everything), len(everything) - len(todo), progress)
+    try:
+        def done(t, keys):
+            bar.update(len(keys))
+
+        def fail(t, reason):
+            for r in t.runs:
+                failed[r.key] = reason
+            bar.update(len(t.runs))
+
+        execute_local(work, workers, done, fail)
+    finally:
+        bar.close()
+    store = write_store(g, out, everything)
+    return Outcome(len(everything), len(everything) - len(todo), len(todo) - len(failed), failed, store)
+
+
+def _bar(total: int, initial: int, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="run", desc="sweep", disable=not show, dynamic_ncols=True)
+
+
+# --- the combined store --------------------------------------------------------------------------------------
+
+def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
+    """``out/sweep.nc``: every stored run's metrics, dims (axes..., seed, step), NaN where a run has no record
+    (missing, failed, or stopped early), and ``status`` (axes..., seed). Written atomically."""
+    import xarray as xr
+
+    names = list(g.axes)
+    shape = tuple(len(g.axes[n]) for n in names) + (len(g.seeds),)
+    loaded, steps = {}, set()
+    for r in everything:
+        folder = run_folder(out, r.key)
+        if manifest.check(folder, r.key).ok:
+            traj = trajectory.load(folder / "trajectory")
+            loaded[r.key] = traj
+            steps.update(int(s) for s in traj.steps)
+    step_axis = np.array(sorted(steps), np.int64)
+    metrics = sorted({m for t in loaded.values() for m in t.metrics})
+    values = {m: np.full(shape + (len(step_axis),), np.nan) for m in metrics}
+    status = np.full(shape, "missing", dtype=object)
+    for r in everything:
+        index = tuple(g.axes[n].index(r.coords[n]) for n in names) + (g.seeds.index(r.seed),)
+        traj = loaded.get(r.key)
+        if traj is None:
+            continue
+        status[index] = traj.status
+        where = np.searchsorted(step_axis, traj.steps)
+        for m, v in traj.metrics.items():
+            values[m][index + (where,)] = v
+    dims = (*names, "seed", "step")
+    ds = xr.Dataset({m: (dims, v) for m, v in values.items()},
+                    coords={**{n: g.axes[n] for n in names}, "seed": g.seeds, "step": step_axis})
+    ds["status"] = (dims[:-1], status.astype(str))
+    ds.attrs.update({"preset": g.preset, "grid": json.dumps(g.to_json()),
+                     "package_version": manifest.package_version(), "runs_stored": len(loaded),
+                     "runs_total": len(everything)})
+    path = out / STORE_FILE
+    tmp = out / f".{STORE_FILE}.{os.getpid()}.tmp"
+    try:
+        ds.to_netcdf(tmp, engine="scipy")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
