@@ -72,8 +72,8 @@ def test_the_store_holds_every_run_with_dims_axes_seed_step_and_a_rerun_trains_o
     from dichotomy.kernels import get_backend
     from dichotomy.refimpl import presets
     from dichotomy.validation import runs as claim_runs
-    p = presets.override(presets.get("fig3-quick"), alpha=10.0, wd=4e-3, steps=300, seed=presets.get("fig3-quick").seed
-                         + 1, init_seed=1)
+    base = presets.get("fig3-quick")
+    p = presets.override(base, alpha=10.0, wd=4e-3, steps=300, seed=base.seed + 1, init_seed=base.init_seed + 1)
     module, config, params, data = presets.build(p)
     traj = get_backend("numba").run(module, config, params, data, lr=p.lr, wd=p.wd, steps=300,
                                     record=claim_runs.schedule(300))
@@ -150,7 +150,8 @@ def test_kill_9_of_the_sweep_then_a_rerun_computes_only_the_missing_runs(tmp_pat
 def test_a_toml_config_sweeps_like_the_command_line(tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text('preset = "fig3-quick"\nsteps = 200\nseeds = "0:2"\nbackend = "numba"\n[grid]\nalpha = [5, 10]\n')
-    assert main(["sweep", "--config", str(config), "--workers", "1", "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    assert main(["sweep", "--config", str(config), "--workers", "1", "--no-progress",
+                 "--out", str(tmp_path / "a")]) == 0
     assert main(["sweep", "fig3-quick", "--grid", "alpha=5,10", "--seeds", "0:2", "--steps", "200", "--workers", "1",
                  "--no-progress", "--out", str(tmp_path / "b")]) == 0
     xr.testing.assert_identical(_metrics(tmp_path / "a" / "sweep.nc"), _metrics(tmp_path / "b" / "sweep.nc"))

@@ -96,8 +96,8 @@ def advance(U, V, L, Xb, y, code, lr, wd, steps, F, G, part, wbuf, gbuf, xbuf, a
     and on return. A run whose loss stops being finite is frozen (``active`` cleared, ``done[b]`` = the steps
     it did); the others go on.
 
-    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, while it sits in cache,
-    gives, for every run, X[:, J]^T g_s, the update of u_J and v_J, and X[:, J] w_{s+1, J}: its share of the
+    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, converted once into the
+    working dtype (``xbuf``) and while it sits in cache, gives, for every run, X[:, J]^T g_s, the update of u_J and v_J, and X[:, J] w_{s+1, J}: its share of the
     next step's outputs. The shares are summed in :data:`CHUNKS` fixed partial sums (one per group of blocks),
     in a fixed order.
     """
@@ -291,9 +291,9 @@ class DiagonalNetEngine(NumbaEngine):
             return (colbits, rowbits), (np.zeros(8 * n8, self.dtype), np.empty((n8, 256), self.dtype),
                                         np.empty((CHUNKS, n), self.dtype), np.empty((CHUNKS, 8 * GROUPS), self.dtype),
                                         np.empty((CHUNKS, GROUPS, 256), self.dtype))
-        return (blocked(self.X["train"]),), (np.empty((CHUNKS, self.B, n), self.dtype),
-                                             np.empty((CHUNKS, BLOCK), self.dtype), np.empty((CHUNKS, BLOCK), self.dtype),
-                                             np.empty((CHUNKS, n, BLOCK), self.dtype))
+        scratch = (np.empty((CHUNKS, self.B, n), self.dtype), np.empty((CHUNKS, BLOCK), self.dtype),
+                   np.empty((CHUNKS, BLOCK), self.dtype), np.empty((CHUNKS, n, BLOCK), self.dtype))
+        return (blocked(self.X["train"]),), scratch
 
     def state(self):
         """The runs' u, v and the train outputs the next step starts from: computed once and then carried, they
