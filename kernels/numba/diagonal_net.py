@@ -97,9 +97,9 @@ def advance(U, V, L, Xb, y, code, lr, wd, steps, F, G, part, wbuf, gbuf, xbuf, a
     it did); the others go on.
 
     w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, converted once into the
-    working dtype (``xbuf``) and while it sits in cache, gives, for every run, X[:, J]^T g_s, the update of u_J and v_J, and X[:, J] w_{s+1, J}: its share of the
-    next step's outputs. The shares are summed in :data:`CHUNKS` fixed partial sums (one per group of blocks),
-    in a fixed order.
+    working dtype (``xbuf``) and while it sits in cache, gives, for every run, X[:, J]^T g_s, the update of u_J
+    and v_J, and X[:, J] w_{s+1, J}: its share of the next step's outputs. The shares are summed in
+    :data:`CHUNKS` fixed partial sums (one per group of blocks), in a fixed order.
     """
     nb, n, bs = Xb.shape
     B, d = U.shape
@@ -270,13 +270,9 @@ class DiagonalNetEngine(NumbaEngine):
             self.f_valid = True
         if self.signs:
             return super().advance(steps)
-        active = self.diverged_at < 0
-        done = np.full(self.B, steps, np.int64)
-        advance(self.U, self.V, self.L, *self.layout[0], self.y["train"], self.code, self.lr, self.wd, steps, self.F,
-                self.G, *self.layout[1], active, done)
-        stopped = (self.diverged_at < 0) & (done < steps)
-        self.diverged_at[stopped] = self.step + done[stopped]
-        self.step += steps
+        self.advance_together(steps, lambda active, done: advance(
+            self.U, self.V, self.L, *self.layout[0], self.y["train"], self.code, self.lr, self.wd, steps, self.F,
+            self.G, *self.layout[1], active, done))
 
     def advance_run(self, b, steps):  # +-1 data
         return advance_signs(self.U[b], self.V[b], int(self.L[b]), *self.layout[0], self.y["train"], self.code,

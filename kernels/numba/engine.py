@@ -45,6 +45,17 @@ class NumbaEngine:
                 self.diverged_at[b] = self.step + done
         self.step += steps
 
+    def advance_together(self, steps: int, kernel) -> None:
+        """:meth:`advance` for a kernel that advances every live run in one call: ``kernel(active, done)`` gets
+        ``active`` (B,) bool, which it may clear, and ``done`` (B,) = ``steps``, in which it sets the steps run b
+        did before a non-finite loss."""
+        live = self.diverged_at < 0
+        done = np.full(self.B, steps, np.int64)
+        kernel(live.copy(), done)
+        stopped = live & (done < steps)
+        self.diverged_at[stopped] = self.step + done[stopped]
+        self.step += steps
+
     def outputs(self, split: str) -> list[np.ndarray]:
         return [self.run_outputs(b, split).astype(np.float64) for b in range(self.B)]
 

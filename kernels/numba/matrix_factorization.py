@@ -170,18 +170,14 @@ class MatrixFactorizationEngine(NumbaEngine):
     def advance(self, steps: int) -> None:
         if self.B == 1:
             return super().advance(steps)
-        active = self.diverged_at < 0
-        done = np.full(self.B, steps, np.int64)
-        advance_runs(self.U, self.V, self.U2, self.V2, *self.train, self.code, self.lr, self.wd, steps,
-                     *self.adjacency, self.g, active, done)
-        stopped = active & (done < steps)
-        self.diverged_at[stopped] = self.step + done[stopped]
-        self.step += steps
+        self.advance_together(steps, lambda active, done: advance_runs(
+            self.U, self.V, self.U2, self.V2, *self.train, self.code, self.lr, self.wd, steps, *self.adjacency,
+            self.g, active, done))
 
     def advance_run(self, b, steps):
         U, V, U2, V2 = self.U[b], self.V[b], self.U2[b], self.V2[b]
-        done, _, swapped = advance(U, V, U2, V2, *self.train, self.code, self.real(self.lr[b]),
-                                   self.real(self.wd[b]), steps, *self.adjacency, self.g[b], self.bounds)
+        done, _, swapped = advance(U, V, U2, V2, *self.train, self.code, self.lr[b], self.wd[b], steps,
+                                   *self.adjacency, self.g[b], self.bounds)
         if swapped:
             U[...], V[...] = U2, V2
         return done
