@@ -9,6 +9,7 @@ Exit codes: 0 success; 1 training diverged or a claim / crosscheck failed; 2 bad
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -29,6 +30,7 @@ from dichotomy.refimpl.limits import transition
 from dichotomy.refimpl.models import MODELS
 from dichotomy.refimpl.train import DTYPES
 from dichotomy.refimpl.trajectory import Trajectory, load
+from dichotomy.validation import cluster as cluster_module
 from dichotomy.validation import suite
 from dichotomy.validation import sweep as sweep_module
 from dichotomy.validation.claim import config_hash
@@ -263,6 +265,20 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--batch", type=int, default=sweep_module.BATCH,
                     help=f"runs per batch at most (default {sweep_module.BATCH})")
     _add_checkpoint_options(sw, "each batch")
+    dask = sw.add_argument_group("Dask (the optional extra 'cluster'; docs/sweeps.md)")
+    dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="run the batches on this running Dask scheduler (tcp://HOST:PORT, used as given)")
+    dask.add_argument("--cluster", default=None, **_one_of("cluster", cluster_module.KINDS), metavar="KIND",
+                      help="start a Dask cluster for the sweep: local (worker processes on this machine, --workers "
+                           "of them) or a job queue: slurm, pbs, sge")
+    dask.add_argument("--jobs", type=int, default=None, help="job queue: jobs to submit (default 1)")
+    dask.add_argument("--cores", type=int, default=None,
+                      help="job queue: cores per job, one single-threaded worker each (default 1)")
+    dask.add_argument("--memory", default=None, help="job queue: memory per job, e.g. 8GB (default 4GB)")
+    dask.add_argument("--walltime", default=None, help="job queue: time limit per job, HH:MM:SS (default 01:00:00)")
+    dask.add_argument("--queue", default=None, help="job queue: the queue or partition (default: the system's)")
+    dask.add_argument("--job-script", action="store_true",
+                      help="job queue: print the script each job would run, and exit without submitting")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sw.add_argument("--out", required=True, type=Path, help="the sweep's store")
 
@@ -526,6 +542,19 @@ def _presets(args) -> int:
     return EXIT_OK
 
 
+def _job_spec(args) -> cluster_module.JobSpec | None:
+    """The job-queue options as a JobSpec (None without --cluster slurm|pbs|sge), refusing them elsewhere."""
+    given = {k: getattr(args, k) for k in ("jobs", "cores", "memory", "walltime", "queue")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.scheduler is not None and args.cluster is not None:
+        raise errors.ConfigError("give either --scheduler ADDRESS or --cluster KIND, not both")
+    if args.cluster not in cluster_module.QUEUES:
+        if given:
+            raise errors.ConfigError(f"--{next(iter(given))} is for a job queue: add --cluster slurm, pbs or sge")
+        return None
+    return cluster_module.JobSpec(args.cluster, **given)
+
+
 def _sweep(args) -> int:
     spec = {"preset": args.preset, "axes": {}, "seeds": [0], "steps": None}
     backend = args.backend
@@ -549,10 +578,24 @@ def _sweep(args) -> int:
     backend = get_backend(backend or "numba").name
     workers = None if args.workers is None else errors.positive_int("--workers", args.workers)
     batch = errors.positive_int("--batch", args.batch)
+    job = _job_spec(args)
+    if args.job_script:
+        if job is None:
+            raise errors.ConfigError("--job-script shows a job queue's script: give --cluster slurm, pbs or sge")
+        print(cluster_module.job_script(job))
+        return EXIT_OK
+    if workers is not None and (args.scheduler is not None or job is not None):
+        raise errors.ConfigError("--workers sizes local execution (a pool or --cluster local); a scheduler or job "
+                                 "queue has its own workers")
     _writable_dir(args.out)
-    with files.locked(args.out, "dichotomy sweep"):
+    executor = contextlib.nullcontext(None)
+    if args.scheduler is not None or args.cluster is not None:
+        executor = cluster_module.executor(scheduler=args.scheduler, cluster=args.cluster, job=job,
+                                           workers=workers or os.cpu_count() or 1)
+    with files.locked(args.out, "dichotomy sweep"), executor as execute:
         outcome = sweep_module.run(grid, args.out, backend=backend, dtype=args.dtype, workers=workers, batch=batch,
-                                   checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+                                   checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                                   executor=execute)
     print(f"{outcome.total} runs: {outcome.reused} already stored, {outcome.trained} trained, "
           f"{len(outcome.failed)} failed; wrote {outcome.store}")
     for key, reason in outcome.failed.items():

@@ -19,6 +19,7 @@ parameters with ``preset.init_seed + s`` (docs/sweeps.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import itertools
 import json
@@ -307,32 +308,55 @@ def run_task(task: Task) -> list[str]:
 
 # --- executing the tasks -------------------------------------------------------------------------------------
 
-def _worker_init(threads: int) -> None:
+class WorkerDied(errors.DichotomyError):
+    """A task was started more than 1 + :data:`RETRIES` times: its worker died each time."""
+
+
+def _attempts_file(task: Task) -> Path:
+    return Path(task.out) / "checkpoints" / task.key / "attempts.json"  # cleared with the task's checkpoints
+
+
+def run_attempt(task: Task, threads: int | None = None) -> list[str]:
+    """:func:`run_task`, counting its starts: a task is started again only when the process running it died
+    (a task's own error is reported, not retried), so a third start means its worker died twice. Every
+    executor runs tasks through this; ``threads`` sets the engine's threads in this process (None: leave it)."""
+    path = _attempts_file(task)
+    started = json.loads(path.read_text())["started"] if path.is_file() else 0
+    if started > RETRIES:
+        raise WorkerDied(f"its worker died {started} times (it is resumed from its checkpoint at most "
+                         f"{RETRIES} time{'s' if RETRIES != 1 else ''})")
+    files.write_json(path, {"started": started + 1})
+    if threads is not None:
+        _set_threads(threads)
+    return run_task(task)
+
+
+def _set_threads(threads: int) -> None:
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
-def execute_local(todo: list[Task], workers: int, on_done, on_failed) -> None:
+def execute_local(todo: list[Task], on_done, on_failed, *, workers: int) -> None:
     """Run the tasks in this process (``workers`` = 1) or in a pool of ``workers`` processes, each with an equal
-    share of the cores for its engine's threads. A pool whose worker dies is replaced, and the tasks it had not
-    finished are tried again (from their checkpoints), each at most :data:`RETRIES` more times."""
+    share of the cores for its engine's threads. A pool whose worker dies is replaced and the tasks it had not
+    finished are submitted again: each resumes from its checkpoint, and :func:`run_attempt` reports a task
+    failed when its worker has died more than :data:`RETRIES` times."""
     if workers == 1:
         for t in todo:
             try:
-                keys = run_task(t)
+                keys = run_attempt(t)
             except (errors.DichotomyError, ArithmeticError, ValueError, OSError) as e:
                 on_failed(t, f"{type(e).__name__}: {e}")
             else:
                 on_done(t, keys)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    attempts = {t.key: 0 for t in todo}
     pending = list(todo)
     while pending:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(run_task, t): t for t in pending}
+            futures = {pool.submit(run_attempt, t): t for t in pending}
             pending = []
             while futures:
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -340,12 +364,8 @@ def execute_local(todo: list[Task], workers: int, on_done, on_failed) -> None:
                     t = futures.pop(f)
                     try:
                         keys = f.result()
-                    except BrokenProcessPool:
-                        attempts[t.key] += 1
-                        if attempts[t.key] > RETRIES:
-                            on_failed(t, f"its worker process died {attempts[t.key]} times")
-                        else:
-                            pending.append(t)
+                    except BrokenProcessPool:  # some worker died: this task may not even have started
+                        pending.append(t)
                     except Exception as e:  # the task's own error, raised again here: the others go on
                         on_failed(t, f"{type(e).__name__}: {e}")
                     else:
@@ -363,17 +383,28 @@ class Outcome:
     store: Path | None
 
 
+def default_workers(n_tasks: int) -> int:
+    """One process per core, at most one per task."""
+    return max(1, min(os.cpu_count() or 1, n_tasks))
+
+
 def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", workers: int | None = None,
-        batch: int = BATCH, checkpoint_every: float | None = None, progress: bool = True) -> Outcome:
+        batch: int = BATCH, checkpoint_every: float | None = None, progress: bool = True,
+        executor=None) -> Outcome:
     """Train every run of ``g`` that ``out`` does not hold yet, then write ``out/sweep.nc``.
 
-    ``workers``: processes (default: one per core, at most one per task; 1 trains in this process).
+    ``executor(tasks, on_done, on_failed)`` runs the tasks (validation/cluster.py's Dask executors); default:
+    :func:`execute_local` with ``workers`` processes (default: one per core, at most one per task; 1 trains in
+    this process).
     """
-    out = Path(out)
+    out = Path(out).resolve()  # absolute: a worker elsewhere writes into the same folder
     everything = plan(g, backend=backend, dtype=dtype)
     todo = [r for r in everything if not is_done(out, r)]
     work = tasks(todo, backend=backend, dtype=dtype, out=out, batch=batch, checkpoint_every=checkpoint_every)
-    workers = workers or max(1, min(os.cpu_count() or 1, len(work)))
+    for t in work:  # a new sweep: every task gets its retries again
+        _attempts_file(t).unlink(missing_ok=True)
+    if executor is None:
+        executor = functools.partial(execute_local, workers=workers or default_workers(len(work)))
     files.write_json(out / GRID_FILE, {**g.to_json(), "backend": backend, "dtype": dtype}, indent=2)
     failed: dict[str, str] = {}
     bar = _bar(len(everything), len(everything) - len(todo), progress)
@@ -386,9 +417,13 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
                 failed[r.key] = reason
             bar.update(len(t.runs))
 
-        execute_local(work, workers, done, fail)
+        executor(work, done, fail)
     finally:
         bar.close()
+    try:
+        (out / "checkpoints").rmdir()  # only when every task cleared its own
+    except OSError:
+        pass
     store = write_store(g, out, everything)
     return Outcome(len(everything), len(everything) - len(todo), len(todo) - len(failed), failed, store)
 

@@ -1,0 +1,171 @@
+"""A sweep's tasks on Dask: a running scheduler, a LocalCluster, or workers started through a job queue.
+
+The optional extra ``cluster`` (``pip install "dichotomy-grokking[cluster]"``) brings Dask distributed and
+dask-jobqueue; nothing here schedules anything itself. :func:`executor` opens a :class:`DaskExecutor` on
+
+- a running scheduler (``--scheduler tcp://HOST:PORT``, the address used exactly as given);
+- a ``distributed.LocalCluster`` on the loopback interface (``--cluster local``): worker processes on this
+  machine, each one task at a time with an equal share of the cores for the engine's threads;
+- SLURM, PBS or SGE (``--cluster slurm|pbs|sge --jobs N --cores C --memory M --walltime T``): dask-jobqueue
+  submits N jobs, each running C single-threaded worker processes (one task per core).
+
+Each task is :func:`sweep.run_attempt`: it counts its starts in its checkpoint folder, so a task whose worker
+dies is started again (the scheduler reschedules it) and resumes from its last checkpoint, once
+(:data:`sweep.RETRIES`); a third start reports it failed while the other tasks finish. The workers write the
+runs into the sweep's folder, so on a cluster that folder must be on a file system every node mounts.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dichotomy.refimpl import errors
+from dichotomy.refimpl.errors import ConfigError
+
+EXTRA = 'pip install "dichotomy-grokking[cluster]"'
+QUEUES = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub"), "sge": ("SGECluster", "qsub")}
+KINDS = ("local", *QUEUES)
+CONNECT_TIMEOUT = "10s"
+# every job's workers run one task at a time on one core: the engines' thread pools stay at one thread
+_PROLOGUE = ["export NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What each job of a job queue asks for: ``cores`` (one worker process each), ``memory`` (Dask's
+    notation, "8GB"), ``walltime`` ([D-]HH:MM[:SS]) and optionally a ``queue``; ``jobs`` jobs in all."""
+
+    kind: str
+    jobs: int = 1
+    cores: int = 1
+    memory: str = "4GB"
+    walltime: str = "01:00:00"
+    queue: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in QUEUES:
+            raise ConfigError(f"--cluster {self.kind}: choose from {', '.join(KINDS)}")
+        errors.positive_int("--jobs", self.jobs)
+        errors.positive_int("--cores", self.cores)
+        if not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", str(self.walltime)):
+            raise ConfigError(f"--walltime {self.walltime!r}: write HH:MM:SS (or D-HH:MM:SS), e.g. 02:00:00")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _require(option: str):
+    """``distributed``, or a one-line error naming the extra to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(f"{option} needs Dask distributed, the optional extra 'cluster': {EXTRA}") from None
+    return distributed
+
+
+def _memory(text: str) -> str:
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(text) <= 0:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ConfigError(f"--memory {text!r}: write an amount like 4GB or 500MiB") from None
+    return text
+
+
+def job_cluster(spec: JobSpec):
+    """The dask-jobqueue cluster for ``spec``, no job submitted yet (``.job_script()`` shows what would be)."""
+    _require(f"--cluster {spec.kind}")
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ConfigError(f"--cluster {spec.kind} needs dask-jobqueue, the optional extra 'cluster': {EXTRA}") from None
+    cls = getattr(dask_jobqueue, QUEUES[spec.kind][0])
+    options = {"cores": spec.cores, "processes": spec.cores, "memory": _memory(spec.memory),
+               "walltime": spec.walltime, "job_script_prologue": _PROLOGUE, "job_name": "dichotomy-sweep"}
+    if spec.queue:
+        options["queue"] = spec.queue
+    return cls(**options)
+
+
+def job_script(spec: JobSpec) -> str:
+    """The script each job would run, rendered without submitting anything (no job queue needed)."""
+    cluster = job_cluster(spec)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+class DaskExecutor:
+    """Runs a sweep's tasks on a ``distributed.Client``: every task submitted at once, results taken as they
+    come; ``threads`` sets each task's engine threads (None: the worker's default)."""
+
+    def __init__(self, client, threads: int | None):
+        self.client = client
+        self.threads = threads
+
+    def __call__(self, todo, on_done, on_failed) -> None:
+        from distributed import as_completed
+
+        from dichotomy.validation import sweep
+
+        futures = {self.client.submit(sweep.run_attempt, t, self.threads, key=f"dichotomy-task-{t.key}",
+                                      pure=False): t for t in todo}
+        for future in as_completed(futures):
+            t = futures[future]
+            try:
+                keys = future.result()
+            except Exception as e:  # the task's own error, a worker lost for good (KilledWorker): the others go on
+                on_failed(t, f"{type(e).__name__}: {_one_line(e)}")
+            else:
+                on_done(t, keys)
+            future.release()
+
+
+@contextmanager
+def executor(*, scheduler: str | None = None, cluster: str | None = None, workers: int = 1,
+             job: JobSpec | None = None):
+    """A :class:`DaskExecutor` on a running ``scheduler``, or on a cluster this call starts and stops:
+    ``cluster="local"`` (``workers`` processes on 127.0.0.1) or a job queue (``job``). Closed on exit."""
+    import os
+
+    if (scheduler is None) == (cluster is None):
+        raise ConfigError("give either --scheduler ADDRESS or --cluster KIND, not both")
+    distributed = _require("--scheduler" if scheduler is not None else f"--cluster {cluster}")
+    started = None
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
+            raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there "
+                              f"({_one_line(e)})") from None
+        threads = None
+    elif cluster == "local":
+        workers = errors.positive_int("--workers", workers)
+        started = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None)
+        client = distributed.Client(started)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    else:
+        if job is None or job.kind != cluster:
+            raise ConfigError(f"--cluster {cluster}: choose from {', '.join(KINDS)}")
+        submit = QUEUES[cluster][1]
+        if shutil.which(submit) is None:
+            raise ConfigError(f"--cluster {cluster}: {submit} is not on PATH; run the sweep where jobs are submitted "
+                              "(the cluster's login node)")
+        started = job_cluster(job)
+        started.scale(jobs=job.jobs)
+        client = distributed.Client(started)
+        threads = 1
+    try:
+        yield DaskExecutor(client, threads)
+    finally:
+        client.close()
+        if started is not None:
+            started.close()
