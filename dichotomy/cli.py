@@ -31,6 +31,7 @@ from dichotomy.refimpl.models import MODELS
 from dichotomy.refimpl.train import DTYPES
 from dichotomy.refimpl.trajectory import Trajectory, load
 from dichotomy.validation import cluster as cluster_module
+from dichotomy.validation import phase as phase_module
 from dichotomy.validation import suite
 from dichotomy.validation import sweep as sweep_module
 from dichotomy.validation.claim import config_hash
@@ -281,6 +282,17 @@ def _parser() -> argparse.ArgumentParser:
                       help="job queue: print the script each job would run, and exit without submitting")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sw.add_argument("--out", required=True, type=Path, help="the sweep's store")
+
+    ph = command("phase", "the switch time of every cell of a sweep against ln α / (ηλ), and a phase diagram",
+                 "Read the sweep store DIR/sweep.nc; for every cell measure the switch of the test metric (mean over "
+                 "seeds with its uncertainty) and its class (grokking, misgrokking, no switch), fit it against "
+                 "t* = ln α / (ηλ), ln α and 1/λ; write DIR/phase.json and DIR/phase.png (docs/sweeps.md).")
+    ph.add_argument("dir", type=Path, metavar="DIR", help="the folder dichotomy sweep --out wrote")
+    ph.add_argument("--metric", default=None, help="the metric whose switch is measured (default test_acc, or "
+                    "test_loss for regression)")
+    ph.add_argument("--min-change", type=float, default=phase_module.MIN_CHANGE,
+                    help="the least move of the metric that counts as a switch: absolute for accuracies, relative "
+                         f"for losses (default {phase_module.MIN_CHANGE})")
 
     engines = (*BACKENDS, *bench_module.PEERS)
     bench = command("bench", "time every workload on every engine, side by side (docs/benchmarks.md)",
@@ -542,6 +554,16 @@ def _presets(args) -> int:
     return EXIT_OK
 
 
+def _phase(args) -> int:
+    min_change = errors.positive("--min-change", args.min_change)
+    store = phase_module.load(args.dir)  # a one-line error before anything is written
+    with files.locked(args.dir, "dichotomy phase"):
+        result, paths = phase_module.write(args.dir, args.metric, min_change, store=store)
+    print(phase_module.summary(result))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK
+
+
 def _job_spec(args) -> cluster_module.JobSpec | None:
     """The job-queue options as a JobSpec (None without --cluster slurm|pbs|sge), refusing them elsewhere."""
     given = {k: getattr(args, k) for k in ("jobs", "cores", "memory", "walltime", "queue")}
@@ -603,8 +625,8 @@ def _sweep(args) -> int:
     return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
-COMMANDS = {"train": _train, "bench": _bench, "sweep": _sweep, "validate": _validate, "crosscheck": _crosscheck,
-            "export-golden": _export_golden, "presets": _presets}
+COMMANDS = {"train": _train, "bench": _bench, "sweep": _sweep, "phase": _phase, "validate": _validate,
+            "crosscheck": _crosscheck, "export-golden": _export_golden, "presets": _presets}
 
 
 # --- main ------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import functools
 import inspect
 import itertools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -40,6 +41,7 @@ from dichotomy.refimpl import data as datasets
 from dichotomy.refimpl import errors, files, manifest, models, presets, trajectory
 from dichotomy.refimpl.checkpoint import Checkpoints, fingerprint
 from dichotomy.refimpl.errors import ConfigError
+from dichotomy.refimpl.limits import transition
 from dichotomy.validation import runs as claim_runs
 
 GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
@@ -290,13 +292,16 @@ def run_task(task: Task) -> list[str]:
                               run_config={"sweep_task": task.key})
     host = {"node": platform.node(), "machine": platform.machine(), "processor": platform.processor()}
     commit = _git_commit()
-    for r, traj in zip(task.runs, trajs, strict=True):
+    for r, traj, config in zip(task.runs, trajs, configs, strict=True):
+        predicted = transition.predicted_time(module, config, r.preset.lr, r.preset.wd)
         folder = run_folder(out, r.key)
         folder.mkdir(parents=True, exist_ok=True)
         manifest.invalidate(folder)
         paths = list(traj.save(folder / "trajectory"))
         provenance = {"key": r.key, "coords": r.coords, "seed": r.seed, "preset": dataclasses.asdict(r.preset),
                       "backend": task.backend, "dtype": task.dtype, "status": traj.status,
+                      "predicted": {k: v if not isinstance(v, float) or math.isfinite(v) else None
+                                    for k, v in predicted.items()},
                       "package_version": manifest.package_version(), "git_commit": commit,
                       "versions": trajectory.versions(), "host": host, "task": task.key,
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -436,30 +441,41 @@ def _bar(total: int, initial: int, show: bool):
 
 # --- the combined store --------------------------------------------------------------------------------------
 
+PER_RUN = ("alpha", "lr", "wd", "t_star")  # the store's per-run variables besides status, dims (axes..., seed)
+
+
 def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
     """``out/sweep.nc``: every stored run's metrics, dims (axes..., seed, step), NaN where a run has no record
-    (missing, failed, or stopped early), and ``status`` (axes..., seed). Written atomically."""
+    (missing, failed, or stopped early); ``status`` (axes..., seed); and per run (axes..., seed) its init scale
+    ``run_alpha``, ``run_lr``, ``run_wd`` and the predicted switch ``run_t_star`` = ln(alpha)/(lr wd) in steps
+    (NaN where the theory predicts none). Written atomically."""
     import xarray as xr
 
     names = list(g.axes)
     shape = tuple(len(g.axes[n]) for n in names) + (len(g.seeds),)
-    loaded, steps = {}, set()
+    loaded, predicted, steps = {}, {}, set()
     for r in everything:
         folder = run_folder(out, r.key)
         if manifest.check(folder, r.key).ok:
             traj = trajectory.load(folder / "trajectory")
             loaded[r.key] = traj
+            predicted[r.key] = json.loads((folder / "provenance.json").read_text()).get("predicted") or {}
             steps.update(int(s) for s in traj.steps)
     step_axis = np.array(sorted(steps), np.int64)
     metrics = sorted({m for t in loaded.values() for m in t.metrics})
     values = {m: np.full(shape + (len(step_axis),), np.nan) for m in metrics}
     status = np.full(shape, "missing", dtype=object)
+    per_run = {name: np.full(shape, np.nan) for name in PER_RUN}
     for r in everything:
         index = tuple(g.axes[n].index(r.coords[n]) for n in names) + (g.seeds.index(r.seed),)
         traj = loaded.get(r.key)
         if traj is None:
             continue
         status[index] = traj.status
+        p = predicted[r.key]
+        for name, value in (("alpha", p.get("alpha")), ("lr", r.preset.lr), ("wd", r.preset.wd),
+                            ("t_star", p.get("steps"))):
+            per_run[name][index] = np.nan if value is None else value
         where = np.searchsorted(step_axis, traj.steps)
         for m, v in traj.metrics.items():
             values[m][index + (where,)] = v
@@ -467,6 +483,8 @@ def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
     ds = xr.Dataset({m: (dims, v) for m, v in values.items()},
                     coords={**{n: g.axes[n] for n in names}, "seed": g.seeds, "step": step_axis})
     ds["status"] = (dims[:-1], status.astype(str))
+    for name, v in per_run.items():
+        ds[f"run_{name}"] = (dims[:-1], v)
     ds.attrs.update({"preset": g.preset, "grid": json.dumps(g.to_json()),
                      "package_version": manifest.package_version(), "runs_stored": len(loaded),
                      "runs_total": len(everything)})
