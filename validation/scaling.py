@@ -2,20 +2,25 @@
 
 Theorems 3.4/3.5 put the switch at t* = (1/lambda) ln(alpha) up to lower-order terms, and the window
 [(1 - c), (1 + c)] t* shrinks relative to t* as alpha grows. Measured on the diagonal net of Fig. 1a (one
-dataset, several alpha at fixed lambda and several lambda at fixed alpha; on the numba backend each sweep is
-one batched run): the 50% point of the test-accuracy rise, its 10-90% width, and linear fits.
+dataset, several alpha at fixed lambda and several lambda at fixed alpha): two sweeps through ``dichotomy
+sweep``'s path (validation/sweep.py: one batch of the backend's engine each), analyzed by ``dichotomy phase``'s
+(validation/phase.py): the 50% point of the test-accuracy rise, its 10-90% width, and linear fits with their
+95% intervals.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dichotomy.refimpl.limits import transition
-from dichotomy.validation import plots, runs
+from dichotomy.refimpl import errors, trajectory
+from dichotomy.validation import phase, plots, runs, sweep
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "Scaling of the transition time with ln α and 1/λ (diagonal net)"
@@ -42,37 +47,71 @@ CONFIGS = {
 }
 
 
-def _measure(trajs):
-    step50, width = [], []
-    for traj in trajs:
-        t = transition.measured_transition(traj)
-        step50.append(math.nan if t is None else t.step_50)
-        width.append(math.nan if t is None else t.width)
-    return np.array(step50), np.array(width)
+@contextmanager
+def _workdir(backend):
+    """Where the claim's two sweeps live while it computes: its checkpoints folder (a killed claim resumes them),
+    or a temporary folder when it does not checkpoint; removed when the claim is computed."""
+    if backend.checkpoints is None:
+        with tempfile.TemporaryDirectory(prefix="dichotomy-scaling-") as tmp:
+            yield Path(tmp)
+        return
+    folder = backend.checkpoints.folder / "sweeps"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sweep(config: dict, folder: Path, backend, axis: str, values: list, fixed: dict, steps: int, progress: bool):
+    """One axis swept at the run's overrides plus ``fixed``, through ``dichotomy sweep``'s path (one batch of
+    the backend's engine), analyzed by ``dichotomy phase``'s: (the cells in ``values`` order, the axis's fits,
+    the runs' trajectories)."""
+    overrides = {k: v for k, v in {**config["run"].get("overrides", {}), **fixed}.items() if k != "steps"}
+    g = sweep.grid(config["run"]["preset"], {**{k: [v] for k, v in overrides.items()}, axis: list(values)},
+                   seeds=[0], steps=steps)
+    outcome = sweep.run(g, folder, backend=backend.name, workers=1, progress=progress)
+    if outcome.failed:
+        key, reason = next(iter(outcome.failed.items()))
+        raise errors.DichotomyError(f"scaling: a run of the {axis} sweep failed ({key}): {reason}")
+    result = phase.analyze(phase.load(folder))
+    cells = sorted(result["cells"], key=lambda c: values.index(c["coords"][axis]))
+    for c in cells:
+        if c["runs"][0]["status"] != "completed":
+            raise errors.DichotomyError(f"scaling: the run at {axis} = {c['coords'][axis]:g} is "
+                                        f"{c['runs'][0]['status']}; try a smaller learning rate")
+    trajs = [trajectory.load(sweep.run_folder(folder, r.key) / "trajectory")
+             for r in sweep.plan(g, backend=backend.name)]
+    return cells, result["fits"], trajs
+
+
+def _switch(cells: list[dict], key: str) -> np.ndarray:
+    return np.array([math.nan if c[key] is None else c[key] for c in cells])
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
     lr = runs.preset_of(config["run"]).lr
-    spec_a = {**config["run"], "overrides": {**config["run"].get("overrides", {}), "wd": config["wd_fixed"]}}
-    by_alpha = runs.sweep(spec_a, backend, [{"alpha": a} for a in config["alphas"]], progress=progress)
-    spec_w = {**config["run"], "overrides": {**config["run"].get("overrides", {}), "steps": config["steps_wds"],
-                                             "alpha": config["alpha_fixed"]}}
-    by_wd = runs.sweep(spec_w, backend, [{"wd": w} for w in config["wds"]], progress=progress)
+    steps = runs.preset_of(config["run"]).steps
+    with _workdir(backend) as work:
+        cells_a, fits_a, trajs_a = _sweep(config, work / "alpha", backend, "alpha", config["alphas"],
+                                          {"wd": config["wd_fixed"]}, steps, progress)
+        cells_w, fits_w, trajs_w = _sweep(config, work / "wd", backend, "wd", config["wds"],
+                                          {"alpha": config["alpha_fixed"]}, config["steps_wds"], progress)
     alphas, wds = np.array(config["alphas"]), np.array(config["wds"])
-    s_a, w_a = _measure([r.traj for r in by_alpha])
-    s_w, w_w = _measure([r.traj for r in by_wd])
-    slope_a, icpt_a, r2_a = runs.linear_fit(np.log(alphas), s_a)           # steps against ln alpha
-    slope_w, icpt_w, r2_w = runs.linear_fit(1.0 / wds, lr * s_w)            # time against 1/lambda
-    d = by_alpha[0].config.d
+    s_a, w_a = _switch(cells_a, "switch_step"), _switch(cells_a, "width")
+    s_w, w_w = _switch(cells_w, "switch_step"), _switch(cells_w, "width")
+    f_a = (fits_a["ln_alpha"]["groups"] or [{"slope": None, "intercept": None, "r2": None}])[0]  # steps vs ln alpha
+    f_w = (fits_w["inv_wd"]["groups"] or [{"slope": None, "intercept": None, "r2": None}])[0]    # time vs 1/lambda
+    d = trajs_a[0].config["model_config"]["d"]
     t_star_a = np.log(alphas) / (lr * config["wd_fixed"])
+    nan = math.nan
     values = {"lr": lr, "wd_fixed": config["wd_fixed"], "alpha_fixed": config["alpha_fixed"], "d": d,
-              "slope_ln_alpha": slope_a, "r2_ln_alpha": r2_a, "slope_inv_wd": slope_w, "r2_inv_wd": r2_w,
-              "intercept_ln_alpha": icpt_a, "intercept_inv_wd": icpt_w,
+              "slope_ln_alpha": f_a["slope"] or nan, "r2_ln_alpha": f_a["r2"] or nan,
+              "slope_inv_wd": f_w["slope"] or nan, "r2_inv_wd": f_w["r2"] or nan,
+              "slope_ln_alpha_ci": f_a.get("slope_ci"), "slope_inv_wd_ci": f_w.get("slope_ci"),
+              "intercept_ln_alpha": f_a["intercept"] or nan, "intercept_inv_wd": f_w["intercept"] or nan,
               "width_over_t_star": (w_a / t_star_a).tolist()}
     arrays = {"alphas": alphas, "step50_alpha": s_a, "width_alpha": w_a, "wds": wds, "step50_wd": s_w,
               "width_wd": w_w}
-    trajs = {f"alpha_{a:g}": r.traj for a, r in zip(alphas, by_alpha, strict=True)}
-    trajs.update({f"wd_{w:g}": r.traj for w, r in zip(wds, by_wd, strict=True)})
+    trajs = {f"alpha_{a:g}": t for a, t in zip(alphas, trajs_a, strict=True)}
+    trajs.update({f"wd_{w:g}": t for w, t in zip(wds, trajs_w, strict=True)})
     return Results(values, arrays, trajs)
 
 
