@@ -104,11 +104,13 @@ def job_script(spec: JobSpec) -> str:
 
 class DaskExecutor:
     """Runs a sweep's tasks on a ``distributed.Client``: every task submitted at once, results taken as they
-    come; ``threads`` sets each task's engine threads (None: the worker's default)."""
+    come; ``threads`` sets each task's engine threads (None: the worker's default); ``workers`` is how many
+    tasks run at once (None: unknown), which the sweep uses to size its batches."""
 
-    def __init__(self, client, threads: int | None):
+    def __init__(self, client, threads: int | None, workers: int | None):
         self.client = client
         self.threads = threads
+        self.workers = workers  # how many tasks can run at once (None: unknown), for sizing the batches
 
     def __call__(self, todo, on_done, on_failed) -> None:
         from distributed import as_completed
@@ -146,6 +148,7 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
             raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there "
                               f"({_one_line(e)})") from None
         threads = None
+        workers = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or None
     elif cluster == "local":
         workers = errors.positive_int("--workers", workers)
         started = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -162,9 +165,9 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
         started = job_cluster(job)
         started.scale(jobs=job.jobs)
         client = distributed.Client(started)
-        threads = 1
+        threads, workers = 1, job.jobs * job.cores
     try:
-        yield DaskExecutor(client, threads)
+        yield DaskExecutor(client, threads, workers)
     finally:
         client.close()
         if started is not None:

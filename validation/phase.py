@@ -173,8 +173,8 @@ def _cell(coords: dict, per_seed: list[dict]) -> dict:
     step = float(switched.mean()) if switched.size else math.nan
     sem = float(switched.std(ddof=1) / math.sqrt(switched.size)) if switched.size >= 2 else 0.0
     grid = float(grids.mean()) if grids.size else math.nan
-    first = per_seed[0]
-    t_star = float(np.nanmean([e["t_star"] for e in per_seed])) if done else first["t_star"]
+    first = done[0] if done else per_seed[0]  # alpha, lr, wd and t* do not depend on the seed; a missing run has NaN
+    t_star = first["t_star"]
     return {"coords": coords, "alpha": first["alpha"], "lr": first["lr"], "wd": first["wd"], "t_star": t_star,
             "class": kind, "classes": dict(counts), "seeds_switched": int(switched.size), "switch_step": step,
             "uncertainty": {"total": math.hypot(sem, grid) if switched.size else math.nan,

@@ -400,11 +400,16 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
 
     ``executor(tasks, on_done, on_failed)`` runs the tasks (validation/cluster.py's Dask executors); default:
     :func:`execute_local` with ``workers`` processes (default: one per core, at most one per task; 1 trains in
-    this process).
+    this process). Batches hold at most ``batch`` runs, and fewer when that leaves a worker (``workers``, or the
+    executor's ``workers``) without one.
     """
     out = Path(out).resolve()  # absolute: a worker elsewhere writes into the same folder
     everything = plan(g, backend=backend, dtype=dtype)
     todo = [r for r in everything if not is_done(out, r)]
+    # batches no larger than needed to give every worker one: 16 runs on 2 workers are 2 batches of 8, not 1 of 16
+    spread = workers or (getattr(executor, "workers", None) if executor is not None else os.cpu_count())
+    if spread:
+        batch = min(batch, max(1, math.ceil(len(todo) / spread)))
     work = tasks(todo, backend=backend, dtype=dtype, out=out, batch=batch, checkpoint_every=checkpoint_every)
     for t in work:  # a new sweep: every task gets its retries again
         _attempts_file(t).unlink(missing_ok=True)
