@@ -95,9 +95,16 @@ def test_the_store_holds_every_run_with_dims_axes_seed_step_and_a_rerun_trains_o
 def test_a_process_pool_gives_the_store_one_process_gives(tmp_path):
     g = sweep.grid("fig3-quick", SMALL, seeds=[0, 1], steps=300)
     one = sweep.run(g, tmp_path / "one", backend="numba", workers=1, progress=False)
-    pool = sweep.run(g, tmp_path / "pool", backend="numba", workers=2, batch=2, progress=False)
+    pool = sweep.run(g, tmp_path / "pool", backend="numba", workers=2, progress=False)
     assert pool.failed == {} and pool.trained == 8
     xr.testing.assert_identical(_metrics(one.store), _metrics(pool.store))
+    # 4 runs on one dataset still fill both workers: two batches of 2, not one of 4
+    import json
+    g = sweep.grid("fig3-quick", {"alpha": ["4", "5", "6", "7"]}, steps=100)
+    assert sweep.run(g, tmp_path / "split", backend="numba", workers=2, progress=False).trained == 4
+    sizes = [json.loads(p.read_text())["config"]["batch"]["size"] for p in (tmp_path / "split").glob("runs/*/*.json")
+             if p.name == "trajectory.json"]
+    assert sizes == [2] * 4
 
 
 def test_a_worker_killed_mid_run_is_retried_from_its_checkpoint_and_the_sweep_completes(tmp_path):
