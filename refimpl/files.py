@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import signal
 import socket
@@ -121,6 +122,19 @@ def write_text(path: str | Path, text: str) -> Path:
     """:func:`atomic_write` of UTF-8 text."""
     data = text.encode()
     return atomic_write(path, lambda f: f.write(data))
+
+
+def json_ready(obj):
+    """JSON values: non-finite floats as None, NumPy scalars as Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def write_json(path: str | Path, doc, **dump) -> Path:

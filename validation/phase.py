@@ -152,10 +152,10 @@ def analyze(ds, metric: str | None = None, min_change: float = MIN_CHANGE) -> di
     # the axes along which the init scale changes (alpha, or a field alpha depends on): the ln-alpha fits vary them
     alpha = ds["run_alpha"]
     alpha_axes = [a for a in _axes(ds) if bool((alpha.max(a) > alpha.min(a)).any())]
-    return _clean({"store": ds.attrs.get("preset"), "metric": metric, "min_change": min_change, "axes": _axes(ds),
-                   "alpha_axes": alpha_axes, "seeds": ds["seed"].values.tolist(),
-                   "steps": int(steps.max()) if steps.size else 0, "cells": cells,
-                   "fits": _fits(runs, _axes(ds), alpha_axes)})
+    return files.json_ready({
+        "store": ds.attrs.get("preset"), "metric": metric, "min_change": min_change, "axes": _axes(ds),
+        "alpha_axes": alpha_axes, "seeds": ds["seed"].values.tolist(), "steps": int(steps.max()) if steps.size else 0,
+        "cells": cells, "fits": _fits(runs, _axes(ds), alpha_axes)})
 
 
 def _cell(coords: dict, per_seed: list[dict]) -> dict:
@@ -216,19 +216,6 @@ def _fits(runs: list[dict], axes: list[str], alpha_axes: list[str]) -> dict:
                              lambda r: math.log(r["alpha"]), "1/λ", "η · switch step"),
         },
     }
-
-
-def _clean(obj):
-    """NaN and infinities as None, NumPy scalars as Python ones, all the way down."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # --- the files ------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 A :class:`Grid` names axes (any preset field or model option: alpha, wd, lr, L, d, n_train, ...) with their
 values, and seeds. :func:`plan` expands it into runs and packs the runs that share a dataset and a step count
 into *tasks*, each trained as one batch of the backend's engine. :func:`run` executes the tasks that are not
-done yet (in this process, or in a pool of processes sized to the cores) and writes the store:
+done yet (in this process, in a pool of processes sized to the cores, or on Dask: validation/cluster.py) and
+writes the store:
 
     DIR/sweep.json            the grid (what ``dichotomy phase`` and a rerun read)
     DIR/runs/KEY/             one finished run: trajectory.npz/.json, provenance.json, manifest.json
@@ -300,8 +301,7 @@ def run_task(task: Task) -> list[str]:
         paths = list(traj.save(folder / "trajectory"))
         provenance = {"key": r.key, "coords": r.coords, "seed": r.seed, "preset": dataclasses.asdict(r.preset),
                       "backend": task.backend, "dtype": task.dtype, "status": traj.status,
-                      "predicted": {k: v if not isinstance(v, float) or math.isfinite(v) else None
-                                    for k, v in predicted.items()},
+                      "predicted": files.json_ready(predicted),
                       "package_version": manifest.package_version(), "git_commit": commit,
                       "versions": trajectory.versions(), "host": host, "task": task.key,
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import blocks
+from dichotomy.refimpl import blocks, files
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
@@ -253,23 +253,10 @@ class Diagnosis:
         predictors = {key: {"name": p.name, "info": p.info, "reason": p.reason}
                       for key, p in (("kernel", self.kernel), ("late", self.late))}
         return {"steps": self.steps.tolist(), "kernel_distance": clean(self.kernel_distance),
-                "late_distance": clean(self.late_distance), "predictors": _clean(predictors),
-                "predicted": _clean(self.predicted),
-                "measured": None if self.measured is None else _clean(asdict(self.measured)),
-                "kkt": _clean(self.kkt)}
-
-
-def _clean(obj):
-    """JSON values: non-finite floats as None, NumPy scalars as Python numbers, recursively."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+                "late_distance": clean(self.late_distance), "predictors": files.json_ready(predictors),
+                "predicted": files.json_ready(self.predicted),
+                "measured": None if self.measured is None else files.json_ready(asdict(self.measured)),
+                "kkt": files.json_ready(self.kkt)}
 
 
 def diagnose(traj: Trajectory, module: ModuleType, config, params0, data: Dataset, probe, *, lr: float,
