@@ -621,7 +621,7 @@ def _sweep(args) -> int:
     print(f"{outcome.total} runs: {outcome.reused} already stored, {outcome.trained} trained, "
           f"{len(outcome.failed)} failed; wrote {outcome.store}")
     for key, reason in outcome.failed.items():
-        print(f"  failed: {key}: {reason}")
+        print(f"  failed: {key}: {_one_line(reason)}")
     return EXIT_FAILED if outcome.failed else EXIT_OK
 
 

@@ -17,6 +17,7 @@ runs into the sweep's folder, so on a cluster that folder must be on a file syst
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -52,10 +53,6 @@ class JobSpec:
         errors.positive_int("--cores", self.cores)
         if not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", str(self.walltime)):
             raise ConfigError(f"--walltime {self.walltime!r}: write HH:MM:SS (or D-HH:MM:SS), e.g. 02:00:00")
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 def _require(option: str):
@@ -124,7 +121,7 @@ class DaskExecutor:
             try:
                 keys = future.result()
             except Exception as e:  # the task's own error, a worker lost for good (KilledWorker): the others go on
-                on_failed(t, f"{type(e).__name__}: {_one_line(e)}")
+                on_failed(t, f"{type(e).__name__}: {e}")
             else:
                 on_done(t, keys)
             future.release()
@@ -135,8 +132,6 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
              job: JobSpec | None = None):
     """A :class:`DaskExecutor` on a running ``scheduler``, or on a cluster this call starts and stops:
     ``cluster="local"`` (``workers`` processes on 127.0.0.1) or a job queue (``job``). Closed on exit."""
-    import os
-
     if (scheduler is None) == (cluster is None):
         raise ConfigError("give either --scheduler ADDRESS or --cluster KIND, not both")
     distributed = _require("--scheduler" if scheduler is not None else f"--cluster {cluster}")
@@ -145,8 +140,7 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError, TypeError) as e:
-            raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there "
-                              f"({_one_line(e)})") from None
+            raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
         threads = None
         workers = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or None
     elif cluster == "local":

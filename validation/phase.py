@@ -39,9 +39,11 @@ import numpy as np
 from dichotomy.refimpl import files
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.limits import transition
+from dichotomy.validation import sweep
 
 JSON_FILE, FIGURE_FILE = "phase.json", "phase.png"
 CLASSES = ("grokking", "misgrokking", "no switch")
+SWITCHES = CLASSES[:2]  # the classes of a run that switched
 MIN_CHANGE = 0.1  # the least move of the test metric that counts as a switch (measured_transition's)
 LEVEL = 0.95      # of the fits' confidence intervals
 
@@ -58,8 +60,6 @@ def load(folder: Path):
     """The sweep store ``folder/sweep.nc`` as an in-memory xarray Dataset; a one-line error if there is none."""
     import xarray as xr
 
-    from dichotomy.validation import sweep
-
     path = Path(folder) / sweep.STORE_FILE
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: write the store with dichotomy sweep PRESET ... --out {folder}")
@@ -67,7 +67,7 @@ def load(folder: Path):
         with xr.open_dataset(path, engine="scipy") as ds:
             ds = ds.load()
     except (OSError, ValueError, TypeError) as e:
-        raise ConfigError(f"{path} is not a sweep store ({' '.join(str(e).split())})") from None
+        raise ConfigError(f"{path} is not a sweep store ({e})") from None
     missing = [v for v in ("status", *(f"run_{n}" for n in sweep.PER_RUN)) if v not in ds]
     if missing or "seed" not in ds.dims or "step" not in ds.dims:
         raise ConfigError(f"{path} is not a sweep store written by this version (no {', '.join(missing) or 'dims'}): "
@@ -75,17 +75,15 @@ def load(folder: Path):
     return ds
 
 
-def run_switch(steps: np.ndarray, metrics: dict[str, np.ndarray], metric: str | None = None,
+def run_switch(steps: np.ndarray, metrics: dict[str, np.ndarray], metric: str,
                min_change: float = MIN_CHANGE) -> dict:
-    """One run's switch: ``class``, ``step`` (its 50% point, NaN without a switch), ``grid`` (half the recorded
-    interval holding it), ``width`` (10-90%), ``plateau`` and ``final`` of the test metric."""
+    """One run's switch of ``metric``: ``class``, ``step`` (its 50% point, NaN without a switch), ``grid`` (half
+    the recorded interval holding it), ``width`` (10-90%), ``plateau`` and ``final``."""
     series = _Series(np.asarray(steps), {k: np.asarray(v, np.float64) for k, v in metrics.items()})
     t = transition.measured_transition(series, metric, min_change=min_change)
     if t is None:
-        name = metric or ("test_acc" if "test_acc" in series.metrics else "test_loss")
-        values = series.metrics[name]
         return {"class": "no switch", "step": math.nan, "grid": math.nan, "width": math.nan,
-                "plateau": math.nan, "final": float(values[-1])}
+                "plateau": math.nan, "final": float(series.metrics[metric][-1])}
     better = t.final > t.plateau if t.metric.endswith("acc") else t.final < t.plateau
     k = int(np.clip(np.searchsorted(series.steps, t.step_50), 1, len(series.steps) - 1))
     grid = 0.5 * float(series.steps[k] - series.steps[k - 1])
@@ -131,7 +129,7 @@ def analyze(ds, metric: str | None = None, min_change: float = MIN_CHANGE) -> di
     metric = metric or ("test_acc" if "test_acc" in metrics else "test_loss")
     if metric not in metrics:
         raise ConfigError(f"the store has no metric {metric!r}; it has {', '.join(metrics)}")
-    steps = ds["step"].values
+    steps, axes = ds["step"].values, _axes(ds)
     runs, cells = [], []
     for coords in _cells(ds):
         at = ds.sel(coords)
@@ -139,7 +137,7 @@ def analyze(ds, metric: str | None = None, min_change: float = MIN_CHANGE) -> di
         for seed in ds["seed"].values.tolist():
             run = at.sel(seed=seed)
             entry = {"seed": seed, "status": str(run["status"].values)}
-            entry.update({n: float(run[f"run_{n}"]) for n in ("alpha", "lr", "wd", "t_star")})
+            entry.update({n: float(run[f"run_{n}"]) for n in sweep.PER_RUN})
             if entry["status"] != "completed":
                 entry.update({"class": None, "step": math.nan})
             else:
@@ -151,11 +149,11 @@ def analyze(ds, metric: str | None = None, min_change: float = MIN_CHANGE) -> di
         cells.append(_cell(coords, per_seed))
     # the axes along which the init scale changes (alpha, or a field alpha depends on): the ln-alpha fits vary them
     alpha = ds["run_alpha"]
-    alpha_axes = [a for a in _axes(ds) if bool((alpha.max(a) > alpha.min(a)).any())]
+    alpha_axes = [a for a in axes if bool((alpha.max(a) > alpha.min(a)).any())]
     return files.json_ready({
-        "store": ds.attrs.get("preset"), "metric": metric, "min_change": min_change, "axes": _axes(ds),
+        "store": ds.attrs.get("preset"), "metric": metric, "min_change": min_change, "axes": axes,
         "alpha_axes": alpha_axes, "seeds": ds["seed"].values.tolist(), "steps": int(steps.max()) if steps.size else 0,
-        "cells": cells, "fits": _fits(runs, _axes(ds), alpha_axes)})
+        "cells": cells, "fits": _fits(runs, axes, alpha_axes)})
 
 
 def _cell(coords: dict, per_seed: list[dict]) -> dict:
@@ -168,8 +166,9 @@ def _cell(coords: dict, per_seed: list[dict]) -> dict:
         kind = "mixed"
     else:
         kind = ranked[0][0]
-    switched = np.array([e["step"] for e in done if e["class"] in ("grokking", "misgrokking")])
-    grids = np.array([e["grid"] for e in done if e["class"] in ("grokking", "misgrokking")])
+    moved = [e for e in done if e["class"] in SWITCHES]
+    switched = np.array([e["step"] for e in moved])
+    grids = np.array([e["grid"] for e in moved])
     step = float(switched.mean()) if switched.size else math.nan
     sem = float(switched.std(ddof=1) / math.sqrt(switched.size)) if switched.size >= 2 else 0.0
     grid = float(grids.mean()) if grids.size else math.nan
@@ -179,13 +178,12 @@ def _cell(coords: dict, per_seed: list[dict]) -> dict:
             "class": kind, "classes": dict(counts), "seeds_switched": int(switched.size), "switch_step": step,
             "uncertainty": {"total": math.hypot(sem, grid) if switched.size else math.nan,
                             "seeds": sem if switched.size else math.nan, "record_grid": grid},
-            "width": float(np.mean([e["width"] for e in done if e["class"] in ("grokking", "misgrokking")]))
-            if switched.size else math.nan,
+            "width": float(np.mean([e["width"] for e in moved])) if moved else math.nan,
             "ratio": step / t_star if switched.size and t_star > 0 else math.nan, "runs": per_seed}
 
 
 def _fits(runs: list[dict], axes: list[str], alpha_axes: list[str]) -> dict:
-    ok = [r for r in runs if r["class"] in ("grokking", "misgrokking") and r["alpha"] > 1 and r["wd"] > 0]
+    ok = [r for r in runs if r["class"] in SWITCHES and r["alpha"] > 1 and r["wd"] > 0]
     fixed = [a for a in axes if a not in alpha_axes and a not in ("wd", "lr")]
 
     def groups(names, x, y, slope, x_name, y_name):

@@ -87,8 +87,8 @@ def _switch(cells: list[dict], key: str) -> np.ndarray:
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
-    lr = runs.preset_of(config["run"]).lr
-    steps = runs.preset_of(config["run"]).steps
+    preset = runs.preset_of(config["run"])
+    lr, steps = preset.lr, preset.steps
     with _workdir(backend) as work:
         cells_a, fits_a, trajs_a = _sweep(config, work / "alpha", backend, "alpha", config["alphas"],
                                           {"wd": config["wd_fixed"]}, steps, progress)
