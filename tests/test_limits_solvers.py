@@ -232,6 +232,16 @@ def test_kkt_r1_rejects_a_non_separating_theta(rng):
         kkt.kkt_residual(diagonal_net, config, diagonal_net.init(config), np.eye(3), np.ones(3), "logistic")
 
 
+@pytest.mark.parametrize("model, loss", [(matrix_factorization, "squared"), (diagonal_net, "logistic")])
+def test_kkt_residual_rejects_theta_zero(model, loss):
+    """0/0 would be a silent NaN: theta = 0 has no direction, for R2 as for R1."""
+    config = model.Config(d=3, alpha=1.0)
+    zero = {k: np.zeros_like(v) for k, v in model.init(config, np.random.default_rng(0)).items()}
+    X, y = (np.array([[0, 1], [2, 0]]), np.array([1.0, 2.0])) if loss == "squared" else (np.eye(3), np.ones(3))
+    with pytest.raises(errors.ConfigError, match="no direction"):
+        kkt.kkt_residual(model, config, zero, X, y, loss)
+
+
 def test_linearized_gd_closed_form_equals_the_explicit_recursion(rng):
     """beta_{s+1} = ((1 - lr wd) I - (2 lr / n) K) beta_s + (2 lr / n) y, iterated by hand."""
     config = diagonal_net.Config(d=6, alpha=3.0)

@@ -59,6 +59,8 @@ def kkt_residual(module: ModuleType, config, params: dict[str, np.ndarray], X, y
     """R1 (classification losses) or R2 (squared loss) KKT residual of ``params`` on the training data."""
     X = module.check_inputs(config, X)
     y = np.asarray(y)
+    if not param_norm(params) > 0:  # both problems are stated for the direction theta / ||theta||
+        raise ConfigError("theta = 0 has no direction: the KKT residual is defined for a nonzero theta")
     f = module.predict(config, params, X)
     task, L = losses.task_of(loss), models.degree(module, config)
     if task == "regression":

@@ -19,7 +19,6 @@ from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
 from dichotomy.refimpl.trajectory import Trajectory
-from dichotomy.refimpl.tree import param_norm
 
 PROBE_SIZE = 512
 
@@ -269,8 +268,6 @@ def diagnose(traj: Trajectory, module: ModuleType, config, params0, data: Datase
     nan = np.full(len(traj.steps), np.nan)
     dists = [nan if p.outputs is None else distance(traj.outputs, p.outputs, data.task) for p in (kernel, late)]
     try:
-        if not param_norm(traj.params) > 0:  # the KKT conditions are stated for a direction theta / ||theta||
-            raise ConfigError("theta = 0 at the end of the run has no direction")
         r = kkt.kkt_residual(module, config, traj.params, data.X_train, data.y_train, data.loss)
         residual = {"problem": r.problem, "stationarity": r.stationarity, "slackness": r.slackness,
                     "constraints": r.constraints}
