@@ -119,7 +119,7 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
     """
     trajs = run_batch(model, [config], [params], data, lr=[lr], wd=[wd], steps=steps, record=record, probe=probe,
                       progress=progress, run_config=run_config, dtype=dtype, schedule=schedule, engine=engine,
-                      label=label, checkpoints=checkpoints, _single=True)
+                      label=label, checkpoints=checkpoints)
     traj = trajs[0]
     if traj.status == "diverged":
         raise errors.TrainingDiverged(traj.config["diverged_at"], lr, traj)
@@ -139,11 +139,12 @@ def _per_run(name: str, value, B: int) -> list:
 def run_batch(model: ModuleType | str, configs, params: list[dict], data: Dataset, *, lr, wd, steps: int,
               record=None, probe=None, progress: bool = False, run_config: dict | None = None,
               dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
-              label: str = "", checkpoints: Checkpoints | None = None, _single: bool = False) -> list[Trajectory]:
+              label: str = "", checkpoints: Checkpoints | None = None) -> list[Trajectory]:
     """Train B = len(params) runs of one model on ``data``; ``configs``, ``lr`` and ``wd`` are one value or B.
 
     Each run trains with its own config (depth, alpha, ...), learning rate and weight decay, and gets the
-    Trajectory :func:`run` would return for it alone. A run that diverges gets status ``"diverged"`` (its
+    Trajectory :func:`run` would return for it alone (a batch of more than one run also records its place,
+    ``config["batch"] = {"index": b, "size": B}``; a batch of one is :func:`run`). A run that diverges gets status ``"diverged"`` (its
     step in ``config["diverged_at"]``) and stops; the others go on. With ``checkpoints``, the batch keeps one
     checkpoint, keyed by everything that determines its runs (:func:`refimpl.checkpoint.fingerprint`).
 
@@ -179,7 +180,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     eng = engine(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
     settings = {"dtype": dtype, **(schedule.describe() if schedule is not None else {})}
     cfgs = [describe(r.config, data, name, run_config, lr=r.lr, wd=r.wd, steps=steps, **settings,
-                     **({} if _single else {"batch": {"index": b, "size": B}})) for b, r in enumerate(runs)]
+                     **({"batch": {"index": b, "size": B}} if B > 1 else {})) for b, r in enumerate(runs)]
     slot = None
     if checkpoints is not None:
         key = fingerprint(model.NAME, cfgs, [r.params for r in runs], data.X_train, data.y_train, data.X_test,
