@@ -480,7 +480,7 @@ def _bench(args) -> int:
     saved = bench_module.load(args.from_json) if args.from_json is not None else None
     _writable_dir(args.out)
     with files.locked(args.out, "dichotomy bench"):
-        report = saved or bench_module.bench(names, engines, rtol=rtol, progress=log.info)
+        report = saved or bench_module.bench(names, engines, rtol=rtol)
         paths = bench_module.write(report, args.out, args.docs)
         if args.json is not None:
             paths.append(files.write_json(args.json, report))

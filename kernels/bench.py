@@ -9,6 +9,7 @@ memory bandwidth (a 2-thread triad over arrays larger than the caches) and the f
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
@@ -23,6 +24,8 @@ from dichotomy.kernels.peers import PEERS
 from dichotomy.refimpl import data, diagonal_net, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.trajectory import versions
+
+log = logging.getLogger(__name__)
 
 SEED = 20240505
 
@@ -186,11 +189,12 @@ class Result:
 
 
 def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rtol: float = 1e-8,
-          progress=print) -> dict:
+          progress=log.info) -> dict:
     """Run every workload in ``names`` on every engine in ``engine_names``; return the report dict.
 
     An engine whose parameters differ from the oracle's by more than ``rtol`` (relative to each array's scale)
-    after ``check_steps`` steps is reported and not timed.
+    after ``check_steps`` steps is reported and not timed. ``progress`` receives a line per timed engine
+    (default: this module's logger, at INFO).
     """
     engine_names = check_engines(engine_names)
     ceiling = ceilings()
