@@ -103,6 +103,22 @@ def test_phase_on_a_sweep_store_writes_the_json_and_the_png(tmp_path, capsys):
     assert all(0.5 < c["ratio"] < 1.5 for c in switched)
 
 
+def test_the_figure_has_one_diagram_per_setting_of_the_other_axes(tmp_path):
+    """A sweep over d as well draws an (alpha, lambda) diagram for each d, each holding that d's cells only."""
+    result = phase.analyze(phase.load(_hand_made(tmp_path / "s")))
+    result["axes"] = result["axes"] + ["d"]
+    result["cells"] = [{**c, "coords": {**c["coords"], "d": d}} for d in (100, 300) for c in result["cells"]]
+    panels = phase.facets(result)
+    assert [at for _, at in panels] == ["d = 100", "d = 300"]
+    assert all(len(cells) == 6 and {c["coords"]["d"] for c in cells} == {int(at[4:])} for cells, at in panels)
+    import matplotlib.image
+    png = phase.figure(result, tmp_path / "phase.png")
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width > 3.5 * height  # three panels in a row (two, before: 2.6): two diagrams and measured vs predicted
+    single = phase.analyze(phase.load(tmp_path / "s"))
+    assert [at for _, at in phase.facets(single)] == [""]
+
+
 @pytest.mark.parametrize("make, args, message", [
     (None, [], "sweep.nc does not exist: write the store with dichotomy sweep"),
     ("garbage", [], "is not a sweep store"),

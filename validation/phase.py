@@ -22,8 +22,8 @@ The fits (scipy.stats.linregress on every switched run, 95% intervals from Stude
   against 1/λ (slope ln α).
 
 :func:`write` saves ``DIR/phase.json`` and ``DIR/phase.png``: the classes over (α, λ) with the predicted boundary
-λ = ln α / (ηT) (T the run's length: below the curve t* > T, no switch is expected), and measured against
-predicted switch time with the fit.
+λ = ln α / (ηT) (T the run's length: below the curve t* > T, no switch is expected), one diagram per setting of
+the sweep's other axes, and measured against predicted switch time with the fit.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ CLASSES = ("grokking", "misgrokking", "no switch")
 SWITCHES = CLASSES[:2]  # the classes of a run that switched
 MIN_CHANGE = 0.1  # the least move of the test metric that counts as a switch (measured_transition's)
 LEVEL = 0.95      # of the fits' confidence intervals
+MAX_DIAGRAMS = 8  # (α, λ) panels in phase.png, one per setting of the other axes; phase.json holds every cell
 
 
 @dataclass(frozen=True)
@@ -258,32 +259,44 @@ def summary(result: dict) -> str:
 
 
 def figure(result: dict, path: Path) -> Path:
-    """The phase diagram over (α, λ) and measured against predicted switch time, as one PNG."""
+    """The phase diagram over (α, λ), one panel per value of the sweep's other axes (at most
+    :data:`MAX_DIAGRAMS`), and measured against predicted switch time, as one PNG."""
     import matplotlib.pyplot as plt
 
     from dichotomy.validation import plots  # noqa: F401  (the Agg backend)
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.8))
-    _diagram(left, result)
-    _measured(right, result)
-    fig.suptitle(f"{result.get('store') or 'sweep'}: switch of {result['metric']} against t* = ln α / (ηλ)")
+    panels = facets(result)
+    shown = panels[:MAX_DIAGRAMS]
+    ncols = min(len(shown) + 1, 3)
+    nrows = math.ceil((len(shown) + 1) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.25 * ncols, 4.8 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax, (cells, at) in zip(axes, shown, strict=False):
+        _diagram(ax, result, cells, at)
+    _measured(axes[len(shown)], result)
+    for ax in axes[len(shown) + 1:]:
+        ax.set_visible(False)
+    more = f" (diagrams of the first {len(shown)} of {len(panels)} settings; all in {JSON_FILE})" \
+        if len(panels) > len(shown) else ""
+    fig.suptitle(f"{result.get('store') or 'sweep'}: switch of {result['metric']} against t* = ln α / (ηλ){more}")
     fig.tight_layout()
     written = files.atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
     return written
 
 
-def _shown(result: dict) -> tuple[list[dict], str]:
-    """The cells of the diagram: those at the first value of every axis other than α's and λ's."""
+def facets(result: dict) -> list[tuple[list[dict], str]]:
+    """The cells of each (α, λ) diagram, with its label: one diagram per combination of the values of the axes
+    other than α's and λ's that take more than one value, in the store's order ("" when there are none)."""
     others = [a for a in result["axes"] if a not in result["alpha_axes"] and a != "wd"]
-    first = {a: result["cells"][0]["coords"][a] for a in others}
-    cells = [c for c in result["cells"] if all(c["coords"][a] == v for a, v in first.items())]
     many = [a for a in others if len({c["coords"][a] for c in result["cells"]}) > 1]
-    return cells, ", ".join(f"{a} = {first[a]}" for a in many)
+    groups: dict[tuple, list[dict]] = {}
+    for c in result["cells"]:
+        groups.setdefault(tuple(c["coords"][a] for a in many), []).append(c)
+    return [(cells, ", ".join(f"{a} = {v}" for a, v in zip(many, key, strict=True))) for key, cells in groups.items()]
 
 
-def _diagram(ax, result: dict) -> None:
-    cells, at = _shown(result)
+def _diagram(ax, result: dict, cells: list[dict], at: str) -> None:
     for kind, color in COLORS.items():
         mine = [c for c in cells if c["class"] == kind and c["alpha"] and c["wd"]]
         if mine:
@@ -302,6 +315,7 @@ def _diagram(ax, result: dict) -> None:
                 label=f"t* = T: λ = ln α / (ηT), T = {result['steps']:,}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.margins(x=0.1, y=0.15)  # room for the labels above the top row
     ax.set_xlabel("α (init scale)")
     ax.set_ylabel("λ (weight decay)")
     ax.set_title("class per cell (label: measured / predicted switch)" + (f"\nat {at}" if at else ""), fontsize=9)
