@@ -238,22 +238,32 @@ def _explain(tried: dict[str, float], float32_seen: bool) -> str | None:
 
 # --- small standard problems and golden trajectories -----------------------------------------------------
 
+def _diagonal_net(rng):
+    ds = datasets.sparse_linear_classification(rng, d=64, n_train=32, n_test=16, k=3)
+    config = diagonal_net.Config(d=64, alpha=4.0, L=2)
+    return diagonal_net, config, diagonal_net.init(config), ds, 0.05, 1e-2
+
+
+def _matrix_completion(rng):
+    ds = datasets.multiplication_table(rng, d=12, train_fraction=0.3)
+    config = matrix_factorization.Config(d=12, alpha=1.0, sigma=0.1)
+    return matrix_factorization, config, matrix_factorization.init(config, rng), ds, 0.05, 1e-3
+
+
+def _relu_mlp(rng):
+    ds = datasets.modular_arithmetic(rng, p=7, train_fraction=0.5)
+    config = relu_mlp.Config(D=14, h=16, out=7, L=2)
+    return relu_mlp, config, relu_mlp.init(config, rng), ds, 0.1, 1e-3
+
+
+PROBLEMS = {"diagonal-net": _diagonal_net, "matrix-completion": _matrix_completion, "relu-mlp": _relu_mlp}
+
+
 def problem(model: str, seed: int = 0):
-    """A small standard problem per model: (module, config, params, dataset, lr, wd)."""
-    rng = np.random.default_rng(seed)
-    if model == "diagonal-net":
-        ds = datasets.sparse_linear_classification(rng, d=64, n_train=32, n_test=16, k=3)
-        config = diagonal_net.Config(d=64, alpha=4.0, L=2)
-        return diagonal_net, config, diagonal_net.init(config), ds, 0.05, 1e-2
-    if model == "matrix-completion":
-        ds = datasets.multiplication_table(rng, d=12, train_fraction=0.3)
-        config = matrix_factorization.Config(d=12, alpha=1.0, sigma=0.1)
-        return matrix_factorization, config, matrix_factorization.init(config, rng), ds, 0.05, 1e-3
-    if model == "relu-mlp":
-        ds = datasets.modular_arithmetic(rng, p=7, train_fraction=0.5)
-        config = relu_mlp.Config(D=14, h=16, out=7, L=2)
-        return relu_mlp, config, relu_mlp.init(config, rng), ds, 0.1, 1e-3
-    raise errors.ConfigError(f"unknown model {model!r}; choose one of {', '.join(models.MODELS)}")
+    """A small standard problem per model (:data:`PROBLEMS`): (module, config, params, dataset, lr, wd)."""
+    if model not in PROBLEMS:
+        raise errors.ConfigError(f"unknown model {model!r}; choose one of {', '.join(PROBLEMS)}")
+    return PROBLEMS[model](np.random.default_rng(seed))
 
 
 def golden(model: str, steps: int = 20, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:

@@ -144,9 +144,10 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
 
     Each run trains with its own config (depth, alpha, ...), learning rate and weight decay, and gets the
     Trajectory :func:`run` would return for it alone (a batch of more than one run also records its place,
-    ``config["batch"] = {"index": b, "size": B}``; a batch of one is :func:`run`). A run that diverges gets status ``"diverged"`` (its
-    step in ``config["diverged_at"]``) and stops; the others go on. With ``checkpoints``, the batch keeps one
-    checkpoint, keyed by everything that determines its runs (:func:`refimpl.checkpoint.fingerprint`).
+    ``config["batch"] = {"index": b, "size": B}``; a batch of one is :func:`run`). A run that diverges gets
+    status ``"diverged"`` (its step in ``config["diverged_at"]``) and stops; the others go on. With
+    ``checkpoints``, the batch keeps one checkpoint, keyed by everything that determines its runs
+    (:func:`refimpl.checkpoint.fingerprint`).
 
     Raises
     ------

@@ -8,6 +8,7 @@ import pytest
 
 from dichotomy.cli import main
 from dichotomy.refimpl import crosscheck as cc
+from dichotomy.refimpl import models
 from dichotomy.refimpl.errors import ConfigError
 
 MODELS = ("diagonal-net", "matrix-completion", "relu-mlp")
@@ -103,6 +104,15 @@ def test_crosscheck_needs_something_to_compare():
     module, config, params, ds, lr, wd = cc.problem("relu-mlp")
     with pytest.raises(ConfigError, match="at least one"):
         cc.crosscheck(module, config, params, ds, lr=lr, wd=wd)
+
+
+def test_every_model_has_a_standard_problem_and_an_unknown_name_is_one_line():
+    assert list(cc.PROBLEMS) == list(models.MODELS) == list(MODELS)
+    for name in MODELS:
+        module, config, *_ = cc.problem(name)
+        assert module.NAME == name and isinstance(config, module.Config)
+    with pytest.raises(ConfigError, match="unknown model 'mlp'; choose one of diagonal-net"):
+        cc.problem("mlp")
 
 
 def test_relative_error_flags_shape_and_key_mismatches():
