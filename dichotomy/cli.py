@@ -58,6 +58,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one (which Path would read as the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: give a folder or file name")
+    return Path(text)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM outside a training loop (the driver turns it into TrainingInterrupted inside one)."""
 
@@ -187,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="training backend (default numba; numpy is the float64 reference)")
     train.add_argument("--dtype", default="float64", **_one_of("dtype", DTYPES),
                        help="working precision of the backend (default float64; float32 needs numba or cupy)")
-    train.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    train.add_argument("--out", required=True, type=_path, help="output directory (created if missing)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     _add_checkpoint_options(train, "the run", "--restart", "discard OUT's checkpoint and finished run, and train "
@@ -207,12 +214,12 @@ def _parser() -> argparse.ArgumentParser:
     cross.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
     cross.add_argument("--mistake", **_one_of("mistake", MISTAKES), default=None,
                        help="build the adapter with this deliberate slip, to see it caught (docs/crosscheck.md)")
-    cross.add_argument("--json", type=Path, default=None, help="also write the reports to this JSON file")
+    cross.add_argument("--json", type=_path, default=None, help="also write the reports to this JSON file")
 
     golden = command("export-golden", "write small reference trajectories (npz and json) per model",
                      "Write a small reference trajectory per model (OUT/MODEL.npz and OUT/MODEL.json), readable "
                      "without this package, to test another implementation against.")
-    golden.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    golden.add_argument("--out", required=True, type=_path, help="output directory (created if missing)")
     golden.add_argument("--model", nargs="+", default=list(MODELS), **_one_of("model", MODELS), metavar="MODEL",
                         help=f"models to export (default: all of {_choices(MODELS)})")
     golden.add_argument("--steps", type=int, default=20, help="steps per trajectory (default 20)")
@@ -232,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="training backend (default numba)")
     val.add_argument("--only", nargs="+", metavar="CLAIM", **_one_of("claim", suite.CLAIMS),
                      help=f"run only these claims (default: all): {_choices(suite.CLAIMS)}")
-    val.add_argument("--out", type=Path, default=Path("runs/validate"), help="output directory "
+    val.add_argument("--out", type=_path, default=Path("runs/validate"), help="output directory "
                      "(default runs/validate); claims already there with the same config are reused")
     val.add_argument("--force", action="store_true", help="recompute claims even if saved results match (their "
                      "checkpoints are discarded too)")
@@ -241,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="reuse saved claims written by another version of the package (the report says so); "
                           "by default they are recomputed")
     val.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    val.add_argument("--docs", type=Path, default=None,
+    val.add_argument("--docs", type=_path, default=None,
                      help="also write the report and its figures into this markdown file (docs/validation.md), "
                           "between its validate markers")
 
@@ -256,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", default=None, metavar="A:B", help="seeds A to B-1 (default 0:1); seed s draws the "
                     "dataset and the initial parameters with the preset's seeds + s")
     sw.add_argument("--steps", type=int, default=None, help="steps of every run (default: the preset's)")
-    sw.add_argument("--config", type=Path, default=None, metavar="SWEEP_TOML",
+    sw.add_argument("--config", type=_path, default=None, metavar="SWEEP_TOML",
                     help="read preset, steps, seeds, backend and a [grid] table from this TOML file")
     sw.add_argument("--backend", default=None, **_one_of("backend", BACKENDS), metavar="BACKEND",
                     help=f"{_choices(BACKENDS)} (default numba)")
@@ -281,13 +288,13 @@ def _parser() -> argparse.ArgumentParser:
     dask.add_argument("--job-script", action="store_true",
                       help="job queue: print the script each job would run, and exit without submitting")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    sw.add_argument("--out", required=True, type=Path, help="the sweep's store")
+    sw.add_argument("--out", required=True, type=_path, help="the sweep's store")
 
     ph = command("phase", "the switch time of every cell of a sweep against ln α / (ηλ), and a phase diagram",
                  "Read the sweep store DIR/sweep.nc; for every cell measure the switch of the test metric (mean over "
                  "seeds with its uncertainty) and its class (grokking, misgrokking, no switch), fit it against "
                  "t* = ln α / (ηλ), ln α and 1/λ; write DIR/phase.json and DIR/phase.png (docs/sweeps.md).")
-    ph.add_argument("dir", type=Path, metavar="DIR", help="the folder dichotomy sweep --out wrote")
+    ph.add_argument("dir", type=_path, metavar="DIR", help="the folder dichotomy sweep --out wrote")
     ph.add_argument("--metric", default=None, help="the metric whose switch is measured (default test_acc, or "
                     "test_loss for regression)")
     ph.add_argument("--min-change", type=float, default=phase_module.MIN_CHANGE,
@@ -306,12 +313,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rtol", type=float, default=1e-8,
                        help="largest relative parameter difference from the reference for an engine to be timed "
                             "(default 1e-8)")
-    bench.add_argument("--out", required=True, type=Path, help="output directory for bench.json and bench.md")
-    bench.add_argument("--docs", type=Path, default=None, help="also write the table into this markdown file")
-    bench.add_argument("--json", type=Path, default=None,
+    bench.add_argument("--out", required=True, type=_path, help="output directory for bench.json and bench.md")
+    bench.add_argument("--docs", type=_path, default=None, help="also write the table into this markdown file")
+    bench.add_argument("--json", type=_path, default=None,
                        help="also write the report (times, ratios, roofline fractions, floors, ceilings, host) to "
                             "this JSON file")
-    bench.add_argument("--from-json", type=Path, default=None, metavar="BENCH_JSON",
+    bench.add_argument("--from-json", type=_path, default=None, metavar="BENCH_JSON",
                        help="time nothing: render the report saved in this bench.json (its ratios, roofline "
                             "fractions and ceilings) into --out and --docs")
     return parser
@@ -516,7 +523,7 @@ def _crosscheck(args) -> int:
     from dichotomy.kernels.adapters import adapter
     from dichotomy.refimpl import crosscheck
 
-    steps = errors.positive_int("steps", args.steps)
+    steps = errors.step_count("steps", args.steps, minimum=1)
     rtol = errors.positive("rtol", args.rtol)
     if args.json is not None:
         _writable_file(args.json, "--json")
@@ -540,7 +547,7 @@ def _crosscheck(args) -> int:
 def _export_golden(args) -> int:
     from dichotomy.refimpl import crosscheck
 
-    steps = errors.positive_int("steps", args.steps)
+    steps = errors.step_count("steps", args.steps, minimum=1)
     _writable_dir(args.out)
     with files.locked(args.out, "dichotomy export-golden"):
         for name in args.model:
@@ -688,6 +695,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         _error(e)
+        return EXIT_USAGE
+    except MemoryError as e:  # a size too large for this machine (d, n, seeds): not a bug, the input's
+        if args.debug:
+            raise
+        _error(f"out of memory{f' ({_one_line(e)})' if str(e) else ''}: this machine cannot hold what was asked "
+               "for; lower the sizes (d, n_train, n_test, p, h) or the number of seeds and grid values")
         return EXIT_USAGE
     except OSError as e:  # the file system refused (disk full, a path vanished): not a bug, nothing to debug
         if args.debug:

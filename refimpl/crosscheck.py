@@ -164,7 +164,7 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
     model = models.get(model) if isinstance(model, str) else model
     if forward is None and loss_and_grad is None and step is None:
         raise errors.ConfigError("give at least one of forward, loss_and_grad, step to compare")
-    steps = errors.positive_int("steps", steps)
+    steps = errors.step_count("steps", steps, minimum=1)
     X, y, loss = data.X_train, data.y_train, data.loss
     comparisons, float32_seen, tried = [], False, {}
     if forward is not None:

@@ -43,14 +43,18 @@ class TrainingDiverged(DichotomyError, FloatingPointError):
         self.step = step
         self.lr = lr
         self.trajectory = trajectory
-        super().__init__(
-            f"training diverged at step {step}: the loss is not finite; "
-            f"try a smaller learning rate than lr={lr:g}"
-        )
+        advice = ("at the initialization: the initial parameters are too large for float64 (lower alpha or the "
+                  "init scale)" if step == 0 else f"try a smaller learning rate than lr={lr:g}")
+        super().__init__(f"training diverged at step {step}: the loss is not finite; {advice}")
+
+
+MAX_STEPS = 10**15  # a longer run would take decades at a nanosecond per step; larger counts overflow int64 maths
 
 
 def positive(name: str, value, *, allow_zero: bool = False) -> float:
     """Return ``float(value)`` after checking it is a finite number > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -66,6 +70,14 @@ def positive_int(name: str, value, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def step_count(name: str, value, *, minimum: int = 0) -> int:
+    """Return ``int(value)`` after checking it is an integer in [``minimum``, :data:`MAX_STEPS`]."""
+    n = positive_int(name, value, minimum=minimum)
+    if n > MAX_STEPS:
+        raise ConfigError(f"{name}={n} is more than {MAX_STEPS:.0e} steps, which no run can take; give fewer")
+    return n
 
 
 def fraction(name: str, value) -> float:

@@ -37,7 +37,7 @@ class Preset:
     def __post_init__(self):  # fail before a (possibly large) dataset is drawn
         errors.positive("learning rate lr", self.lr)
         errors.positive("weight decay wd", self.wd, allow_zero=True)
-        errors.positive_int("steps", self.steps, minimum=0)
+        errors.step_count("steps", self.steps)
 
 
 _DIAG = dict(model="diagonal-net", model_args={"alpha": 128.0, "L": 2}, lr=0.01, seed=24181325235)

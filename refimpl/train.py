@@ -30,7 +30,7 @@ from dichotomy.refimpl.checkpoint import Checkpoints, Slot, fingerprint
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import LossNormalized, ReferenceEngine, RunSpec, evaluate
 from dichotomy.refimpl.manifest import package_version
-from dichotomy.refimpl.trajectory import Trajectory, record_steps
+from dichotomy.refimpl.trajectory import Trajectory, record_steps, sidecar_text
 
 __all__ = ["LossNormalized", "check_run", "describe", "drive", "evaluate", "run", "run_batch"]
 
@@ -42,16 +42,22 @@ DTYPES = ("float64", "float32")
 
 def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, record, probe=None):
     """Validate one run's input; return (params as float64 copies, lr, wd, steps, record, probe)."""
+    if not isinstance(data, Dataset):
+        raise errors.ConfigError(f"data must be a dichotomy Dataset (refimpl.data), got {type(data).__name__}")
     lr = errors.positive("learning rate lr", lr)
     wd = errors.positive("weight decay wd", wd, allow_zero=True)
-    steps = errors.positive_int("steps", steps, minimum=0)
+    steps = errors.step_count("steps", steps)
     params = models.check_params(model, config, params)
     for split in ("train", "test"):
         X = model.check_inputs(config, getattr(data, f"X_{split}"))
         if X.shape[0] == 0:
             raise errors.ConfigError(f"the {split} set is empty: a run needs at least one {split} example")
-        f_shape = (X.shape[0],) + model.predict(config, params, X[:1]).shape[1:]
-        losses.check_targets(data.loss, f_shape, getattr(data, f"y_{split}"))
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = model.predict(config, params, X if split == "train" else X[:1])
+        if not np.all(np.isfinite(f)):
+            raise errors.ConfigError("the outputs at the initialization are not finite: the initial parameters are "
+                                     "too large for float64; lower alpha (or the init scale)")
+        losses.check_targets(data.loss, (X.shape[0],) + f.shape[1:], getattr(data, f"y_{split}"))
     if record is None:
         record = record_steps(steps)
     else:
@@ -167,6 +173,16 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
         runs.append(RunSpec(c, p, a, w))
         checked = rec, prb
     record, probe = checked
+    if run_config is not None:
+        if not isinstance(run_config, dict):
+            raise errors.ConfigError(f"run_config must be a dict, got {type(run_config).__name__}")
+        sidecar_text("run_config", run_config)  # refused now, not when the finished run is saved
+    if checkpoints is not None and not isinstance(checkpoints, Checkpoints):
+        raise errors.ConfigError(f"checkpoints must be a refimpl.checkpoint.Checkpoints (or None), got "
+                                 f"{type(checkpoints).__name__}")
+    if not callable(engine):
+        raise errors.ConfigError(f"engine must be an engine class (ReferenceEngine, or get_backend(name).engine), "
+                                 f"got {engine!r}")
     if dtype not in DTYPES:
         raise errors.ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if schedule is not None:

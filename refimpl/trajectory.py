@@ -8,6 +8,7 @@ tool (or another framework) can read them.
 
 from __future__ import annotations
 
+import json
 import platform
 import zipfile
 from dataclasses import dataclass, field
@@ -80,18 +81,22 @@ class Trajectory:
                    outputs=None if outputs is None else np.array(outputs[: len(rows)]))
 
     def save(self, stem: str | Path) -> tuple[Path, Path]:
-        """Write ``STEM.npz`` and ``STEM.json``, each atomically (:mod:`refimpl.files`); return their paths."""
+        """Write ``STEM.npz`` and ``STEM.json``, each atomically (:mod:`refimpl.files`); return their paths.
+        The sidecar is serialized first, so a config that is not JSON leaves neither file behind."""
         stem = Path(stem)
+        if not stem.name or stem.name in (".", ".."):
+            raise ConfigError(f"save needs a file stem such as runs/a/trajectory, got {str(stem)!r}")
         arrays = {"steps": self.steps}
         arrays.update({f"metric/{k}": v for k, v in self.metrics.items()})
         arrays.update({f"param/{k}": v for k, v in self.params.items()})
         if self.outputs is not None:
             arrays["outputs"] = self.outputs
         npz, sidecar = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        files.save_npz(npz, arrays)
         doc = {"format_version": FORMAT_VERSION, "status": self.status, "config": self.config,
                "meta": self.meta, "metrics": list(self.metrics), "params": list(self.params)}
-        files.write_json(sidecar, doc, indent=2, default=_jsonable)
+        text = sidecar_text("the trajectory's config", doc)
+        files.save_npz(npz, arrays)
+        files.write_text(sidecar, text)
         return npz, sidecar
 
 
@@ -101,6 +106,15 @@ def _jsonable(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
+
+
+def sidecar_text(name: str, doc) -> str:
+    """``doc`` as the sidecar's JSON text (NumPy scalars and arrays as lists); anything else that JSON cannot
+    hold (an object, a set) is a one-line ConfigError naming ``name``."""
+    try:
+        return json.dumps(doc, indent=2, default=_jsonable, allow_nan=True) + "\n"
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name} must hold only JSON values (numbers, strings, lists, dicts): {e}") from None
 
 
 def load(stem: str | Path) -> Trajectory:

@@ -202,6 +202,9 @@ def no_compute(monkeypatch):
     (["train", *TINY, "--backend", "numpy", "--dtype", "float32"], "float64 only"),
     (["train", *TINY, "--dtype", "float16"], "unknown dtype 'float16'"),
     (["train", *TINY, "--steps", "ten"], "invalid int value"),
+    (["train", *TINY, "--steps", "99999999999999999999999"], "more than 1e+15 steps"),
+    (["train", *TINY, "--alpha", "1e300"], "outputs at the initialization are not finite"),
+    (["train", *TINY, "--d", "1000000000000", "--n-train", "100"], "out of memory"),
 ])
 def test_bad_train_input_is_a_one_line_error_before_training(tmp_path, capsys, monkeypatch, argv, match):
     def forbidden(*args, **kwargs):
@@ -229,6 +232,7 @@ def test_bad_train_input_is_a_one_line_error_before_training(tmp_path, capsys, m
     (["crosscheck", "--framework", "torch", "--rtol", "-1"], "rtol"),
     (["nonsense"], "'nonsense'"),
     ([], "required"),
+    (["phase", ""], "an empty path"),
 ])
 def test_bad_input_to_every_command_is_a_one_line_error(tmp_path, capsys, no_compute, argv, match):
     out = [] if argv[:1] in ([], ["nonsense"], ["crosscheck"]) else ["--out", str(tmp_path / "out")]

@@ -35,15 +35,41 @@ def _metrics(path: Path) -> xr.Dataset:
     ({"seed": ["1"]}, "seeds are swept with --seeds"),
     ({"lr": ["-1"]}, "learning rate"),
     ({"alpha": []}, "at least one value"),
+    ({"steps": ["2", "5"], "--steps": ["3"]}, "--steps sets every run's length, and steps is also a --grid axis"),
+    ({"alpha": ["1", "", "2"]}, "a value is empty"),
 ])
 def test_a_bad_grid_is_refused_in_one_line_before_anything_runs(axes, message, tmp_path):
-    with pytest.raises(ConfigError, match=message):
-        sweep.grid("fig3-quick", axes)
-    args = ["sweep", "fig3-quick", "--out", str(tmp_path / "s")]
+    axes = dict(axes)
+    steps = axes.pop("--steps", [None])[0]
+    args = ["sweep", "fig3-quick", "--out", str(tmp_path / "s")] + (["--steps", steps] if steps else [])
     for name, values in axes.items():
         args += ["--grid", f"{name}={','.join(values)}"]
+    if "" not in axes.get("alpha", []):  # an empty value is the command line's (parse_axis), not grid()'s
+        with pytest.raises(ConfigError, match=message):
+            sweep.grid("fig3-quick", axes, steps=None if steps is None else int(steps))
     assert main(args) == 2
     assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_a_folder_that_is_not_a_sweep_store_is_refused(tmp_path):
+    (tmp_path / "trajectory.npz").write_bytes(b"")  # a train result, say
+    with pytest.raises(ConfigError, match="is not a sweep store; give --out a new or empty folder"):
+        sweep.run(sweep.grid("fig3-quick", {}, steps=2), tmp_path, workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trajectory.npz"]
+
+
+def test_a_sweep_whose_runs_all_failed_writes_a_readable_store_that_phase_explains(tmp_path):
+    """No run recorded a step: the store has no step dimension (NetCDF 3 cannot hold one of length 0)."""
+    outcome = sweep.run(sweep.grid("fig3-quick", {"alpha": ["1e300"]}, steps=2), tmp_path, backend="numpy",
+                        workers=1, progress=False)
+    assert list(outcome.failed.values()) == [
+        "ConfigError: the outputs at the initialization are not finite: the initial parameters are too large "
+        "for float64; lower alpha (or the init scale)"]
+    with xr.open_dataset(outcome.store) as ds:
+        assert "step" not in ds.dims and ds["status"].values.tolist() == [["missing"]]
+    from dichotomy.validation import phase
+    with pytest.raises(ConfigError, match="no run of the sweep recorded anything \\(1 missing\\)"):
+        phase.load(tmp_path)
 
 
 def test_seeds_and_axes_parse():

@@ -101,6 +101,44 @@ def test_bad_run_arguments_raise(tiny_mc, kwargs, match):
         train.run("matrix-completion", config, params, dataset, **args)
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(run_config={"a": object()}), "run_config must hold only JSON values"),
+    (dict(run_config=["seed", 1]), "run_config must be a dict"),
+    (dict(checkpoints="/tmp/x"), "checkpoints must be a refimpl.checkpoint.Checkpoints"),
+    (dict(engine=None), "engine must be an engine class"),
+    (dict(lr=True), "learning rate lr must be a number"),
+    (dict(steps=10**30), "more than 1e\\+15 steps"),
+])
+def test_bad_run_options_are_refused_before_training(tiny_mc, monkeypatch, kwargs, match):
+    def forbidden(*args, **kw):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr(train, "drive", forbidden)
+    config, params, dataset = tiny_mc
+    with pytest.raises(errors.ConfigError, match=match):
+        train.run("matrix-completion", config, params, dataset, **(dict(lr=0.1, wd=0.0, steps=10) | kwargs))
+    with pytest.raises(errors.ConfigError, match="data must be a dichotomy Dataset"):
+        train.run("matrix-completion", config, params, (dataset.X_train, dataset.y_train), lr=0.1, wd=0.0, steps=1)
+
+
+def test_an_initialization_too_large_for_float64_is_named_not_blamed_on_the_learning_rate(rng):
+    dataset = data.sparse_linear_classification(rng, d=10, n_train=5, n_test=5, k=3)
+    config = diagonal_net.Config(d=10, alpha=1e300)
+    with np.errstate(all="raise"), pytest.raises(errors.ConfigError, match="lower alpha"):  # and no RuntimeWarning
+        train.run("diagonal-net", config, diagonal_net.init(config), dataset, lr=0.1, wd=0.0, steps=1)
+
+
+def test_a_trajectory_that_cannot_be_saved_leaves_no_half_written_file(tmp_path, tiny_mc):
+    config, params, dataset = tiny_mc
+    traj = train.run("matrix-completion", config, params, dataset, lr=0.1, wd=0.0, steps=2)
+    traj.config["oops"] = {1, 2}  # a set: not JSON
+    with pytest.raises(errors.ConfigError, match="JSON values"):
+        traj.save(tmp_path / "t")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(errors.ConfigError, match="file stem"):
+        traj.save("")
+
+
 def test_mismatched_data_is_rejected_before_training(rng):
     dataset = data.sparse_linear_classification(rng, d=10, n_train=5, n_test=5, k=3)
     with pytest.raises(errors.ConfigError, match="d=11"):

@@ -70,6 +70,10 @@ def load(folder: Path):
     except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"{path} is not a sweep store ({e})") from None
     missing = [v for v in ("status", *(f"run_{n}" for n in sweep.PER_RUN)) if v not in ds]
+    if not missing and "seed" in ds.dims and "step" not in ds.dims:  # sweep.write_store: nothing was recorded
+        counts = ", ".join(f"{n} {s}" for s, n in Counter(ds["status"].values.ravel().tolist()).items())
+        raise ConfigError(f"{path}: no run of the sweep recorded anything ({counts}): nothing to analyze; the sweep "
+                          "printed each failed run's reason")
     if missing or "seed" not in ds.dims or "step" not in ds.dims:
         raise ConfigError(f"{path} is not a sweep store written by this version (no {', '.join(missing) or 'dims'}): "
                           "rerun the dichotomy sweep command that wrote it")
@@ -129,7 +133,7 @@ def analyze(ds, metric: str | None = None, min_change: float = MIN_CHANGE) -> di
     metrics = [v for v in ds.data_vars if ds[v].dims[-1:] == ("step",)]
     metric = metric or ("test_acc" if "test_acc" in metrics else "test_loss")
     if metric not in metrics:
-        raise ConfigError(f"the store has no metric {metric!r}; it has {', '.join(metrics)}")
+        raise ConfigError(f"the store has no metric {metric!r}; it has {', '.join(metrics) or 'none'}")
     steps, axes = ds["step"].values, _axes(ds)
     runs, cells = [], []
     for coords in _cells(ds):
@@ -320,7 +324,8 @@ def _diagram(ax, result: dict, cells: list[dict], at: str) -> None:
     ax.set_ylabel("λ (weight decay)")
     ax.set_title("class per cell (label: measured / predicted switch)" + (f"\nat {at}" if at else ""), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize="small", loc="best")
+    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no cell switched): no empty legend, no warning
+        ax.legend(fontsize="small", loc="best")
 
 
 def _measured(ax, result: dict) -> None:
@@ -347,4 +352,5 @@ def _measured(ax, result: dict) -> None:
     ax.set_ylabel("measured switch (50% point, steps)")
     ax.set_title("measured against predicted switch time", fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize="small", loc="best")
+    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no cell switched): no empty legend, no warning
+        ax.legend(fontsize="small", loc="best")

@@ -158,7 +158,9 @@ def grid(preset: str, axes: dict[str, list], seeds=(0,), steps: int | None = Non
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError("--seeds: give distinct seeds >= 0, e.g. 0:4")
     if steps is not None:
-        steps = errors.positive_int("steps", steps)
+        steps = errors.step_count("steps", steps, minimum=1)
+        if "steps" in checked:
+            raise ConfigError("--steps sets every run's length, and steps is also a --grid axis: give one of them")
     g = Grid(preset, checked, seeds, steps)
     for cell in _cells(g):  # every cell must make a valid preset (ConfigError otherwise)
         _preset(g, cell, seeds[0])
@@ -170,7 +172,10 @@ def parse_axis(text: str) -> tuple[str, list[str]]:
     name, sep, values = text.partition("=")
     if not sep or not name.strip() or not values.strip():
         raise ConfigError(f"--grid {text!r}: write NAME=V1,V2,... (e.g. alpha=64,128,256)")
-    return name.strip(), [v for v in values.split(",") if v.strip()]
+    parts = values.split(",")
+    if any(not v.strip() for v in parts):
+        raise ConfigError(f"--grid {text!r}: a value is empty; write NAME=V1,V2,... with no empty value")
+    return name.strip(), parts
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -404,6 +409,11 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
     executor's ``workers``) without one.
     """
     out = Path(out).resolve()  # absolute: a worker elsewhere writes into the same folder
+    if out.is_dir() and not (out / GRID_FILE).exists():
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if foreign:
+            raise ConfigError(f"{out} holds {foreign[0]}{' and more' if len(foreign) > 1 else ''} but no {GRID_FILE}: "
+                              "it is not a sweep store; give --out a new or empty folder")
     everything = plan(g, backend=backend, dtype=dtype)
     todo = [r for r in everything if not is_done(out, r)]
     # batches no larger than needed to give every worker one: 16 runs on 2 workers are 2 batches of 8, not 1 of 16
@@ -485,8 +495,10 @@ def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
         for m, v in traj.metrics.items():
             values[m][index + (where,)] = v
     dims = (*names, "seed", "step")
+    # no run recorded anything (all failed or missing): no step dimension (NetCDF 3 cannot hold a fixed one of 0)
     ds = xr.Dataset({m: (dims, v) for m, v in values.items()},
-                    coords={**{n: g.axes[n] for n in names}, "seed": g.seeds, "step": step_axis})
+                    coords={**{n: g.axes[n] for n in names}, "seed": g.seeds,
+                            **({"step": step_axis} if step_axis.size else {})})
     ds["status"] = (dims[:-1], status.astype(str))
     for name, v in per_run.items():
         ds[f"run_{name}"] = (dims[:-1], v)
