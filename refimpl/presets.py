@@ -92,11 +92,16 @@ def override(preset: Preset, **changes) -> Preset:
     """A copy of ``preset`` with run settings, dataset arguments or model arguments replaced by name.
 
     A name that is neither a run setting (lr, wd, steps, seed, init_seed, dataset) nor an argument of the
-    preset's dataset generator or model config raises :class:`ConfigError`.
+    preset's dataset generator or model config raises :class:`ConfigError`. A new ``dataset`` keeps those of
+    the preset's dataset arguments that its generator takes.
     """
     run = {k: changes.pop(k) for k in RUN_KEYS if k in changes}
     data_args, model_args = dict(preset.data_args), dict(preset.model_args)
     generator = data.GENERATORS.get(run.get("dataset", preset.dataset))
+    if generator is not None and run.get("dataset", preset.dataset) != preset.dataset:
+        # another dataset keeps only the preset's arguments it takes (d, n_train, ...), not the old one's own (k)
+        takes = inspect.signature(generator).parameters
+        data_args = {k: v for k, v in data_args.items() if k in takes}
     model_fields = {f.name for f in dataclasses.fields(models.get(preset.model).Config)}
     for key, value in changes.items():
         if generator is not None and key in inspect.signature(generator).parameters:
