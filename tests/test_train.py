@@ -183,8 +183,6 @@ def test_trajectory_len():
 
 def test_another_dataset_keeps_only_the_preset_arguments_it_takes():
     """fig1a-quick's k belongs to sparse_linear_classification: switching dataset drops it (it was a TypeError)."""
-    from dichotomy.refimpl import presets
-
     switched = presets.override(presets.get("fig1a-quick"), dataset="l2_separated_gaussians", gamma=3.0)
     assert switched.data_args == {"d": 2_000, "n_train": 100, "n_test": 2_000, "gamma": 3.0}
     assert presets.override(presets.get("fig1a-quick"), k=5).data_args["k"] == 5
