@@ -38,6 +38,12 @@ class Dataset:
     loss: str
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # Lists (or any array-likes) become arrays once, here, so every engine and loss can rely on .dtype and
+        # .shape; np.asarray leaves an array as it is (no copy). The arrays' contents are checked by train.check_run.
+        for name in ("X_train", "y_train", "X_test", "y_test"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name)))
+
     @property
     def task(self) -> str:
         return task_of(self.loss)
@@ -139,7 +145,17 @@ def _modular_table(p: int, op: str):
 
 
 def two_hot(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
-    """Concatenated one-hot encodings [e_a, e_b] of shape (n, 2p), float64."""
+    """Concatenated one-hot encodings [e_a, e_b] of shape (n, 2p), float64; a and b are integers in [0, p)."""
+    p = errors.positive_int("p", p)
+    a, b = np.asarray(a), np.asarray(b)
+    for name, v in (("a", a), ("b", b)):
+        if v.dtype.kind not in "iu" or v.ndim != 1:
+            raise errors.ConfigError(f"two_hot needs 1-dimensional integer operands, got {name} of shape {v.shape} "
+                                     f"dtype {v.dtype}")
+        if v.size and (v.min() < 0 or v.max() >= p):
+            raise errors.ConfigError(f"two_hot operands must lie in [0, p={p}), got {name} in [{v.min()}, {v.max()}]")
+    if a.size != b.size:
+        raise errors.ConfigError(f"two_hot needs as many a as b, got {a.size} and {b.size}")
     X = np.zeros((a.size, 2 * p))
     X[np.arange(a.size), a] = 1.0
     X[np.arange(a.size), p + b] = 1.0
@@ -171,9 +187,11 @@ GENERATORS = {
 
 
 def make(generator: str, seed: int, **kwargs) -> Dataset:
-    """Draw dataset ``generator`` with ``np.random.default_rng(seed)``; ``kwargs`` are its arguments."""
+    """Draw dataset ``generator`` with ``np.random.default_rng(seed)``, ``seed`` an integer >= 0; ``kwargs`` are its
+    arguments."""
     if generator not in GENERATORS:
         raise errors.ConfigError(f"unknown dataset {generator!r}; choose one of {sorted(GENERATORS)}")
+    seed = errors.positive_int("seed", seed, minimum=0)
     try:
         return GENERATORS[generator](np.random.default_rng(seed), **kwargs)
     except TypeError as e:  # an unknown keyword: say which generator and what it takes

@@ -13,16 +13,18 @@ formed in float64 by row blocks (refimpl/blocks.py) so an int8 matrix is never c
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from dichotomy.refimpl import blocks, errors, losses
+from dichotomy.refimpl import blocks, errors, losses, tree
 
 NAME = "diagonal-net"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = ("alpha = ||theta(0)||_2 (official code); the paper's per-coordinate scale alpha / sqrt(2d) "
                     "gives ln(alpha / sqrt(2d)) / lambda")
+_THIS = sys.modules[__name__]  # for the shared argument checks (tree.check_call)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Config:
 
     def __post_init__(self):
         errors.positive_int("d", self.d)
-        errors.positive("alpha", self.alpha, allow_zero=True)
+        tree.config_number("alpha", self.alpha, allow_zero=True)
         errors.positive_int("depth L", self.L, minimum=2)
 
 
@@ -106,17 +108,20 @@ def check_inputs(config: Config, X) -> np.ndarray:
 
 
 def forward(config: Config, params, X):
-    """Outputs f = X w, shape (n,), and the cache for :func:`backward` (here just X)."""
+    """Outputs f = X w, shape (n,), and the cache for :func:`backward` (here just X).
+    Unchecked: the engine's per-step path (use :func:`predict` on untrusted input)."""
     return blocks.matvec(X, weights(config, params)), X
 
 
 def predict(config: Config, params, X) -> np.ndarray:
     """f(theta; x_i) = <u^L - v^L, x_i> for every row of X (n, d); shape (n,)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
 def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradient of sum_i g_i f_i: du = L u^{L-1} (X^T g), dv = -L v^{L-1} (X^T g) (docs/math.md §2.1)."""
+    """Gradient of sum_i g_i f_i: du = L u^{L-1} (X^T g), dv = -L v^{L-1} (X^T g) (docs/math.md §2.1).
+    Unchecked, like :func:`forward`."""
     gw = blocks.rmatvec(cache, g)
     L = config.L
     return {"u": L * params["u"] ** (L - 1) * gw, "v": -L * params["v"] ** (L - 1) * gw}
@@ -124,19 +129,23 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
 
 def jvp(config: Config, params, X, tangent) -> np.ndarray:
     """Directional derivative <grad f(theta; x_i), t> = <x_i, L u^{L-1} t_u - L v^{L-1} t_v>; shape (n,)."""
+    params, X, tangent = tree.check_call(_THIS, config, params, X, tangent)
     L = config.L
     return blocks.matvec(X, L * params["u"] ** (L - 1) * tangent["u"] - L * params["v"] ** (L - 1) * tangent["v"])
 
 
 def loss_and_grad(config: Config, params, X, y, loss: str):
-    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
+    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
+    argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     f, cache = forward(config, params, X)
-    value, g = losses.value_and_grad(loss, f, y)
+    value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
     return value, backward(config, params, cache, g)
 
 
 def ntk_features(config: Config, params, X) -> np.ndarray:
     """Jacobian of the outputs, [L u^{L-1} * x_i, -L v^{L-1} * x_i] per row; shape (n, 2d) (docs §2.2)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     L = config.L
     Xf = np.asarray(X, dtype=np.float64)
     return np.hstack([Xf * (L * params["u"] ** (L - 1)), Xf * (-L * params["v"] ** (L - 1))])

@@ -118,9 +118,10 @@ def evaluate(model: ModuleType, config, params, data: Dataset, f_train: np.ndarr
 
     ``train_loss``, ``train_log_loss`` (log L in log space), ``test_loss``, ``param_norm`` = ||theta||_2, and for
     classification ``train_acc``, ``test_acc`` and ``margin`` = min_i margin_i / ||theta||^L.
+    The state is the engine's, checked once by the driver, so the outputs come from the unchecked ``forward``.
     """
     task, L = data.task, model.degree(config)
-    f_test = model.predict(config, params, data.X_test if X_test is None else X_test)
+    f_test = model.forward(config, params, data.X_test if X_test is None else X_test)[0]
     norm = param_norm(params)
     out = {"train_loss": train_loss, "train_log_loss": losses.log_value(data.loss, f_train, data.y_train),
            "test_loss": losses.value_and_grad(data.loss, f_test, data.y_test)[0], "param_norm": norm}
@@ -188,7 +189,7 @@ class ReferenceEngine:
         out = []
         with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
             for b, run in enumerate(self.runs):
-                f = self.model.predict(run.config, self.theta[b], self.X["train"])
+                f = self.model.forward(run.config, self.theta[b], self.X["train"])[0]  # checked state: no re-check
                 value = losses.value_and_grad(self.data.loss, f, self.data.y_train)[0]
                 row = evaluate(self.model, run.config, self.theta[b], self.data, f, value)
                 if self.schedule is not None:
@@ -197,7 +198,7 @@ class ReferenceEngine:
         return out
 
     def outputs(self, split: str) -> list[np.ndarray]:
-        return [self.model.predict(r.config, p, self.X[split]) for r, p in zip(self.runs, self.theta, strict=True)]
+        return [self.model.forward(r.config, p, self.X[split])[0] for r, p in zip(self.runs, self.theta, strict=True)]
 
     def params(self) -> list[dict[str, np.ndarray]]:
         return [{k: v.copy() for k, v in p.items()} for p in self.theta]

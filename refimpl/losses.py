@@ -32,7 +32,7 @@ def task_of(loss: str) -> str:
     """The task (``binary``, ``multiclass`` or ``regression``) a loss name belongs to."""
     try:
         return TASKS[loss]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable loss such as a list
         raise ConfigError(f"unknown loss {loss!r}; choose one of {sorted(TASKS)}") from None
 
 
@@ -51,7 +51,10 @@ def check_targets(loss: str, f_shape: tuple, y) -> np.ndarray:
         if y.ndim != 1 or y.dtype.kind not in "biuf" or not np.all((y == 1) | (y == -1)):
             raise ConfigError(f"the {loss} loss needs labels in {{-1, +1}}; got values {np.unique(y)[:5]}")
     elif task == "multiclass":
-        C = f_shape[1] if len(f_shape) == 2 else 0
+        if one_output:
+            raise ConfigError("cross_entropy needs at least 2 outputs (one per class), but the model has 1: use the "
+                              "logistic loss with labels -1, +1 for two classes, or a model with out >= 2")
+        C = f_shape[1]
         if y.dtype.kind not in "iu" or y.ndim != 1 or np.any((y < 0) | (y >= C)):
             raise ConfigError(f"cross_entropy needs integer class labels in [0, {C}) for {C} outputs")
     elif (y.shape != tuple(f_shape) and not (one_output and y.shape == (n,))) or y.dtype.kind not in "biuf" \

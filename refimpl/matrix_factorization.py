@@ -8,16 +8,18 @@ X = [[i, j], ...] of shape (n, 2). Only the observed entries of W are formed: th
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from dichotomy.refimpl import errors, losses
+from dichotomy.refimpl import errors, losses, tree
 
 NAME = "matrix-completion"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "index-pairs"  # rows of X are integer index pairs (i, j)
 SCALE_CONVENTION = "U(0) = V(0) = alpha I (paper and code)"
+_THIS = sys.modules[__name__]  # for the shared argument checks (tree.check_call)
 
 _DENSE_MAX_D = 1024  # backward builds G densely up to this size
 
@@ -32,8 +34,8 @@ class Config:
 
     def __post_init__(self):
         errors.positive_int("d", self.d)
-        errors.positive("alpha", self.alpha, allow_zero=True)
-        errors.positive("sigma", self.sigma, allow_zero=True)
+        tree.config_number("alpha", self.alpha, allow_zero=True)
+        tree.config_number("sigma", self.sigma, allow_zero=True)
 
 
 def shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -110,7 +112,8 @@ def check_inputs(config: Config, X) -> np.ndarray:
 
 
 def forward(config: Config, params, X):
-    """f_k = <U_i, U_j> - <V_i, V_j> for each pair (i, j) = X[k]; shape (n,). The cache is X."""
+    """f_k = <U_i, U_j> - <V_i, V_j> for each pair (i, j) = X[k]; shape (n,). The cache is X.
+    Unchecked: the engine's per-step path (use :func:`predict` on untrusted input)."""
     i, j = X[:, 0], X[:, 1]
     U, V = params["U"], params["V"]
     return np.einsum("kr,kr->k", U[i], U[j]) - np.einsum("kr,kr->k", V[i], V[j]), X
@@ -118,6 +121,7 @@ def forward(config: Config, params, X):
 
 def predict(config: Config, params, X) -> np.ndarray:
     """Entries W_{i_k j_k} of W = U U^T - V V^T at the index pairs X (n, 2); shape (n,)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
@@ -126,6 +130,7 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
 
     Duplicated pairs are summed. G is dense (one bincount) up to d = 1024, where that is ~20x faster in
     NumPy than scipy.sparse; beyond, a CSR matrix keeps the cost O(n d) (docs/math.md §3.1).
+    Unchecked, like :func:`forward`.
     """
     X, d = cache, config.d
     if d <= _DENSE_MAX_D:
@@ -138,6 +143,7 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
 
 def jvp(config: Config, params, X, tangent) -> np.ndarray:
     """Directional derivative of W_ij along (T_U, T_V): <T_U_i, U_j> + <U_i, T_U_j> - (same for V); (n,)."""
+    params, X, tangent = tree.check_call(_THIS, config, params, X, tangent)
     i, j = X[:, 0], X[:, 1]
     out = np.zeros(X.shape[0], dtype=np.result_type(params["U"], tangent["U"]))
     for name, sign in (("U", 1.0), ("V", -1.0)):
@@ -147,14 +153,17 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 
 
 def loss_and_grad(config: Config, params, X, y, loss: str):
-    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
+    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
+    argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     f, cache = forward(config, params, X)
-    value, g = losses.value_and_grad(loss, f, y)
+    value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
     return value, backward(config, params, cache, g)
 
 
 def ntk_features(config: Config, params, X) -> np.ndarray:
     """Jacobian of the outputs: row k is vec(e_i U_j^T + e_j U_i^T, -(e_i V_j^T + e_j V_i^T)); (n, 2 d^2)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     n, d = X.shape[0], config.d
     J = np.zeros((n, 2, d, d))
     rows = np.arange(n)

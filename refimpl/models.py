@@ -8,7 +8,12 @@ derivative of the outputs along a params-shaped tangent) and ``ntk_features(conf
 and its facts (docs/architecture.md): ``NAME`` (its one name), ``degree(config)`` (homogeneity degree),
 ``init_scale(config)`` and ``SCALE_CONVENTION`` (alpha in theta(0) = alpha theta_bar), ``n_outputs(config)``,
 ``config_for(data, **model_args)`` (dimensions from the dataset), ``late_limit(config, task)`` (which convex
-late limit applies, or None), ``ntk_gram(config, params, X1, X2)`` and ``check_params(config, params)``.
+late limit applies, or None), ``ntk_gram(config, params, X1, X2)`` and ``shapes(config)`` (parameter names and
+shapes, checked by :func:`check_params`).
+
+``predict``, ``loss_and_grad``, ``jvp`` and ``ntk_features`` check their arguments (:func:`refimpl.tree.check_call`);
+``forward`` and ``backward`` do not: they are the engine's per-step path, on state checked once by
+:func:`refimpl.train.check_run` (params by :func:`check_params` here).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp, tree
 from dichotomy.refimpl.errors import ConfigError
 
 # A fourth model is its own module (with the facts below) and one entry in this tuple.
@@ -43,26 +48,9 @@ def resolve(model: ModuleType | str) -> ModuleType:
 
 def check_params(module: ModuleType, config, params) -> dict[str, np.ndarray]:
     """Float64 copies of ``params`` after checking them against the model's ``shapes(config)``: the same keys,
-    the same shapes, real numbers, all finite. Every engine is given parameters checked here, once."""
-    if not isinstance(params, dict):
-        raise ConfigError(f"params must be a dict of arrays, got {type(params).__name__}")
-    want = module.shapes(config)
-    if set(params) != set(want):
-        missing, extra = sorted(set(want) - set(params)), sorted(set(params) - set(want))
-        raise ConfigError(f"{module.NAME} params must have exactly the keys {', '.join(want)}"
-                          + (f"; missing {', '.join(missing)}" if missing else "")
-                          + (f"; unexpected {', '.join(map(str, extra))}" if extra else ""))
-    out = {}
-    for k, shape in want.items():
-        p = np.asarray(params[k])
-        if p.dtype.kind not in "iuf":
-            raise ConfigError(f"params[{k!r}] must hold real numbers, got dtype {p.dtype}")
-        if p.shape != shape:
-            raise ConfigError(f"params[{k!r}] has shape {p.shape}, but {module.NAME} with this config needs {shape}")
-        if not np.all(np.isfinite(p)):
-            raise ConfigError(f"params[{k!r}] contains NaN or inf")
-        out[k] = np.array(p, dtype=np.float64)
-    return out
+    the same shapes, real numbers, all finite (:func:`refimpl.tree.check_params`). Every engine is given
+    parameters checked here, once."""
+    return tree.check_params(module.NAME, module.shapes(config), params)
 
 
 def degree(module: ModuleType, config) -> int:

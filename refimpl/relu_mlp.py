@@ -9,16 +9,18 @@ The ReLU derivative at 0 is taken as 0, as in PyTorch.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from dichotomy.refimpl import errors, losses
+from dichotomy.refimpl import errors, losses, tree
 
 NAME = "relu-mlp"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = "theta(0) = alpha x He init, alpha = init_scale"
 MAX_JACOBIAN_BYTES = 1 << 30  # the largest Jacobian ntk_gram forms; beyond, a one-line ConfigError
+_THIS = sys.modules[__name__]  # for the shared argument checks (tree.check_call)
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Config:
         errors.positive_int("width h", self.h)
         errors.positive_int("out", self.out)
         errors.positive_int("depth L", self.L, minimum=2)
-        errors.positive("init_scale", self.init_scale, allow_zero=True)
+        tree.config_number("init_scale", self.init_scale, allow_zero=True)
+        tree.config_flag("zero_last_layer", self.zero_last_layer)
 
 
 def degree(config: Config) -> int:
@@ -120,7 +123,8 @@ def check_inputs(config: Config, X) -> np.ndarray:
 
 
 def forward(config: Config, params, X):
-    """Logits (n, out) and the cache (activations a_0 = X, ..., a_{L-1}; pre-activations z_1..z_{L-1})."""
+    """Logits (n, out) and the cache (activations a_0 = X, ..., a_{L-1}; pre-activations z_1..z_{L-1}).
+    Unchecked: the engine's per-step path (use :func:`predict` on untrusted input)."""
     a, acts, pre = X, [X], []
     for layer in range(1, config.L):
         z = a @ params[f"W{layer}"].T
@@ -134,11 +138,13 @@ def forward(config: Config, params, X):
 
 def predict(config: Config, params, X) -> np.ndarray:
     """Logits f(theta; x_i) for every row of X (n, D); shape (n, out)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
 def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradient of sum_ik g_ik f_ik by backpropagation (docs/math.md §4.1); g has shape (n, out)."""
+    """Gradient of sum_ik g_ik f_ik by backpropagation (docs/math.md §4.1); g has shape (n, out).
+    Unchecked, like :func:`forward`."""
     acts, pre = cache
     grads = {}
     delta = g
@@ -156,6 +162,7 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 
     z_l = W_l a_{l-1} (+ b_1), dz_l = T_l a_{l-1} + W_l da_{l-1} (+ T_b1), da_l = relu'(z_l) dz_l.
     """
+    params, X, tangent = tree.check_call(_THIS, config, params, X, tangent)
     a, da = X, np.zeros_like(X, dtype=np.result_type(X, tangent["W1"]))
     for layer in range(1, config.L + 1):
         W, T = params[f"W{layer}"], tangent[f"W{layer}"]
@@ -168,9 +175,11 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 
 
 def loss_and_grad(config: Config, params, X, y, loss: str):
-    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``."""
+    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
+    argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
+    params, X = tree.check_call(_THIS, config, params, X)
     f, cache = forward(config, params, X)
-    value, g = losses.value_and_grad(loss, f, y)
+    value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
     return value, backward(config, params, cache, g)
 
 
@@ -179,6 +188,7 @@ def ntk_features(config: Config, params, X) -> np.ndarray:
 
     P is the total parameter count, flattened in :func:`shapes` order (refimpl.tree.flatten).
     """
+    params, X = tree.check_call(_THIS, config, params, X)
     n = X.shape[0]
     J = np.empty((n, config.out, sum(math.prod(s) for s in shapes(config).values())))
     for i in range(n):
