@@ -13,9 +13,9 @@ from types import ModuleType
 import numpy as np
 import scipy.linalg
 
-from dichotomy.refimpl import losses
+from dichotomy.refimpl import errors, losses
 from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.limits import ntk, qp
+from dichotomy.refimpl.limits import _checks, ntk, qp
 
 INTERPOLATION_RTOL = 1e-8  # K2: relative residual ||G coef - y|| / ||y|| accepted as an interpolation
 
@@ -54,10 +54,11 @@ def kernel_predictor(module: ModuleType, config, params0: dict[str, np.ndarray],
     Raises
     ------
     ConfigError
-        K1 infeasible (Assumption 3.3) or K2 without an interpolant (Assumption 3.8).
+        Invalid params, inputs or targets (:func:`refimpl.limits._checks.model_data`), K1 infeasible
+        (Assumption 3.3) or K2 without an interpolant (Assumption 3.8).
     """
+    params0, X, y = _checks.model_data(module, config, params0, X, y, loss)
     theta_bar = ntk.unit_init(module, config, params0)
-    X = module.check_inputs(config, X)
     D, G = ntk.constraint_gram(module, config, theta_bar, X, y, loss)
     if losses.task_of(loss) == "regression":
         target = np.asarray(y, dtype=np.float64).ravel()
@@ -87,16 +88,28 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
 
     Parameters
     ----------
-    steps : int or array of int
-        The steps s at which to return the outputs.
+    lr, wd : float
+        Learning rate (finite, > 0) and weight decay (finite, >= 0).
+    steps : int or 1-D array of int
+        The steps s at which to return the outputs, integers in [0, :data:`refimpl.errors.MAX_STEPS`].
     X_test : array, optional
         Inputs at which to also return f_s (through K(X_test, X) beta_s).
 
     Returns
     -------
     f_train : (len(steps), n), f_test : (len(steps), n_test) or None
+
+    Raises
+    ------
+    ConfigError
+        Invalid arguments, f(theta_0) != 0, or lr at or above the stability limit 2 / (wd + 2 k_max / n).
     """
-    X = module.check_inputs(config, X)
+    lr = errors.positive("learning rate lr", lr)
+    wd = errors.positive("weight decay wd", wd, allow_zero=True)
+    steps = _step_list(steps)
+    params0, X, y = _checks.model_data(module, config, params0, X, y, "squared")
+    if X_test is not None:
+        X_test = module.check_inputs(config, X_test)
     y = np.asarray(y, dtype=np.float64)
     f0 = module.predict(config, params0, X)
     if f0.ndim != 1 or y.shape != f0.shape:
@@ -104,12 +117,11 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
     if np.abs(f0).max(initial=0.0) > 1e-12 * max(1.0, np.abs(y).max(initial=0.0)):
         raise ConfigError("linearized_gd assumes f(theta_0) = 0 (Assumption 3.2): zero the last layer or use a "
                           "symmetric init")
-    steps = np.atleast_1d(np.asarray(steps, dtype=np.int64))
     n = y.size
     K = ntk.gram(module, config, params0, X)
     k, Q = scipy.linalg.eigh(K)
-    rho = 1.0 - lr * wd - 2.0 * lr * np.maximum(k, 0.0) / n
-    if np.any(np.abs(rho) >= 1.0) and np.any(k > 0):
+    rho = 1.0 - lr * wd - 2.0 * lr * np.maximum(k, 0.0) / n  # <= 1 for lr > 0, wd >= 0; = 1 on K's null space
+    if np.any(rho <= -1.0):  # some mode oscillates with a growing amplitude
         raise ConfigError(f"lr={lr:g} is too large for the linearized dynamics: need lr < 2 / (wd + 2 k_max / n) = "
                           f"{2.0 / (wd + 2.0 * k.max() / n):.3g}")
     gain = np.where(rho == 1.0, steps[:, None], (1.0 - rho ** steps[:, None]) / np.where(rho == 1.0, 1.0, 1.0 - rho))
@@ -118,3 +130,12 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
     f_test = None if X_test is None else beta @ ntk.gram(module, config, params0, X_test, X).T
     return f_train, f_test
 
+
+def _step_list(steps) -> np.ndarray:
+    """``steps`` (an int or a 1-D sequence of ints; whole floats such as 10.0 count as ints, like ``record`` in
+    :func:`refimpl.train.run`) as int64, each checked by :func:`refimpl.errors.step_count`."""
+    s = np.atleast_1d(np.asarray(steps))
+    if s.ndim != 1:
+        raise ConfigError(f"steps must be an int or a 1-D sequence of ints, got shape {s.shape}")
+    whole = [int(v) if isinstance(v, float) and v.is_integer() else v for v in s.tolist()]
+    return np.array([errors.step_count("steps", v) for v in whole], dtype=np.int64)

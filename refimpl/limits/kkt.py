@@ -21,7 +21,7 @@ import scipy.linalg
 
 from dichotomy.refimpl import losses, models
 from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.limits import ntk, qp
+from dichotomy.refimpl.limits import _checks, ntk, qp
 from dichotomy.refimpl.tree import param_norm
 
 MAX_CONSTRAINTS = 2000  # R1 keeps the samples with the smallest margins up to this many constraints
@@ -56,9 +56,15 @@ def _flat(module, config, params, X, tangent) -> np.ndarray:
 
 
 def kkt_residual(module: ModuleType, config, params: dict[str, np.ndarray], X, y, loss: str) -> KKTResidual:
-    """R1 (classification losses) or R2 (squared loss) KKT residual of ``params`` on the training data."""
-    X = module.check_inputs(config, X)
-    y = np.asarray(y)
+    """R1 (classification losses) or R2 (squared loss) KKT residual of ``params`` on the training data.
+
+    Raises
+    ------
+    ConfigError
+        Invalid params, inputs or targets (:func:`refimpl.limits._checks.model_data`), theta = 0, or (R1) a
+        theta that does not separate the training data.
+    """
+    params, X, y = _checks.model_data(module, config, params, X, y, loss)
     if not param_norm(params) > 0:  # both problems are stated for the direction theta / ||theta||
         raise ConfigError("theta = 0 has no direction: the KKT residual is defined for a nonzero theta")
     f = module.predict(config, params, X)

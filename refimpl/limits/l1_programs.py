@@ -128,9 +128,13 @@ def min_l1(A: np.ndarray, b: np.ndarray, *, equality: bool, max_rounds: int = 20
     Raises
     ------
     ConfigError
-        No w satisfies the constraints (non-separable data, or an inconsistent system).
+        A has no rows or no columns, or no w satisfies the constraints (non-separable data, or an inconsistent
+        system).
     """
     n, d = A.shape
+    if n == 0 or d == 0:  # HiGHS cannot be given an empty program
+        raise ConfigError(f"the L1 program is empty: A (the data X, one row per sample) has shape {A.shape}; give at "
+                          "least one sample and one feature")
     b = np.asarray(b, dtype=np.float64)
     score = np.abs(blocks.rmatvec(A, b))
     order = np.argsort(-score, kind="stable")

@@ -28,9 +28,10 @@ class LinearClassifier:
 
 
 def _check(X, y) -> tuple[np.ndarray, np.ndarray]:
-    X = errors.finite_array("X", X, ndim=2)
+    """X (n, d) real and finite, y (n,) in {-1, +1}; the solvers refuse n = 0 or d = 0 themselves."""
+    X = errors.finite_array("X", X, ndim=2, real=True)
     y = np.asarray(y)
-    if y.shape != (X.shape[0],) or not np.all((y == 1) | (y == -1)):
+    if y.shape != (X.shape[0],) or y.dtype.kind not in "biuf" or not np.all((y == 1) | (y == -1)):
         raise errors.ConfigError(f"labels must be {X.shape[0]} values in {{-1, +1}}, got shape {y.shape}")
     return X, y
 

@@ -23,9 +23,9 @@ from dichotomy.refimpl.limits.qp import SolverFailed
 
 
 def min_l1_interpolation(X, y) -> l1_programs.L1Solution:
-    """argmin ||w||_1 s.t. X w = y, X (n, d), y (n,) (LP by column generation)."""
-    X = errors.finite_array("X", X, ndim=2)
-    y = errors.finite_array("y", y, ndim=1)
+    """argmin ||w||_1 s.t. X w = y, X (n, d), y (n,) real and finite (LP by column generation)."""
+    X = errors.finite_array("X", X, ndim=2, real=True)
+    y = errors.finite_array("y", y, ndim=1, real=True)
     if y.shape[0] != X.shape[0]:
         raise errors.ConfigError(f"X has {X.shape[0]} rows but y has {y.shape[0]} targets")
     return l1_programs.min_l1(X, y.astype(np.float64), equality=True)
@@ -54,10 +54,13 @@ def nuclear_norm_completion(d: int, X, y, *, solver: str = "CLARABEL") -> Comple
     """
     config = matrix_factorization.Config(d=errors.positive_int("d", d), alpha=1.0)
     X = matrix_factorization.check_inputs(config, X)
-    y = errors.finite_array("y", y, ndim=1).astype(np.float64)
+    y = errors.finite_array("y", y, ndim=1, real=True).astype(np.float64)
     n = y.shape[0]
     if X.shape[0] != n:
         raise errors.ConfigError(f"{X.shape[0]} index pairs but {n} values")
+    if n == 0:
+        raise errors.ConfigError("no observed entries: the completion needs at least one index pair (i, j) and its "
+                                 "value")
     i, j = X[:, 0], X[:, 1]
     S_of = sp.csr_array((np.full(2 * n, 0.5), (np.concatenate([i * d + j, j * d + i]),
                                                np.concatenate([np.arange(n)] * 2))), shape=(d * d, n))

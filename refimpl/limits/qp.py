@@ -19,6 +19,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
+from dichotomy.refimpl import errors
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 
 
@@ -30,16 +31,33 @@ def gram_factor(G: np.ndarray, rtol: float | None = None) -> tuple[np.ndarray, n
     """A = Q diag(sqrt(s)) with G ~= A A^T, dropping eigenvalues below ``rtol * max(s)``; A has shape (m, r).
 
     The default ``rtol`` is m * machine epsilon, the rounding level of the eigen-decomposition itself.
+    Raises a ConfigError for a G that is not a finite, real, square matrix with at least one row.
     """
-    G = np.asarray(G, dtype=np.float64)
-    if G.ndim != 2 or G.shape[0] != G.shape[1]:
-        raise ConfigError(f"a Gram matrix must be square, got shape {G.shape}")
-    if not np.all(np.isfinite(G)):
-        raise ConfigError("the Gram matrix contains NaN or inf")
+    return _factor(_check_gram(G), rtol)
+
+
+def _factor(G: np.ndarray, rtol: float | None = None) -> np.ndarray:
+    """:func:`gram_factor` of a G already checked by :func:`_check_gram`."""
     s, Q = scipy.linalg.eigh((G + G.T) / 2)
     rtol = G.shape[0] * np.finfo(float).eps if rtol is None else rtol
     keep = s > rtol * max(s.max(initial=0.0), np.finfo(float).tiny)
     return Q[:, keep] * np.sqrt(s[keep])
+
+
+def _check_gram(G) -> np.ndarray:
+    """G as float64 after checking it is a finite, real, square matrix with at least one row (SciPy's NNLS
+    aborts the whole process on an empty problem)."""
+    G = np.asarray(G)
+    if G.dtype.kind not in "biuf":
+        raise ConfigError(f"a Gram matrix must hold real numbers, got dtype {G.dtype}")
+    G = G.astype(np.float64, copy=False)
+    if G.ndim != 2 or G.shape[0] != G.shape[1]:
+        raise ConfigError(f"a Gram matrix must be square, got shape {G.shape}")
+    if G.shape[0] == 0:
+        raise ConfigError("the Gram matrix is empty (0 constraints): give at least one constraint (training sample)")
+    if not np.all(np.isfinite(G)):
+        raise ConfigError("the Gram matrix contains NaN or inf")
+    return G
 
 
 def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,7 +99,8 @@ def hard_margin(G: np.ndarray) -> HardMargin:
     ConfigError
         The constraints are infeasible (data not separable by the kernel's features).
     """
-    A = gram_factor(G)
+    G = _check_gram(G)
+    A = _factor(G)
     m, r = A.shape
     E = np.vstack([A.T, np.ones((1, m))])
     e = np.zeros(r + 1)
@@ -103,7 +122,16 @@ def nonnegative_fit(G: np.ndarray, c: np.ndarray, extra_rows: np.ndarray | None 
     ||theta - Phi^T mu||^2 = ||theta||^2 - ||z||^2 + ||A^T mu - z||^2 with G = A A^T and A z = c (c lies in
     the range of G), so this is one NNLS in m unknowns. ``extra_rows`` (k, m) adds penalties driven to 0.
     """
-    A = gram_factor(G)
+    G = _check_gram(G)
+    m = G.shape[0]
+    c = errors.finite_array("c", c, ndim=1, real=True)
+    if c.shape != (m,):
+        raise ConfigError(f"c must have one entry per constraint, {m}, got shape {c.shape}")
+    if extra_rows is not None:
+        extra_rows = errors.finite_array("extra_rows", extra_rows, ndim=2, real=True)
+        if extra_rows.shape[1] != m:
+            raise ConfigError(f"extra_rows must have {m} columns (one per constraint), got shape {extra_rows.shape}")
+    A = _factor(G)
     z = scipy.linalg.lstsq(A, c)[0]
     rows, target = A.T, z
     if extra_rows is not None:

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import blocks, files
+from dichotomy.refimpl import blocks, errors, files, losses
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk
@@ -104,9 +104,17 @@ def distance(outputs: np.ndarray, target: np.ndarray, task: str) -> np.ndarray:
     """Distance of each recorded output vector (rows of ``outputs``, (m, n_probe[, out])) to ``target``.
 
     Classification: || f / ||f|| - f* / ||f*|| || in [0, 2] (the limits are directions: Theorem 3.4 divides
-    by a growing Z(alpha)); NaN where f = 0. Regression: ||f - f*|| / ||f*||.
+    by a growing Z(alpha)); NaN where f = 0. Regression: ||f - f*|| / ||f*||. ``task`` is binary,
+    multiclass or regression (:data:`refimpl.losses.TASKS`); each row of ``outputs`` has as many entries as ``target``.
     """
-    F = outputs.reshape(len(outputs), -1)
+    tasks = sorted(set(losses.TASKS.values()))
+    if task not in tasks:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(tasks)}")
+    outputs, target = np.asarray(outputs), np.asarray(target)
+    if outputs.ndim < 1 or math.prod(outputs.shape[1:]) != target.size:
+        raise ConfigError(f"outputs of shape {outputs.shape} (steps, probe[, out]) do not match a target of shape "
+                          f"{target.shape}: each recorded step needs one output per target entry")
+    F = outputs.reshape(len(outputs), target.size)
     t = target.ravel()
     if task == "regression":
         return np.linalg.norm(F - t, axis=1) / max(np.linalg.norm(t), np.finfo(float).tiny)
@@ -119,10 +127,13 @@ def distance(outputs: np.ndarray, target: np.ndarray, task: str) -> np.ndarray:
 def predicted_time(module: ModuleType, config, lr: float, wd: float) -> dict:
     """t* = ln(alpha) / lambda (continuous time) and t* / lr (steps), with alpha's convention stated.
 
-    Never raises: where the theory gives no switch time, ``time`` and ``steps`` are NaN (alpha <= 1: the
-    dichotomy is a large-init statement, alpha -> infinity, and ln(alpha) <= 0 predicts nothing) or infinite
-    (no weight decay: the late phase never comes), and ``note`` says why; ``note`` is "" otherwise.
+    ``lr`` must be finite and > 0, ``wd`` finite and >= 0 (a ConfigError otherwise). Where the theory gives no
+    switch time, ``time`` and ``steps`` are NaN (alpha <= 1: the dichotomy is a large-init statement, alpha ->
+    infinity, and ln(alpha) <= 0 predicts nothing) or infinite (wd = 0, no weight decay: the late phase never
+    comes), and ``note`` says why; ``note`` is "" otherwise.
     """
+    lr = errors.positive("learning rate lr", lr)
+    wd = errors.positive("weight decay wd", wd, allow_zero=True)
     alpha = float(ntk.scale_of(module, config))
     convention = module.SCALE_CONVENTION
     out = {"alpha": alpha, "convention": convention}
@@ -133,7 +144,7 @@ def predicted_time(module: ModuleType, config, lr: float, wd: float) -> dict:
         return {**out, "time": math.nan, "steps": math.nan,
                 "note": f"undefined: t* = ln(alpha)/lambda describes a large init (alpha > 1), got alpha = "
                         f"{alpha:g}"}
-    if not wd > 0:
+    if wd == 0:
         return {**out, "time": math.inf, "steps": math.inf,
                 "note": "never: without weight decay (lambda = 0) the switch does not come"}
     t = math.log(alpha) / wd
@@ -263,6 +274,7 @@ def diagnose(traj: Trajectory, module: ModuleType, config, params0, data: Datase
     """The dichotomy diagnostic of a trajectory recorded with ``probe`` (see :func:`default_probe`)."""
     if traj.outputs is None or len(traj.outputs) != len(traj.steps):
         raise ConfigError("the trajectory has no probe outputs: train with probe=default_probe(data)")
+    predicted = predicted_time(module, config, lr, wd)  # first: it checks lr and wd before the solvers run
     kernel = kernel_limit(module, config, params0, data, probe)
     late = late_limit(module, config, data, probe)
     nan = np.full(len(traj.steps), np.nan)
@@ -273,5 +285,5 @@ def diagnose(traj: Trajectory, module: ModuleType, config, params0, data: Datase
                     "constraints": r.constraints}
     except DichotomyError as e:
         residual = {"problem": "R1/R2", "stationarity": math.nan, "slackness": math.nan, "reason": str(e)}
-    return Diagnosis(traj.steps, kernel, late, dists[0], dists[1], predicted_time(module, config, lr, wd),
+    return Diagnosis(traj.steps, kernel, late, dists[0], dists[1], predicted,
                      measured_transition(traj, metric), residual)
