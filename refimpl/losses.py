@@ -57,9 +57,11 @@ def check_targets(loss: str, f_shape: tuple, y) -> np.ndarray:
         C = f_shape[1]
         if y.dtype.kind not in "iu" or y.ndim != 1 or np.any((y < 0) | (y >= C)):
             raise ConfigError(f"cross_entropy needs integer class labels in [0, {C}) for {C} outputs")
-    elif (y.shape != tuple(f_shape) and not (one_output and y.shape == (n,))) or y.dtype.kind not in "biuf" \
-            or not np.all(np.isfinite(y)):
-        raise ConfigError(f"squared loss needs finite targets of shape {tuple(f_shape)}, got {y.shape}")
+    elif (y.shape != tuple(f_shape) and not (one_output and y.shape == (n,))) or y.dtype.kind not in "biuf":
+        raise ConfigError(f"squared loss needs real targets of shape {tuple(f_shape)}, got {y.shape} {y.dtype}")
+    elif not np.all(np.isfinite(y)):
+        raise ConfigError(f"squared loss needs finite targets; {int(y.size - np.count_nonzero(np.isfinite(y)))} are "
+                          "NaN or inf: clean them first")
     return y
 
 
