@@ -51,11 +51,12 @@ def test_a_bad_grid_is_refused_in_one_line_before_anything_runs(axes, message, t
     assert not (tmp_path / "s" / "runs").exists()
 
 
-def test_a_folder_that_is_not_a_sweep_store_is_refused(tmp_path):
-    (tmp_path / "trajectory.npz").write_bytes(b"")  # a train result, say
+@pytest.mark.parametrize("name", ["trajectory.npz", sweep.STORE_FILE])  # a train result; a store of unknown grid
+def test_a_folder_that_is_not_a_sweep_store_is_refused(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
     with pytest.raises(ConfigError, match="is not a sweep store; give --out a new or empty folder"):
         sweep.run(sweep.grid("fig3-quick", {}, steps=2), tmp_path, workers=1, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["trajectory.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def test_a_sweep_whose_runs_all_failed_writes_a_readable_store_that_phase_explains(tmp_path):

@@ -46,6 +46,7 @@ from dichotomy.refimpl.limits import transition
 from dichotomy.validation import runs as claim_runs
 
 GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
+OWN_FOLDERS = ("runs", "checkpoints")  # a sweep's folders, there before its sweep.json when it was cut short
 BATCH = 16      # runs per task at most
 RETRIES = 1     # a task whose worker dies is tried again this many times, from its checkpoint
 
@@ -410,7 +411,7 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
     """
     out = Path(out).resolve()  # absolute: a worker elsewhere writes into the same folder
     if out.is_dir() and not (out / GRID_FILE).exists():
-        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in OWN_FOLDERS)
         if foreign:
             raise ConfigError(f"{out} holds {foreign[0]}{' and more' if len(foreign) > 1 else ''} but no {GRID_FILE}: "
                               "it is not a sweep store; give --out a new or empty folder")
