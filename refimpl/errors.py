@@ -53,7 +53,7 @@ MAX_STEPS = 10**15  # a longer run would take decades at a nanosecond per step; 
 
 def positive(name: str, value, *, allow_zero: bool = False) -> float:
     """Return ``float(value)`` after checking it is a finite number > 0 (or >= 0 with ``allow_zero``)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)

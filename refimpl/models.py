@@ -22,7 +22,7 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp, tree
+from dichotomy.refimpl import diagonal_net, losses, matrix_factorization, relu_mlp, tree
 from dichotomy.refimpl.errors import ConfigError
 
 # A fourth model is its own module (with the facts below) and one entry in this tuple.
@@ -51,6 +51,19 @@ def check_params(module: ModuleType, config, params) -> dict[str, np.ndarray]:
     the same shapes, real numbers, all finite (:func:`refimpl.tree.check_params`). Every engine is given
     parameters checked here, once."""
     return tree.check_params(module.NAME, module.shapes(config), params)
+
+
+def check_examples(module: ModuleType, config, params: dict[str, np.ndarray], X, y, loss: str, *,
+                   empty: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) after checking X by the model's ``check_inputs`` and y against ``loss`` and the model's outputs (n,)
+    or (n, out) (:func:`refimpl.losses.check_targets`), for ``params`` already checked by :func:`check_params`.
+    X with no rows is a ConfigError saying ``empty``."""
+    X = module.check_inputs(config, X)
+    if X.shape[0] == 0:
+        raise ConfigError(empty)
+    with np.errstate(over="ignore", invalid="ignore"):  # one row, for the output shape only: its values may overflow
+        f_shape = (X.shape[0],) + np.shape(module.forward(config, params, X[:1])[0])[1:]
+    return X, losses.check_targets(loss, f_shape, y)
 
 
 def degree(module: ModuleType, config) -> int:

@@ -98,13 +98,13 @@ def override(preset: Preset, **changes) -> Preset:
     run = {k: changes.pop(k) for k in RUN_KEYS if k in changes}
     data_args, model_args = dict(preset.data_args), dict(preset.model_args)
     generator = data.GENERATORS.get(run.get("dataset", preset.dataset))
+    takes = inspect.signature(generator).parameters if generator is not None else {}
     if generator is not None and run.get("dataset", preset.dataset) != preset.dataset:
         # another dataset keeps only the preset's arguments it takes (d, n_train, ...), not the old one's own (k)
-        takes = inspect.signature(generator).parameters
         data_args = {k: v for k, v in data_args.items() if k in takes}
     model_fields = {f.name for f in dataclasses.fields(models.get(preset.model).Config)}
     for key, value in changes.items():
-        if generator is not None and key in inspect.signature(generator).parameters:
+        if key in takes:
             data_args[key] = value
         elif key in model_fields:
             model_args[key] = value

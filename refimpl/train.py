@@ -25,7 +25,7 @@ from types import ModuleType
 import numpy as np
 from tqdm.auto import tqdm
 
-from dichotomy.refimpl import errors, losses, models
+from dichotomy.refimpl import errors, models, tree
 from dichotomy.refimpl.checkpoint import Checkpoints, Slot, fingerprint
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import LossNormalized, ReferenceEngine, RunSpec, evaluate
@@ -49,15 +49,15 @@ def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, r
     steps = errors.step_count("steps", steps)
     params = models.check_params(model, config, params)
     for split in ("train", "test"):
-        X = model.check_inputs(config, getattr(data, f"X_{split}"))
-        if X.shape[0] == 0:
-            raise errors.ConfigError(f"the {split} set is empty: a run needs at least one {split} example")
-        with np.errstate(over="ignore", invalid="ignore"):
-            f = model.predict(config, params, X if split == "train" else X[:1])
-        if not np.all(np.isfinite(f)):
-            raise errors.ConfigError("the outputs at the initialization are not finite: the initial parameters are "
-                                     "too large for float64; lower alpha (or the init scale)")
-        losses.check_targets(data.loss, (X.shape[0],) + f.shape[1:], getattr(data, f"y_{split}"))
+        X, _ = models.check_examples(model, config, params, getattr(data, f"X_{split}"), getattr(data, f"y_{split}"),
+                                     data.loss, empty=f"the {split} set is empty: a run needs at least one {split} "
+                                     "example")
+        if split == "train":
+            with np.errstate(over="ignore", invalid="ignore"):
+                f = model.forward(config, params, X)[0]  # params and X are checked: the unchecked path
+            if not np.all(np.isfinite(f)):
+                raise errors.ConfigError("the outputs at the initialization are not finite: the initial parameters "
+                                         "are too large for float64; lower alpha (or the init scale)")
     if record is None:
         record = record_steps(steps)
     else:
@@ -167,8 +167,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     configs, lrs, wds = _per_run("configs", configs, B), _per_run("lr", lr, B), _per_run("wd", wd, B)
     runs, checked = [], None
     for c, p, a, w in zip(configs, params, lrs, wds, strict=True):
-        if not isinstance(c, model.Config):
-            raise errors.ConfigError(f"config must be a {model.NAME} Config, got {type(c).__name__}")
+        tree.check_config(model, c)
         p, a, w, steps, rec, prb = check_run(model, c, p, data, a, w, steps, record, probe)
         runs.append(RunSpec(c, p, a, w))
         checked = rec, prb

@@ -70,9 +70,7 @@ def check_call(module, config, params, X, tangent=None):
     X passes the module's ``check_inputs``. Float and complex params keep their dtype (complex-step derivatives
     go through these functions). Returns ``(params, X)``, or ``(params, X, tangent)`` with a tangent.
     ``forward`` and ``backward`` skip these checks: they are the engine's per-step path on checked state."""
-    if not isinstance(config, module.Config):
-        raise errors.ConfigError(f"config must be a {module.NAME} Config, got {type(config).__name__}: pass "
-                                 f"{module.__name__.rsplit('.', 1)[-1]}.Config(...)")
+    check_config(module, config)
     shapes = module.shapes(config)
     params = check_params(module.NAME, shapes, params, keep_dtype=True)
     X = module.check_inputs(config, X)
@@ -81,10 +79,17 @@ def check_call(module, config, params, X, tangent=None):
     return params, X, check_params(module.NAME, shapes, tangent, what="tangent", keep_dtype=True)
 
 
+def check_config(module, config) -> None:
+    """``config`` must be an instance of the model module's own ``Config``."""
+    if not isinstance(config, module.Config):
+        raise errors.ConfigError(f"config must be a {module.NAME} Config, got {type(config).__name__}: pass "
+                                 f"{module.Config.__module__}.Config(...)")
+
+
 def config_number(name: str, value, *, allow_zero: bool = False) -> float:
-    """A Config's real-valued field: an int or float (not a bool, a string or None), finite, > 0 (>= 0 with
-    ``allow_zero``)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+    """A Config's real-valued field: an int or float (not a string or None; bools are refused by
+    :func:`refimpl.errors.positive`), finite, > 0 (>= 0 with ``allow_zero``)."""
+    if not isinstance(value, numbers.Real):
         raise errors.ConfigError(f"{name} must be a number, got {value!r}")
     return errors.positive(name, value, allow_zero=allow_zero)
 

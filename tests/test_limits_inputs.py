@@ -73,12 +73,6 @@ CASES = {
     # malformed params are reported as such, also where they are 0 (before: "theta = 0 has no direction")
     "kkt params missing key": (kkt_of(params={"u": np.zeros(3)}), "missing v"),
     "kkt params wrong shape": (kkt_of(params={"u": np.zeros(2), "v": np.zeros(3)}), r"params\['u'\] has shape \(2,\)"),
-    "kkt labels out of range": (kkt_of(relu_mlp, MLP, P_MLP, X, np.array([0, 1, 5, 1]), "cross_entropy"),
-                                r"integer class labels in \[0, 3\)"),
-    "kkt labels negative": (kkt_of(relu_mlp, MLP, P_MLP, X, np.array([0, 1, -1, 1]), "cross_entropy"),
-                            r"integer class labels in \[0, 3\)"),
-    "kkt labels float": (kkt_of(relu_mlp, MLP, P_MLP, X, np.array([0, 1, 1.5, 1]), "cross_entropy"),
-                         r"integer class labels in \[0, 3\)"),
     # 5. distance: task and shapes
     "distance unknown task": (lambda: tr.distance(np.zeros((2, 3)), np.zeros(3), "nope"), "unknown task 'nope'"),
     "distance shape mismatch": (lambda: tr.distance(np.ones((2, 3)), np.ones(4), "binary"), "do not match"),
@@ -98,13 +92,13 @@ CASES = {
     "kernel squared y nan": (kernel(y=Y_REG * NAN, loss="squared"), "finite targets"),
     "kernel params missing key": (kernel(params={"u": P_DN["u"]}), "missing v"),
     "kernel params wrong shape": (kernel(params=_with(P_DN, "u", P_DN["u"][:2])), r"params\['u'\] has shape"),
-    "kernel labels out of range": (kernel(relu_mlp, MLP, P_MLP, X, np.array([0, 1, 5, 1]), "cross_entropy"),
-                                   r"integer class labels in \[0, 3\)"),
-    "kernel labels negative": (kernel(relu_mlp, MLP, P_MLP, X, np.array([0, 1, -1, 1]), "cross_entropy"),
-                               r"integer class labels in \[0, 3\)"),
-    "kernel labels float": (kernel(relu_mlp, MLP, P_MLP, X, np.array([0, 1, 1.5, 1]), "cross_entropy"),
-                            r"integer class labels in \[0, 3\)"),
 }
+# cross-entropy labels out of range, negative or fractional, for both entry points that take labels
+CASES.update({f"{name} labels {what}": (entry(relu_mlp, MLP, P_MLP, X, np.array(labels), "cross_entropy"),
+                                        r"integer class labels in \[0, 3\)")
+              for name, entry in (("kkt", kkt_of), ("kernel", kernel))
+              for what, labels in (("out of range", [0, 1, 5, 1]), ("negative", [0, 1, -1, 1]),
+                                   ("float", [0, 1, 1.5, 1]))})
 
 
 @pytest.mark.parametrize("call, match", CASES.values(), ids=CASES.keys())

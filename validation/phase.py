@@ -322,10 +322,7 @@ def _diagram(ax, result: dict, cells: list[dict], at: str) -> None:
     ax.margins(x=0.1, y=0.15)  # room for the labels above the top row
     ax.set_xlabel("α (init scale)")
     ax.set_ylabel("λ (weight decay)")
-    ax.set_title("class per cell (label: measured / predicted switch)" + (f"\nat {at}" if at else ""), fontsize=9)
-    ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no cell switched): no empty legend, no warning
-        ax.legend(fontsize="small", loc="best")
+    _finish(ax, "class per cell (label: measured / predicted switch)" + (f"\nat {at}" if at else ""))
 
 
 def _measured(ax, result: dict) -> None:
@@ -350,7 +347,12 @@ def _measured(ax, result: dict) -> None:
         ax.text(0.5, 0.5, "no cell switched within its run", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("predicted t* = ln α / (ηλ) (steps)")
     ax.set_ylabel("measured switch (50% point, steps)")
-    ax.set_title("measured against predicted switch time", fontsize=9)
+    _finish(ax, "measured against predicted switch time")
+
+
+def _finish(ax, title: str) -> None:
+    """A panel's title, grid and legend (none when nothing labelled was drawn: no empty legend, no warning)."""
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no cell switched): no empty legend, no warning
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", loc="best")

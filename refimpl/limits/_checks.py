@@ -9,17 +9,15 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import errors, losses, models
+from dichotomy.refimpl import models
 
 
 def model_data(module: ModuleType, config, params, X, y, loss: str,
                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """(params as float64 copies, X, y) after checking them for ``module``: params against ``shapes(config)``
     (:func:`refimpl.models.check_params`), X by the model's ``check_inputs`` with at least one row, y against
-    ``loss`` and the model's outputs (n,) or (n, out) (:func:`refimpl.losses.check_targets`)."""
+    ``loss`` and the model's outputs (n,) or (n, out) (:func:`refimpl.models.check_examples`)."""
     params = models.check_params(module, config, params)
-    X = module.check_inputs(config, X)
-    if X.shape[0] == 0:
-        raise errors.ConfigError("X has no rows: the limits need at least one training example")
-    f_shape = (X.shape[0],) + np.shape(module.predict(config, params, X[:1]))[1:]  # one row: the output shape
-    return params, X, losses.check_targets(loss, f_shape, y)
+    X, y = models.check_examples(module, config, params, X, y, loss,
+                                 empty="X has no rows: the limits need at least one training example")
+    return params, X, y

@@ -111,7 +111,7 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
     if X_test is not None:
         X_test = module.check_inputs(config, X_test)
     y = np.asarray(y, dtype=np.float64)
-    f0 = module.predict(config, params0, X)
+    f0 = module.forward(config, params0, X)[0]  # checked above
     if f0.ndim != 1 or y.shape != f0.shape:
         raise ConfigError(f"linearized_gd needs one output per input and targets of shape {f0.shape}, got {y.shape}")
     if np.abs(f0).max(initial=0.0) > 1e-12 * max(1.0, np.abs(y).max(initial=0.0)):

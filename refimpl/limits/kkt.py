@@ -67,7 +67,7 @@ def kkt_residual(module: ModuleType, config, params: dict[str, np.ndarray], X, y
     params, X, y = _checks.model_data(module, config, params, X, y, loss)
     if not param_norm(params) > 0:  # both problems are stated for the direction theta / ||theta||
         raise ConfigError("theta = 0 has no direction: the KKT residual is defined for a nonzero theta")
-    f = module.predict(config, params, X)
+    f = module.forward(config, params, X)[0]  # checked above
     task, L = losses.task_of(loss), models.degree(module, config)
     if task == "regression":
         D, G = ntk.constraint_gram(module, config, params, X, y, loss)
