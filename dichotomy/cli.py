@@ -162,6 +162,22 @@ def _add_checkpoint_options(parser, what: str, restart: str | None = None, resta
         parser.add_argument(restart, action="store_true", help=restart_help)
 
 
+def _add_thread_options(parser, layout: bool = True) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="numba backend: run on exactly N threads (default: 1 or all available cores, "
+                             "whichever measures faster; docs/user-guide.md, 'Threads')")
+    if layout:
+        parser.add_argument("--layout", default=None, choices=("bits", "blocks"),
+                            help="numba backend, diagonal net on +-1 data: hold X as bits or int8 column blocks "
+                                 "(default: the faster on this host, timed once and cached)")
+
+
+def _backend(args):
+    """The --backend, with the numba engines' --threads and --layout when given."""
+    threads = None if args.threads is None else errors.positive_int("--threads", args.threads)
+    return get_backend(args.backend, threads=threads, layout=getattr(args, "layout", None))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dichotomy", description=DESCRIPTION)
     _add_debug(parser, False)
@@ -194,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="training backend (default numba; numpy is the float64 reference)")
     train.add_argument("--dtype", default="float64", **_one_of("dtype", DTYPES),
                        help="working precision of the backend (default float64; float32 needs numba or cupy)")
+    _add_thread_options(train)
     train.add_argument("--out", required=True, type=_path, help="output directory (created if missing)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
@@ -237,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     val.set_defaults(scale="quick")
     val.add_argument("--backend", default="numba", **_one_of("backend", BACKENDS),
                      help="training backend (default numba)")
+    _add_thread_options(val)
     val.add_argument("--only", nargs="+", metavar="CLAIM", **_one_of("claim", suite.CLAIMS),
                      help=f"run only these claims (default: all): {_choices(suite.CLAIMS)}")
     val.add_argument("--out", type=_path, default=Path("runs/validate"), help="output directory "
@@ -269,7 +287,11 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"{_choices(BACKENDS)} (default numba)")
     sw.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     sw.add_argument("--workers", type=int, default=None,
-                    help="processes (default: one per core, at most one per batch; 1 trains in this process)")
+                    help="processes (default: one per available core, or per --threads cores, at most one per "
+                         "batch; 1 trains in this process)")
+    sw.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="threads of each worker's engine at most (default: its share of the available cores); "
+                         "workers x threads may not exceed them")
     sw.add_argument("--batch", type=int, default=sweep_module.BATCH,
                     help=f"runs per batch at most (default {sweep_module.BATCH})")
     _add_checkpoint_options(sw, "each batch")
@@ -313,6 +335,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rtol", type=float, default=1e-8,
                        help="largest relative parameter difference from the reference for an engine to be timed "
                             "(default 1e-8)")
+    bench.add_argument("--load", type=int, default=0, metavar="N",
+                       help="also time every engine beside N busy processes (started and stopped by the bench; "
+                            "one per core is a fully busy machine), and report each one's slowdown (default 0)")
     bench.add_argument("--out", required=True, type=_path, help="output directory for bench.json and bench.md")
     bench.add_argument("--docs", type=_path, default=None, help="also write the table into this markdown file")
     bench.add_argument("--json", type=_path, default=None,
@@ -407,7 +432,7 @@ def _train(args) -> int:
         raise errors.ConfigError(f"preset {name!r} is for {preset.model}, not {args.model}")
     changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, *_) in _OPTIONS.items()}
     preset = presets.override(preset, **{k: v for k, v in changes.items() if v is not None})
-    backend = get_backend(args.backend)
+    backend = _backend(args)
     out = _writable_dir(args.out)
     with files.locked(out, "dichotomy train"):
         return _train_into(args, out, name, preset, backend)
@@ -487,7 +512,8 @@ def _bench(args) -> int:
     saved = bench_module.load(args.from_json) if args.from_json is not None else None
     _writable_dir(args.out)
     with files.locked(args.out, "dichotomy bench"):
-        report = saved or bench_module.bench(names, engines, rtol=rtol)
+        load = errors.positive_int("--load", args.load, minimum=0)
+        report = saved or bench_module.bench(names, engines, rtol=rtol, load=load)
         paths = bench_module.write(report, args.out, args.docs)
         if args.json is not None:
             paths.append(files.write_json(args.json, report))
@@ -497,7 +523,7 @@ def _bench(args) -> int:
 
 def _validate(args) -> int:
     names = suite.select(args.only)
-    backend = get_backend(args.backend)
+    backend = _backend(args)
     if args.docs is not None:
         suite.check_docs(args.docs, args.scale)
         _writable_file(args.docs, "--docs")
@@ -606,6 +632,7 @@ def _sweep(args) -> int:
     grid = sweep_module.grid(**spec)
     backend = get_backend(backend or "numba").name
     workers = None if args.workers is None else errors.positive_int("--workers", args.workers)
+    threads = None if args.threads is None else errors.positive_int("--threads", args.threads)
     batch = errors.positive_int("--batch", args.batch)
     job = _job_spec(args)
     if args.job_script:
@@ -619,12 +646,12 @@ def _sweep(args) -> int:
     _writable_dir(args.out)
     executor = contextlib.nullcontext(None)
     if args.scheduler is not None or args.cluster is not None:
-        executor = cluster_module.executor(scheduler=args.scheduler, cluster=args.cluster, job=job,
-                                           workers=workers or os.cpu_count() or 1)
+        executor = cluster_module.executor(scheduler=args.scheduler, cluster=args.cluster, job=job, threads=threads,
+                                           workers=workers or max(1, sweep_module.cores() // (threads or 1)))
     with files.locked(args.out, "dichotomy sweep"), executor as execute:
         outcome = sweep_module.run(grid, args.out, backend=backend, dtype=args.dtype, workers=workers, batch=batch,
                                    checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                                   executor=execute)
+                                   executor=execute, threads=threads)
     print(f"{outcome.total} runs: {outcome.reused} already stored, {outcome.trained} trained, "
           f"{len(outcome.failed)} failed; wrote {outcome.store}")
     for key, reason in outcome.failed.items():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dichotomy.refimpl import train
 from dichotomy.refimpl.checkpoint import Checkpoints
 from dichotomy.refimpl.engine import Engine, LossNormalized, ReferenceEngine, RunSpec
-from dichotomy.refimpl.errors import DichotomyError
+from dichotomy.refimpl.errors import ConfigError, DichotomyError
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -66,16 +66,27 @@ class Backend:
         return self.engine.unsupported(model, runs, data, dtype, schedule)
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name``, or :class:`BackendUnavailable` saying why it cannot run."""
+def get_backend(name: str, *, threads: int | None = None, layout: str | None = None) -> Backend:
+    """The backend called ``name``, or :class:`BackendUnavailable` saying why it cannot run.
+
+    ``threads`` pins the numba engines' thread count (default: chosen by timing, docs/benchmarks.md) and
+    ``layout`` the diagonal net's data layout for +-1 inputs (``"bits"`` or ``"blocks"``; default: the faster
+    on this host). Other backends take neither: asking them is a :class:`ConfigError`.
+    """
+    options = {k: v for k, v in (("threads", threads), ("layout", layout)) if v is not None}
+    if options and name != "numba":
+        raise ConfigError(f"the {name} backend takes no {' or '.join(options)} option; they set the numba engines")
     if name == "numpy":
         return Backend("numpy", ReferenceEngine)
     if name == "numba":
         try:
             from dichotomy.kernels.numba import ENGINE
+            from dichotomy.kernels.numba import threads as kthreads
         except ImportError as e:
             raise BackendUnavailable(f"the numba backend needs numba: {e}") from None
-        return Backend("numba", ENGINE)
+        if layout is not None and layout not in ("bits", "blocks"):
+            raise ConfigError(f"layout must be 'bits' or 'blocks' (or None: the faster here), got {layout!r}")
+        return Backend("numba", ENGINE.with_options(threads=kthreads.check_threads(threads), layout=layout))
     if name == "cupy":
         from dichotomy.kernels import cupy as gpu
 

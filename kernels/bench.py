@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,8 +22,9 @@ import numpy as np
 from numba import njit, prange
 
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, get_backend
+from dichotomy.kernels.numba import threads as kthreads  # its package sets the OpenMP wait before any pool starts
 from dichotomy.kernels.peers import PEERS
-from dichotomy.refimpl import data, diagonal_net, files, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl import data, diagonal_net, errors, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.trajectory import versions
 
@@ -43,9 +46,11 @@ class Workload:
 
 
 WORKLOADS = {w.name: w for w in (
+    Workload("diag-2k", diagonal_net.NAME, {"d": 2_000, "n": 100}, 0.01, 1e-2),  # fig1a-quick's size
     Workload("diag-20k", diagonal_net.NAME, {"d": 20_000, "n": 256}, 0.01, 1e-3),
     Workload("diag-100k", diagonal_net.NAME, {"d": 100_000, "n": 256}, 0.01, 1e-3),
     Workload("mc", matrix_factorization.NAME, {"d": 97}, 0.1, 1e-4),
+    Workload("mlp-31", relu_mlp.NAME, {"p": 31, "h": 128}, 0.002, 1e-3),  # fig2a-quick's size
     Workload("mlp-256", relu_mlp.NAME, {"p": 97, "h": 256}, 0.002, 1e-4),
     Workload("mlp-1024", relu_mlp.NAME, {"p": 97, "h": 1024}, 0.002, 1e-4),
     Workload("diag-20k-b16", diagonal_net.NAME, {"d": 20_000, "n": 256}, 0.01, 1e-3, batch=16),
@@ -90,16 +95,33 @@ def floor(w: Workload, ds, ceiling: dict) -> dict:
     return {"bytes": nbytes, "flops": flops, "ms": 1e3 * seconds}
 
 
-def _backend_engine(backend: str, module, config, params, ds, lr, wd, B: int):
+def _backend_engine(backend: str, module, config, params, ds, lr, wd, B: int, **options):
     """A backend's engine on the protocol: B runs (run 0 has the workload's wd, so it can be checked against
     the oracle; the others' weight decays are spread by up to 2x). Returns (advance(steps), run 0's params)."""
+    return _backend_with_kernel(backend, module, config, params, ds, lr, wd, B, **options)[:2]
+
+
+def _backend_with_kernel(backend: str, module, config, params, ds, lr, wd, B: int, **options):
+    """:func:`_backend_engine` and a third callable: the engine's kernel choices, as a line."""
     runs = [RunSpec(config, models.check_params(module, config, params), lr, wd * (1 + b / B)) for b in range(B)]
-    factory = get_backend(backend).engine
+    factory = get_backend(backend, **options).engine
     reason = factory.unsupported(module, runs, ds, "float64", None)
     if reason is not None:
         raise ConfigError(f"the {backend} backend cannot run this workload: {reason}")
     engine = factory(module, runs, ds)
-    return engine.advance, lambda: engine.params()[0]
+    return engine.advance, lambda: engine.params()[0], lambda: _kernel(engine)
+
+
+def _kernel(engine) -> str:
+    """What a numba engine chose: its layout, its thread count, and the steps run at each count."""
+    if not hasattr(engine, "kernel_info"):
+        return ""
+    info = {k: v for k, v in engine.kernel_info().items() if k != "blas"}
+    governor = getattr(engine, "governor", None)
+    if getattr(engine, "THREAD_FREE", False) and governor is not None and len(governor.options) > 1:
+        total = sum(governor.steps.values()) or 1
+        info["threads"] = " / ".join(f"{n}: {100 * k / total:.0f}%" for n, k in governor.steps.items())
+    return ", ".join(f"{k} {v}" for k, v in info.items())
 
 
 def engines(module, config, params, ds, lr, wd, names, batch: int = 1) -> dict:
@@ -109,7 +131,8 @@ def engines(module, config, params, ds, lr, wd, names, batch: int = 1) -> dict:
     for name in names:
         try:
             if name in BACKENDS:  # numpy: the single run the batches are compared with
-                out[name] = _backend_engine(name, module, config, params, ds, lr, wd, 1 if name == "numpy" else batch)
+                out[name] = _backend_with_kernel(name, module, config, params, ds, lr, wd,
+                                                 1 if name == "numpy" else batch)
             elif batch > 1:
                 out[name] = "batched workloads compare the backends' batches with NumPy's single run"
             else:
@@ -177,6 +200,25 @@ def ceilings() -> dict:
     return {"bandwidth_GBps": float(np.median(bw)), "gemm_GFLOPs": float(np.median(gemm))}
 
 
+BUSY = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@contextmanager
+def busy(n: int, seconds: float = 900.0):
+    """``n`` competitor processes spinning on a core each for the block (each stops by itself after
+    ``seconds``, so none outlives a killed bench)."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)], stdin=subprocess.DEVNULL)
+             for _ in range(n)]
+    try:
+        time.sleep(0.2 if n else 0.0)  # let them start spinning
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
 @dataclass
 class Result:
     workload: str
@@ -186,17 +228,22 @@ class Result:
     note: str = ""
     ratio_to_fastest_peer: float | None = None  # batched workloads: NumPy's single run over the per-run step
     roofline_fraction: float | None = None  # the workload's floor time (``floor``) over this engine's step
+    kernel: str = ""  # numba: the layout and thread counts it chose while timed
+    loaded_ms_per_step: float | None = None  # beside ``load`` busy processes (bench(load=N))
+    loaded_one_thread_ms: float | None = None  # numba pinned to one thread, beside the same load
 
 
 def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rtol: float = 1e-8,
-          progress=log.info) -> dict:
+          progress=log.info, load: int = 0) -> dict:
     """Run every workload in ``names`` on every engine in ``engine_names``; return the report dict.
 
     An engine whose parameters differ from the oracle's by more than ``rtol`` (relative to each array's scale)
     after ``check_steps`` steps is reported and not timed. ``progress`` receives a line per timed engine
-    (default: this module's logger, at INFO).
+    (default: this module's logger, at INFO). With ``load`` = N > 0, every timed engine is timed again beside N
+    busy processes (:func:`busy`), right after its idle timing, and numba once more pinned to one thread.
     """
     engine_names = check_engines(engine_names)
+    load = errors.positive_int("load", load, minimum=0)
     ceiling = ceilings()
     progress(f"ceilings: {ceiling['bandwidth_GBps']:.1f} GB/s, {ceiling['gemm_GFLOPs']:.1f} GFLOP/s")
     results, floors = [], {}
@@ -211,7 +258,7 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
             if isinstance(made, str):
                 rows.append(Result(wname, name, None, None, made))
                 continue
-            advance, current = made
+            advance, current, *kernel = made
             advance(check_steps)
             P = current()
             if reference is None:
@@ -227,15 +274,46 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
             if not all(np.all(np.isfinite(v)) for v in current().values()):
                 rows.append(Result(wname, name, None, err, "diverged while being timed: lower the workload's lr"))
                 continue
-            if name in BACKENDS and name != "numpy" and w.batch > 1:  # per run-step: the batch's time over B
-                rows.append(Result(wname, name, ms / w.batch, err, f"{w.batch} runs per call; ms per run-step"))
-            else:
-                rows.append(Result(wname, name, ms, err))
-            progress(f"{wname:12s} {name:6s} {rows[-1].ms_per_step:9.3f} ms/step")
+            per = w.batch if name in BACKENDS and name != "numpy" and w.batch > 1 else 1  # per run-step
+            row = Result(wname, name, ms / per, err, f"{w.batch} runs per call; ms per run-step" if per > 1 else "")
+            row.kernel = kernel[0]() if kernel else ""
+            if load:
+                row.loaded_ms_per_step, row.loaded_one_thread_ms = _loaded(advance, name, w, module, config, params,
+                                                                           ds, load, per)
+            rows.append(row)
+            progress(f"{wname:12s} {name:6s} {row.ms_per_step:9.3f} ms/step"
+                     + (f", {row.loaded_ms_per_step:9.3f} beside {load} busy" if load else "")
+                     + (f" ({row.kernel})" if row.kernel else ""))
         _ratios(rows, w, floors[wname])
         results.extend(rows)
     return {"date": time.strftime("%Y-%m-%d"), "machine": host(), "ceilings": ceiling, "versions": versions(),
-            "floors": floors, "results": [asdict(r) for r in results]}
+            "floors": floors, "load": load, "threading": threading_env(), "results": [asdict(r) for r in results]}
+
+
+def _loaded(advance, name, w, module, config, params, ds, load, per) -> tuple[float, float | None]:
+    """ms per (run-)step of ``advance`` beside ``load`` busy processes, and for numba, of the same engine
+    pinned to one thread beside the same load."""
+    with busy(load), np.errstate(over="ignore", invalid="ignore"):
+        loaded = 1e3 * _time(advance) / per
+        one = None
+        if name == "numba":
+            advance_one = _backend_engine("numba", module, config, params, ds, w.lr, w.wd, w.batch, threads=1)[0]
+            one = 1e3 * _time(advance_one) / per
+    return loaded, one
+
+
+def threading_env() -> dict:
+    """What sets the engines' threads here: available cores, Numba's layer and count, the wait policy."""
+    import numba
+
+    layer = None
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel function has run yet
+        pass
+    return {"available_cores": kthreads.available_cores(), "numba_threads": numba.get_num_threads(),
+            "threading_layer": layer, **{k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                                                      "NUMBA_NUM_THREADS") if k in os.environ}}
 
 
 def _ratios(rows, w, least):
@@ -255,36 +333,40 @@ def _ratios(rows, w, least):
 
 
 def host() -> dict:
-    """The CPU this ran on: model name, the widest vector ISA it offers, and its logical cores."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
-                                          ("sse4_2", "SSE4.2"), ("asimd", "NEON")) if flag in flags), "unknown")
-    return {"cpu": name, "isa": isa, "cores": os.cpu_count()}
+    """The CPU this ran on: model name, widest vector ISA, logical and available cores (tuning.host)."""
+    from dichotomy.kernels.numba.tuning import host as numba_host
+
+    return numba_host()
 
 
 def markdown(report: dict) -> str:
     """The report as a markdown table (with the ceilings and versions above it)."""
     c, v, m = report["ceilings"], report["versions"], report["machine"]
     machine = f"{m['cpu']} ({m['isa']}, {m['cores']} logical cores)" if isinstance(m, dict) else m
+    load = report.get("load", 0)
+    loaded = ["beside load ms/step", "slowdown", "vs 1 thread"] if load else []
     lines = [f"Measured {report['date']} on {machine}: memory {c['bandwidth_GBps']:.1f} GB/s (2-thread "
              f"triad), float64 GEMM {c['gemm_GFLOPs']:.1f} GFLOP/s. "
-             + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", "",
-             "| workload | engine | ms/step | steps/s | speed-up | roofline fraction | note |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", ""]
+    if report.get("threading"):
+        lines[0] += " Threads: " + ", ".join(f"{k} {val}" for k, val in report["threading"].items()) + "."
+    if load:
+        lines[0] += (f" Loaded columns: the same engine beside {load} busy process{'es' if load > 1 else ''}, "
+                     "timed right after the idle column; slowdown = loaded / idle; vs 1 thread = loaded / the numba "
+                     "engine pinned to one thread beside the same load.")
+    lines += ["| " + " | ".join(["workload", "engine", "ms/step", "steps/s", "speed-up", "roofline fraction", *loaded,
+                                 "kernel", "note"]) + " |",
+              "|---|---|---:|---:|---:|---:|" + "---:|" * len(loaded) + "---|---|"]
     for r in report["results"]:
         ms = r["ms_per_step"]
         cells = [r["workload"], r["engine"], f"{ms:.3f}" if ms else "—", f"{1e3 / ms:,.0f}" if ms else "—",
                  f"{r['ratio_to_fastest_peer']:.2f}×" if r["ratio_to_fastest_peer"] else "",
-                 f"{r['roofline_fraction']:.2f}" if r["roofline_fraction"] else "", r["note"]]
+                 f"{r['roofline_fraction']:.2f}" if r["roofline_fraction"] else ""]
+        if load:
+            lm, one = r.get("loaded_ms_per_step"), r.get("loaded_one_thread_ms")
+            cells += [f"{lm:.3f}" if lm else "—", f"{lm / ms:.2f}×" if lm and ms else "",
+                      f"{lm / one:.2f}×" if lm and one else ""]
+        cells += [r.get("kernel", ""), r["note"]]
         lines.append("| " + " | ".join(cells) + " |")
     if report.get("floors"):
         lines += ["", "Floors at these ceilings (ms per step): " + ", ".join(

@@ -2,7 +2,9 @@
 
 The only place a backend chooses code by model: ``ModelEngines(backend, {model NAME: engine class})``. Each
 engine class declares ``DTYPES`` (working precisions), ``SCHEDULES`` ("constant", "loss-normalized") and may
-refine the check with ``unsupported_data(config, data) -> str | None`` (data kinds it does not take).
+refine the check with ``unsupported_data(config, data) -> str | None`` (data kinds it does not take). Engine
+options a user may pin (the numba engines' ``threads``, the diagonal net's ``layout``) are bound with
+:meth:`ModelEngines.with_options` and passed to every engine made; each class lists those it takes in ``OPTIONS``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ import numpy as np
 class ModelEngines:
     """Callable like an engine class (the :class:`dichotomy.refimpl.engine.Engine` protocol's constructor)."""
 
-    def __init__(self, name: str, engines: dict[str, type]):
+    def __init__(self, name: str, engines: dict[str, type], options: dict | None = None):
         self.name, self.engines = name, engines
+        self.options = {k: v for k, v in (options or {}).items() if v is not None}
+
+    def with_options(self, **options) -> ModelEngines:
+        """These engines, each made with ``options`` (None values are left out: the engine chooses)."""
+        return ModelEngines(self.name, self.engines, {**self.options, **options})
 
     def unsupported(self, model, runs, data, dtype, schedule) -> str | None:
         engine = self.engines.get(model.NAME)
         if engine is None:
             return f"it has no {model.NAME} engine (it has: {', '.join(self.engines)})"
+        for option in self.options:
+            if option not in getattr(engine, "OPTIONS", ()):
+                takes = ", ".join(getattr(engine, "OPTIONS", ())) or "none"
+                return f"its {model.NAME} engine takes no {option} option (it takes: {takes})"
         if dtype not in engine.DTYPES:
             return f"its {model.NAME} engine computes in {' or '.join(engine.DTYPES)}, not {dtype}"
         kind = "constant" if schedule is None else "loss-normalized"
@@ -35,4 +46,5 @@ class ModelEngines:
         return None
 
     def __call__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
-        return self.engines[model.NAME](model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+        return self.engines[model.NAME](model, runs, data, probe=probe, dtype=dtype, schedule=schedule,
+                                        **self.options)

@@ -288,8 +288,11 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
 
     def trajectories(stopped: str = "completed") -> list[Trajectory]:
         out, params = [], engine.params()
+        kernel = engine.kernel_info() if hasattr(engine, "kernel_info") else None  # the fast engines' choices
         for b in range(B):
             cfg, status = dict(configs[b]), stopped
+            if kernel:
+                cfg["kernel"] = kernel
             if engine.diverged_at[b] >= 0:
                 cfg["diverged_at"], status = int(engine.diverged_at[b]), "diverged"
             traj = Trajectory.from_rows(record, rows[b], params[b], cfg, status,

@@ -16,3 +16,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240505)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache(tmp_path_factory):
+    """The numba engines' cached kernel choices go to a folder of this session, not the user's cache."""
+    if "DICHOTOMY_CACHE_DIR" not in os.environ:
+        os.environ["DICHOTOMY_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    yield

@@ -17,7 +17,6 @@ runs into the sweep's folder, so on a cluster that folder must be on a file syst
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -129,9 +128,11 @@ class DaskExecutor:
 
 @contextmanager
 def executor(*, scheduler: str | None = None, cluster: str | None = None, workers: int = 1,
-             job: JobSpec | None = None):
+             job: JobSpec | None = None, threads: int | None = None):
     """A :class:`DaskExecutor` on a running ``scheduler``, or on a cluster this call starts and stops:
-    ``cluster="local"`` (``workers`` processes on 127.0.0.1) or a job queue (``job``). Closed on exit."""
+    ``cluster="local"`` (``workers`` processes on 127.0.0.1) or a job queue (``job``). Closed on exit. Each task's
+    engine runs at most ``threads`` threads (default: a local worker's share of the cores this process may use,
+    one on a job queue's cores, the worker's own setting on a running scheduler)."""
     if (scheduler is None) == (cluster is None):
         raise ConfigError("give either --scheduler ADDRESS or --cluster KIND, not both")
     distributed = _require("--scheduler" if scheduler is not None else f"--cluster {cluster}")
@@ -141,14 +142,15 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError, TypeError) as e:
             raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
-        threads = None
         workers = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or None
     elif cluster == "local":
         workers = errors.positive_int("--workers", workers)
         started = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            host="127.0.0.1", dashboard_address=None)
         client = distributed.Client(started)
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        from dichotomy.validation import sweep
+
+        threads = sweep.threads_per_worker(workers, threads)  # workers x threads within the cores we may use
     else:
         if job is None or job.kind != cluster:
             raise ConfigError(f"--cluster {cluster}: choose from {', '.join(KINDS)}")
@@ -159,7 +161,7 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
         started = job_cluster(job)
         started.scale(jobs=job.jobs)
         client = distributed.Client(started)
-        threads, workers = 1, job.jobs * job.cores
+        threads, workers = threads or 1, job.jobs * job.cores
     try:
         yield DaskExecutor(client, threads, workers)
     finally:

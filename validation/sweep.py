@@ -24,6 +24,7 @@ import functools
 import inspect
 import itertools
 import json
+import logging
 import math
 import os
 import platform
@@ -44,6 +45,8 @@ from dichotomy.refimpl.checkpoint import Checkpoints, fingerprint
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.limits import transition
 from dichotomy.validation import runs as claim_runs
+
+log = logging.getLogger(__name__)
 
 GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
 OWN_FOLDERS = ("runs", "checkpoints")  # a sweep's folders, there before its sweep.json when it was cut short
@@ -343,17 +346,44 @@ def run_attempt(task: Task, threads: int | None = None) -> list[str]:
 
 
 def _set_threads(threads: int) -> None:
+    """This process's engines use at most ``threads`` threads: Numba's count, and every BLAS library's."""
     import numba
+    from threadpoolctl import threadpool_limits
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
 
 
-def execute_local(todo: list[Task], on_done, on_failed, *, workers: int) -> None:
+def cores() -> int:
+    """The cores this process may use (its affinity mask and cgroup quota; docs/benchmarks.md)."""
+    from dichotomy.kernels.numba.threads import available_cores
+
+    return available_cores()
+
+
+def threads_per_worker(workers: int, threads: int | None = None) -> int:
+    """Each worker's share of the cores (at least 1), or ``threads`` if given; ``workers`` x that may not
+    exceed the cores this process may use."""
+    have = cores()
+    share = threads or max(1, have // workers)
+    if workers * share > have:
+        if threads is not None:
+            raise ConfigError(f"{workers} workers x {threads} threads is more than the {have} cores this process may "
+                              f"use; lower --workers or --threads")
+        log.warning("%d workers on %d cores: each runs one thread, and they share the cores", workers, have)
+    return share
+
+
+def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads: int | None = None) -> None:
     """Run the tasks in this process (``workers`` = 1) or in a pool of ``workers`` processes, each with an equal
-    share of the cores for its engine's threads. A pool whose worker dies is replaced and the tasks it had not
-    finished are submitted again: each resumes from its checkpoint, and :func:`run_attempt` reports a task
-    failed when its worker has died more than :data:`RETRIES` times."""
+    share of the cores for its engine's threads (or ``threads`` each). A pool whose worker dies is replaced and the
+    tasks it had not finished are submitted again: each resumes from its checkpoint, and :func:`run_attempt`
+    reports a task failed when its worker has died more than :data:`RETRIES` times."""
+    share = threads_per_worker(workers, threads)
     if workers == 1:
+        if threads is not None:
+            _set_threads(share)
         for t in todo:
             try:
                 keys = run_attempt(t)
@@ -362,11 +392,10 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int) -> None
             else:
                 on_done(t, keys)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
     pending = list(todo)
     while pending:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
-                                 initargs=(threads,)) as pool:
+                                 initargs=(share,)) as pool:
             futures = {pool.submit(run_attempt, t): t for t in pending}
             pending = []
             while futures:
@@ -394,20 +423,21 @@ class Outcome:
     store: Path | None
 
 
-def default_workers(n_tasks: int) -> int:
-    """One process per core, at most one per task."""
-    return max(1, min(os.cpu_count() or 1, n_tasks))
+def default_workers(n_tasks: int, threads: int | None = None) -> int:
+    """One process per core this process may use (per ``threads`` cores if given), at most one per task."""
+    return max(1, min(cores() // (threads or 1), n_tasks))
 
 
 def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", workers: int | None = None,
         batch: int = BATCH, checkpoint_every: float | None = None, progress: bool = True,
-        executor=None) -> Outcome:
+        executor=None, threads: int | None = None) -> Outcome:
     """Train every run of ``g`` that ``out`` does not hold yet, then write ``out/sweep.nc``.
 
     ``executor(tasks, on_done, on_failed)`` runs the tasks (validation/cluster.py's Dask executors); default:
-    :func:`execute_local` with ``workers`` processes (default: one per core, at most one per task; 1 trains in
-    this process). Batches hold at most ``batch`` runs, and fewer when that leaves a worker (``workers``, or the
-    executor's ``workers``) without one.
+    :func:`execute_local` with ``workers`` processes (default: one per available core, or per ``threads``
+    cores, at most one per task; 1 trains in this process), each with at most ``threads`` threads (default:
+    its share of the cores). Batches hold at most ``batch`` runs, and fewer when that leaves a worker
+    (``workers``, or the executor's ``workers``) without one.
     """
     out = Path(out).resolve()  # absolute: a worker elsewhere writes into the same folder
     if out.is_dir() and not (out / GRID_FILE).exists():
@@ -418,14 +448,16 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
     everything = plan(g, backend=backend, dtype=dtype)
     todo = [r for r in everything if not is_done(out, r)]
     # batches no larger than needed to give every worker one: 16 runs on 2 workers are 2 batches of 8, not 1 of 16
-    spread = workers or (getattr(executor, "workers", None) if executor is not None else os.cpu_count())
+    spread = workers or (getattr(executor, "workers", None) if executor is not None
+                         else default_workers(len(todo), threads))
     if spread:
         batch = min(batch, max(1, math.ceil(len(todo) / spread)))
     work = tasks(todo, backend=backend, dtype=dtype, out=out, batch=batch, checkpoint_every=checkpoint_every)
     for t in work:  # a new sweep: every task gets its retries again
         _attempts_file(t).unlink(missing_ok=True)
     if executor is None:
-        executor = functools.partial(execute_local, workers=workers or default_workers(len(work)))
+        executor = functools.partial(execute_local, workers=workers or default_workers(len(work), threads),
+                                     threads=threads)
     files.write_json(out / GRID_FILE, {**g.to_json(), "backend": backend, "dtype": dtype}, indent=2)
     failed: dict[str, str] = {}
     bar = _bar(len(everything), len(everything) - len(todo), progress)

@@ -22,7 +22,9 @@ import numpy as np
 from numba import njit, prange
 
 from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels.numba import tuning
 from dichotomy.kernels.numba.engine import NumbaEngine
+from dichotomy.refimpl.errors import ConfigError
 
 # Reassociation lets the int8 x float products vectorize; no-NaN / no-inf assumptions stay off, so
 # divergence is still detected. Sums differ from NumPy's by rounding (~1e-16 relative).
@@ -233,14 +235,24 @@ def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, T
     return steps, value
 
 
+LAYOUTS = ("bits", "blocks")
+
+
 class DiagonalNetEngine(NumbaEngine):
     """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays, and its train outputs X w_b
     (row b of ``F``) are carried from step to step. +-1 data: the bit-table loop (:func:`advance_signs`), one
-    run after another (faster per run-step than sharing blocks: its tables are per run); anything else: the
-    column-block loop (:func:`advance`), every run per block."""
+    run after another, or the int8 column-block loop, whichever a timed trial on this host found faster for
+    this size (:mod:`dichotomy.kernels.numba.tuning`; they round differently, so the choice is kept for the
+    run and saved in its state); anything else: the column-block loop (:func:`advance`), every run per block.
+    ``layout="bits"`` or ``"blocks"`` pins it."""
 
-    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
-        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+    OPTIONS = ("threads", "layout")
+
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None,
+                 layout=None):
+        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule, threads=threads)
+        if layout is not None and layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)} (or None: timed), got {layout!r}")
         self.L = np.array([r.config.L for r in runs], np.int64)
         self.lr = np.array([r.lr for r in runs], self.dtype)
         self.wd = np.array([r.wd for r in runs], self.dtype)
@@ -252,8 +264,12 @@ class DiagonalNetEngine(NumbaEngine):
                   for k, X in self.X.items()}
         X = self.X["train"]
         n, d = X.shape
-        # X in the kernel's layout, made on first use: bits for +-1 data, column blocks otherwise
-        self.signs = X.dtype == np.int8 and bool(np.all(np.abs(X) == 1))
+        # X in the kernel's layout, made on first use: bits or blocks for +-1 data, column blocks otherwise
+        self.pm1 = X.dtype == np.int8 and bool(np.all(np.abs(X) == 1))
+        if layout == "bits" and not self.pm1:
+            raise ConfigError("layout='bits' needs +-1 training inputs; these are not: use 'blocks' or None")
+        self.choice = layout if layout is not None else None if self.pm1 else "blocks"
+        self.signs = self.choice == "bits"
         self.layout = None
         self.w = np.empty(d, self.dtype)
         self.F = np.empty((self.B, n), self.dtype)  # X w_b for the current u, v, carried from step to step
@@ -261,6 +277,31 @@ class DiagonalNetEngine(NumbaEngine):
         self.G = np.empty((self.B, n), self.dtype)
 
     def advance(self, steps):
+        if self.choice is None:
+            self._choose()
+        super().advance(steps)
+
+    def _choose(self) -> None:
+        """Bits or blocks for +-1 data: the cached choice for this host and size, or a timed trial of both."""
+        n, d = self.X["train"].shape
+        size = f"n={n} d={d} B={self.B} {np.dtype(self.dtype).name}"
+        self.choice = tuning.choose(f"{self.model.NAME} layout", size, LAYOUTS, self._trial)
+        self.signs, self.layout = self.choice == "bits", None
+
+    def _trial(self, layout: str) -> float:
+        """Seconds per step of ``layout`` on copies of the runs (the engine is left as it was)."""
+        saved = self.U.copy(), self.V.copy(), self.F.copy(), self.f_valid, self.step, self.diverged_at.copy()
+        self.signs, self.layout = layout == "bits", None
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return tuning.time_per_step(self.advance_steps)
+        finally:
+            (self.U[...], self.V[...], self.F[...], self.f_valid, self.step, self.diverged_at[...]) = saved
+
+    def kernel_info(self) -> dict:
+        return {**super().kernel_info(), "layout": self.choice or "chosen at the first step"}
+
+    def advance_steps(self, steps):
         if self.layout is None:
             self.layout = self._layout()
         if not self.f_valid:
@@ -269,7 +310,7 @@ class DiagonalNetEngine(NumbaEngine):
                 matvec(self.X["train"], self.w, self.F[b])
             self.f_valid = True
         if self.signs:
-            return super().advance(steps)
+            return super().advance_steps(steps)
         self.advance_together(steps, lambda active, done: advance(
             self.U, self.V, self.L, *self.layout[0], self.y["train"], self.code, self.lr, self.wd, steps, self.F,
             self.G, *self.layout[1], active, done))
@@ -297,9 +338,14 @@ class DiagonalNetEngine(NumbaEngine):
         out = super().state()
         if self.f_valid:
             out["train_outputs"] = self.F.copy()
+        if self.choice is not None:
+            out["layout"] = np.array(LAYOUTS.index(self.choice))
         return out
 
     def load_state(self, state):
+        if "layout" in state:  # a run resumes with the layout it started with (they round differently)
+            self.choice = LAYOUTS[int(state["layout"])]
+            self.signs, self.layout = self.choice == "bits", None
         super().load_state(state)  # set_run_arrays marks the carried outputs stale
         if "train_outputs" in state:
             self.F[:] = np.reshape(state["train_outputs"], self.F.shape)

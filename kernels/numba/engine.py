@@ -5,6 +5,10 @@ multi-step loop returning the steps done before a non-finite loss), ``run_output
 ``run_arrays(b)`` / ``set_run_arrays(b, arrays)`` (its parameters in the working dtype, named like refimpl's)
 and ``run_params(b)`` (float64 copies). The data are shared by the runs; the targets are held in the
 working dtype per split.
+
+Threads (:mod:`dichotomy.kernels.numba.threads`): an engine whose results do not depend on the thread count
+(``THREAD_FREE``) runs every call through a :class:`Governor`, which times 1 thread against all of them; the
+others fix their count once (``fixed_threads``). ``threads=N`` pins it. ``kernel_info()`` says what was chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 import numpy as np
 
 from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels.numba import threads as kthreads
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -21,13 +26,17 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 class NumbaEngine:
     DTYPES = tuple(DTYPES)
     SCHEDULES = ("constant",)
+    OPTIONS = ("threads",)  # what get_backend("numba", ...) may pin for this engine
+    THREAD_FREE = True  # results identical at every thread count: the governor may change it call by call
 
     @classmethod
     def unsupported_data(cls, config, data) -> str | None:
         return None
 
-    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None):
         self.model, self.runs, self.task = model, runs, data.task
+        self.pinned = kthreads.check_threads(threads)
+        self.governor = kthreads.Governor(kthreads.ceiling(), self.pinned)
         self.code = klosses.CODES[data.loss]
         self.dtype = DTYPES[dtype]
         self.real = np.dtype(self.dtype).type  # kernel scalars in the working dtype exactly
@@ -39,6 +48,16 @@ class NumbaEngine:
         self.X = {"train": data.X_train, "test": data.X_test, "probe": probe}
 
     def advance(self, steps: int) -> None:
+        """``steps`` steps of every live run, at the thread count the governor picks (or the pinned one)."""
+        self.governor.run(steps, self.advance_steps)
+
+    def kernel_info(self) -> dict:
+        """The kernel choices of this engine (recorded with each trajectory and in ``dichotomy bench``)."""
+        threads = self.governor.options
+        return {"threads": threads[0] if len(threads) == 1 else f"timed per call among {', '.join(map(str, threads))}"}
+
+    def advance_steps(self, steps: int) -> None:
+        """:meth:`advance` at the current thread count: each live run in turn (``advance_run``)."""
         for b in np.flatnonzero(self.diverged_at < 0):
             done = self.advance_run(b, steps)
             if done < steps:

@@ -6,7 +6,9 @@ everything fits in L2 at the paper's d = 97, so a step is bound by the loads fro
 parallel regions a step needs (the update reads every slope).
 
 - One run: the observations are sorted by row once, so the slopes pass keeps U_i and V_i in L1 across a
-  row's observations; the update splits the rows between the threads at equal observation counts.
+  row's observations; on several threads the update splits the rows between them at equal observation
+  counts, on one (:func:`advance_serial`) there is no parallel region at all. Each row's update is the same
+  arithmetic either way, so the thread count never changes a result and the governor may pick it per call.
 - Several runs (:func:`advance_runs`): one thread per run for the whole call, each with the serial step
   (one parallel region per call rather than two per step); the sweep fast path.
 """
@@ -144,8 +146,8 @@ class MatrixFactorizationEngine(NumbaEngine):
     (:func:`advance_runs`).
     """
 
-    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
-        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None):
+        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule, threads=threads)
         # the current parameters (B, d, r) and the buffers the next step writes
         self.U = np.stack([np.asarray(r.params["U"], self.dtype) for r in runs])
         self.V = np.stack([np.asarray(r.params["V"], self.dtype) for r in runs])
@@ -162,22 +164,28 @@ class MatrixFactorizationEngine(NumbaEngine):
         by_end = np.argsort(ends, kind="stable")
         self.adjacency = (np.searchsorted(ends[by_end], np.arange(d + 1)), others[by_end],
                           np.concatenate([np.arange(n), np.arange(n)])[by_end])
-        self.bounds = balanced(self.adjacency[0], numba.get_num_threads())
+        self.bounds = {}  # thread count -> row bounds
         self.g = np.empty((self.B, n), self.dtype)
         self.lr = np.array([r.lr for r in runs], self.dtype)
         self.wd = np.array([r.wd for r in runs], self.dtype)
 
-    def advance(self, steps: int) -> None:
+    def advance_steps(self, steps: int) -> None:
         if self.B == 1:
-            return super().advance(steps)
+            return super().advance_steps(steps)
         self.advance_together(steps, lambda active, done: advance_runs(
             self.U, self.V, self.U2, self.V2, *self.train, self.code, self.lr, self.wd, steps, *self.adjacency,
             self.g, active, done))
 
     def advance_run(self, b, steps):
         U, V, U2, V2 = self.U[b], self.V[b], self.U2[b], self.V2[b]
+        threads = numba.get_num_threads()
+        if threads == 1:
+            return advance_serial(U, V, U2, V2, *self.train, self.code, self.lr[b], self.wd[b], steps,
+                                  *self.adjacency, self.g[b])
+        if threads not in self.bounds:
+            self.bounds[threads] = balanced(self.adjacency[0], threads)
         done, _, swapped = advance(U, V, U2, V2, *self.train, self.code, self.lr[b], self.wd[b], steps,
-                                   *self.adjacency, self.g[b], self.bounds)
+                                   *self.adjacency, self.g[b], self.bounds[threads])
         if swapped:
             U[...], V[...] = U2, V2
         return done

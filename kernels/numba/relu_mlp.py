@@ -20,6 +20,8 @@ from numba import njit
 from numba.typed import List
 
 from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels.numba import threads as kthreads
+from dichotomy.kernels.numba import tuning
 from dichotomy.kernels.numba.engine import NumbaEngine
 
 
@@ -153,7 +155,16 @@ def training_workspace(W1T, b1, Ws, n, dtype):
 
 
 class ReluMlpEngine(NumbaEngine):
-    """B MLPs on one dataset (each with its own depth and width), advanced one after another."""
+    """B MLPs on one dataset (each with its own depth and width), advanced one after another.
+
+    The products go to OpenBLAS, whose sums over the samples round differently with its thread count, so the
+    count is fixed for a run: pinned (``threads=N``), or all cores where a timed trial on this host and size
+    found them :data:`MARGIN` faster than one (cached; :mod:`dichotomy.kernels.numba.tuning`), saved in the
+    run's state, and set around every call into the engine (``threadpoolctl``).
+    """
+
+    THREAD_FREE = False
+    MARGIN = 0.8  # more BLAS threads only when they save 20%: their spinning threads cost most on a busy machine
 
     @classmethod
     def unsupported_data(cls, config, data) -> str | None:
@@ -161,8 +172,10 @@ class ReluMlpEngine(NumbaEngine):
             return f"the numba ReLU MLP trains the {data.loss} loss with one output only (out=1), not out={config.out}"
         return None
 
-    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
-        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None):
+        super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule, threads=threads)
+        self.threads = self.pinned if self.pinned is not None else 1 if kthreads.ceiling() == 1 else None
+        self.blas = kthreads.blas()
         self.nets = [self._net(r) for r in runs]
         D = runs[0].config.D
         p = D // 2
@@ -192,6 +205,56 @@ class ReluMlpEngine(NumbaEngine):
         P, L = run.params, run.config.L
         return (np.array(P["W1"].T, dtype=self.dtype, order="C"), np.array(P["b1"], dtype=self.dtype),
                 List([np.array(P[f"W{layer}"], dtype=self.dtype) for layer in range(2, L + 1)]))
+
+    def advance(self, steps):
+        if self.threads is None:
+            self._choose()
+        with self._threads():
+            self.advance_steps(steps)
+
+    def _threads(self):
+        return kthreads.fixed_threads(self.threads or 1, self.blas)
+
+    def _choose(self) -> None:
+        """1 thread or all: the cached choice for this host and size, or a timed trial of both."""
+        n = len(self.y["train"])
+        shapes = sorted({self._shape(net) for net in self.nets})
+        size = f"n={n} {'two-hot' if self.inputs['train'][0] else 'dense'} {shapes} B={self.B} " \
+               f"{np.dtype(self.dtype).name}"
+        self.threads = tuning.choose(f"{self.model.NAME} threads", size, (1, kthreads.ceiling()), self._trial,
+                                     margin=self.MARGIN)
+
+    def _trial(self, threads: int) -> float:
+        """Seconds per step at ``threads`` on copies of the first net (the engine is left as it was)."""
+        W1T, b1, Ws = self.nets[0]
+        net = (W1T.copy(), b1.copy(), List([W.copy() for W in Ws]))
+        run = self.runs[0]
+        space = self.spaces[self._shape(self.nets[0])]
+        with kthreads.fixed_threads(threads, self.blas), np.errstate(over="ignore", invalid="ignore"):
+            return tuning.time_per_step(lambda k: advance(*net, *self.inputs["train"], self.y["train"], self.code,
+                                                          self.real(run.lr), self.real(run.wd), k, *space))
+
+    def kernel_info(self) -> dict:
+        return {"threads": self.threads or "chosen at the first step", "blas": self.blas.info_line()}
+
+    def outputs(self, split):
+        with self._threads():
+            return super().outputs(split)
+
+    def metrics(self):
+        with self._threads():
+            return super().metrics()
+
+    def state(self):
+        out = super().state()
+        if self.threads is not None:
+            out["threads"] = np.array(self.threads)
+        return out
+
+    def load_state(self, state):
+        super().load_state(state)
+        if "threads" in state and self.pinned is None:  # a run resumes at the count it started with
+            self.threads = int(state["threads"])
 
     def advance_run(self, b, steps):
         net, run = self.nets[b], self.runs[b]
