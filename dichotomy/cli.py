@@ -175,7 +175,7 @@ def _add_thread_options(parser, layout: bool = True) -> None:
 def _backend(args):
     """The --backend, with the numba engines' --threads and --layout when given."""
     threads = None if args.threads is None else errors.positive_int("--threads", args.threads)
-    return get_backend(args.backend, threads=threads, layout=getattr(args, "layout", None))
+    return get_backend(args.backend, threads=threads, layout=args.layout)
 
 
 def _parser() -> argparse.ArgumentParser:

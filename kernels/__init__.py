@@ -82,11 +82,11 @@ def get_backend(name: str, *, threads: int | None = None, layout: str | None = N
         try:
             from dichotomy.kernels.numba import ENGINE
             from dichotomy.kernels.numba import threads as kthreads
+            from dichotomy.kernels.numba.diagonal_net import check_layout
         except ImportError as e:
             raise BackendUnavailable(f"the numba backend needs numba: {e}") from None
-        if layout is not None and layout not in ("bits", "blocks"):
-            raise ConfigError(f"layout must be 'bits' or 'blocks' (or None: the faster here), got {layout!r}")
-        return Backend("numba", ENGINE.with_options(threads=kthreads.check_threads(threads), layout=layout))
+        return Backend("numba", ENGINE.with_options(threads=kthreads.check_threads(threads),
+                                                    layout=check_layout(layout)))
     if name == "cupy":
         from dichotomy.kernels import cupy as gpu
 

@@ -23,6 +23,7 @@ from numba import njit, prange
 
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, get_backend
 from dichotomy.kernels.numba import threads as kthreads  # its package sets the OpenMP wait before any pool starts
+from dichotomy.kernels.numba.tuning import host
 from dichotomy.kernels.peers import PEERS
 from dichotomy.refimpl import data, diagonal_net, errors, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.errors import ConfigError
@@ -330,13 +331,6 @@ def _ratios(rows, w, least):
             elif w.batch == 1 and peers:
                 r.ratio_to_fastest_peer = min(peers) / r.ms_per_step
         r.roofline_fraction = least["ms"] / r.ms_per_step
-
-
-def host() -> dict:
-    """The CPU this ran on: model name, widest vector ISA, logical and available cores (tuning.host)."""
-    from dichotomy.kernels.numba.tuning import host as numba_host
-
-    return numba_host()
 
 
 def markdown(report: dict) -> str:

@@ -238,6 +238,13 @@ def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, T
 LAYOUTS = ("bits", "blocks")
 
 
+def check_layout(layout) -> str | None:
+    """``layout`` if it is one of :data:`LAYOUTS`, None as None (timed); anything else is a ConfigError."""
+    if layout is not None and layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)} (or None: the faster here), got {layout!r}")
+    return layout
+
+
 class DiagonalNetEngine(NumbaEngine):
     """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays, and its train outputs X w_b
     (row b of ``F``) are carried from step to step. +-1 data: the bit-table loop (:func:`advance_signs`), one
@@ -251,8 +258,7 @@ class DiagonalNetEngine(NumbaEngine):
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None,
                  layout=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule, threads=threads)
-        if layout is not None and layout not in LAYOUTS:
-            raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)} (or None: timed), got {layout!r}")
+        layout = check_layout(layout)
         self.L = np.array([r.config.L for r in runs], np.int64)
         self.lr = np.array([r.lr for r in runs], self.dtype)
         self.wd = np.array([r.wd for r in runs], self.dtype)
@@ -289,14 +295,14 @@ class DiagonalNetEngine(NumbaEngine):
         self.signs, self.layout = self.choice == "bits", None
 
     def _trial(self, layout: str) -> float:
-        """Seconds per step of ``layout`` on copies of the runs (the engine is left as it was)."""
-        saved = self.U.copy(), self.V.copy(), self.F.copy(), self.f_valid, self.step, self.diverged_at.copy()
+        """Seconds per step of ``layout`` (the engine's state is put back afterwards)."""
+        saved = self.state()
         self.signs, self.layout = layout == "bits", None
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 return tuning.time_per_step(self.advance_steps)
         finally:
-            (self.U[...], self.V[...], self.F[...], self.f_valid, self.step, self.diverged_at[...]) = saved
+            self.load_state(saved)
 
     def kernel_info(self) -> dict:
         return {**super().kernel_info(), "layout": self.choice or "chosen at the first step"}

@@ -8,7 +8,7 @@ working dtype per split.
 
 Threads (:mod:`dichotomy.kernels.numba.threads`): an engine whose results do not depend on the thread count
 (``THREAD_FREE``) runs every call through a :class:`Governor`, which times 1 thread against all of them; the
-others fix their count once (``fixed_threads``). ``threads=N`` pins it. ``kernel_info()`` says what was chosen.
+others fix their count once per run. ``threads=N`` pins it. ``kernel_info()`` says what was chosen.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class ReluMlpEngine(NumbaEngine):
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule, threads=threads)
         self.threads = self.pinned if self.pinned is not None else 1 if kthreads.ceiling() == 1 else None
-        self.blas = kthreads.blas()
+        self.blas = kthreads.Blas()
         self.nets = [self._net(r) for r in runs]
         D = runs[0].config.D
         p = D // 2
@@ -213,7 +213,8 @@ class ReluMlpEngine(NumbaEngine):
             self.advance_steps(steps)
 
     def _threads(self):
-        return kthreads.fixed_threads(self.threads or 1, self.blas)
+        """Every BLAS library at this run's count (one until it is chosen) for the block."""
+        return self.blas.limited(self.threads or 1)
 
     def _choose(self) -> None:
         """1 thread or all: the cached choice for this host and size, or a timed trial of both."""
@@ -225,14 +226,13 @@ class ReluMlpEngine(NumbaEngine):
                                      margin=self.MARGIN)
 
     def _trial(self, threads: int) -> float:
-        """Seconds per step at ``threads`` on copies of the first net (the engine is left as it was)."""
-        W1T, b1, Ws = self.nets[0]
-        net = (W1T.copy(), b1.copy(), List([W.copy() for W in Ws]))
-        run = self.runs[0]
-        space = self.spaces[self._shape(self.nets[0])]
-        with kthreads.fixed_threads(threads, self.blas), np.errstate(over="ignore", invalid="ignore"):
-            return tuning.time_per_step(lambda k: advance(*net, *self.inputs["train"], self.y["train"], self.code,
-                                                          self.real(run.lr), self.real(run.wd), k, *space))
+        """Seconds per step of the first net at ``threads`` (the engine's state is put back afterwards)."""
+        saved = self.state()
+        try:
+            with self.blas.limited(threads), np.errstate(over="ignore", invalid="ignore"):
+                return tuning.time_per_step(lambda k: self.advance_run(0, k))
+        finally:
+            self.load_state(saved)
 
     def kernel_info(self) -> dict:
         return {"threads": self.threads or "chosen at the first step", "blas": self.blas.info_line()}

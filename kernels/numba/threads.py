@@ -196,13 +196,3 @@ class Blas:
     def limited(self, n: int):
         """A context in which every BLAS library found uses ``n`` threads."""
         return self.controller.limit(limits=n)
-
-
-def blas() -> Blas:
-    """The BLAS libraries of this process, found now."""
-    return Blas()
-
-
-def fixed_threads(n: int, libraries: Blas):
-    """The BLAS thread count set to ``n`` for the block (the MLP's one parallel part), then put back."""
-    return libraries.limited(n)
