@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy.kernels import BACKENDS, get_backend
+from dichotomy.kernels import BACKENDS, cores, get_backend
 from dichotomy.kernels import bench as bench_module
 from dichotomy.kernels.adapters import ADAPTERS, MISTAKES
 from dichotomy.refimpl import data, errors, files, manifest, presets
@@ -647,7 +647,7 @@ def _sweep(args) -> int:
     executor = contextlib.nullcontext(None)
     if args.scheduler is not None or args.cluster is not None:
         executor = cluster_module.executor(scheduler=args.scheduler, cluster=args.cluster, job=job, threads=threads,
-                                           workers=workers or max(1, sweep_module.cores() // (threads or 1)))
+                                           workers=workers or max(1, cores.available_cores() // (threads or 1)))
     with files.locked(args.out, "dichotomy sweep"), executor as execute:
         outcome = sweep_module.run(grid, args.out, backend=backend, dtype=args.dtype, workers=workers, batch=batch,
                                    checkpoint_every=args.checkpoint_every, progress=not args.no_progress,

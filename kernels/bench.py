@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, get_backend
-from dichotomy.kernels.numba import threads as kthreads  # its package sets the OpenMP wait before any pool starts
-from dichotomy.kernels.numba.tuning import host
+from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_backend
+from dichotomy.kernels.numba.tuning import host  # its package sets the OpenMP wait before _triad starts a pool
 from dichotomy.kernels.peers import PEERS
 from dichotomy.refimpl import data, diagonal_net, errors, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.errors import ConfigError
@@ -312,7 +311,7 @@ def threading_env() -> dict:
         layer = numba.threading_layer()
     except ValueError:  # no parallel function has run yet
         pass
-    return {"available_cores": kthreads.available_cores(), "numba_threads": numba.get_num_threads(),
+    return {"available_cores": cores.available_cores(), "numba_threads": numba.get_num_threads(),
             "threading_layer": layer, **{k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                                                                       "NUMBA_NUM_THREADS") if k in os.environ}}
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from dichotomy.kernels import cores as kcores
 from dichotomy.kernels import get_backend
 from dichotomy.kernels.numba import threads as kthreads
 from dichotomy.kernels.numba import tuning
@@ -21,9 +22,9 @@ from dichotomy.validation import sweep
 def test_thread_count_follows_a_restricted_affinity_mask():
     """A process allowed one core sees one core, and its engines run one thread, whatever the machine has."""
     code = ("import os, json; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from dichotomy.kernels.numba import threads as t; from dichotomy.validation import sweep; "
-            "print(json.dumps([t.available_cores(), t.ceiling(), sweep.default_workers(8), "
-            "sweep.threads_per_worker(1)]))")
+            "from dichotomy.kernels import cores; from dichotomy.kernels.numba import threads as t; "
+            "from dichotomy.validation import sweep; print(json.dumps([cores.available_cores(), t.ceiling(), "
+            "sweep.default_workers(8), cores.threads_per_worker(1)]))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
@@ -39,7 +40,7 @@ def test_cgroup_quota_caps_the_cores(tmp_path, files, cores):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert kthreads.available_cores(tmp_path) == (affinity if cores is None else min(affinity, cores))
+    assert kcores.available_cores(tmp_path) == (affinity if cores is None else min(affinity, cores))
 
 
 def test_openmp_wait_is_set_only_when_the_user_chose_none():
@@ -183,13 +184,13 @@ def test_an_unwritable_cache_warns_once_and_still_chooses(tmp_path, caplog):
 
 
 def test_sweep_workers_times_threads_fit_the_cores(monkeypatch):
-    monkeypatch.setattr(sweep, "cores", lambda: 4)
+    monkeypatch.setattr(kcores, "available_cores", lambda: 4)
     assert sweep.default_workers(10) == 4 and sweep.default_workers(10, threads=2) == 2
     assert sweep.default_workers(3) == 3
-    assert sweep.threads_per_worker(2) == 2 and sweep.threads_per_worker(4) == 1
-    assert sweep.threads_per_worker(2, threads=2) == 2
+    assert kcores.threads_per_worker(2) == 2 and kcores.threads_per_worker(4) == 1
+    assert kcores.threads_per_worker(2, threads=2) == 2
     with pytest.raises(ConfigError, match="3 workers x 2 threads is more than the 4 cores"):
-        sweep.threads_per_worker(3, threads=2)
+        kcores.threads_per_worker(3, threads=2)
 
 
 def test_mlp_thread_count_is_fixed_per_run_and_recorded(monkeypatch):

@@ -22,6 +22,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from dichotomy.kernels import cores
 from dichotomy.refimpl import errors
 from dichotomy.refimpl.errors import ConfigError
 
@@ -148,9 +149,7 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
         started = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            host="127.0.0.1", dashboard_address=None)
         client = distributed.Client(started)
-        from dichotomy.validation import sweep
-
-        threads = sweep.threads_per_worker(workers, threads)  # workers x threads within the cores we may use
+        threads = cores.threads_per_worker(workers, threads)  # workers x threads within the cores we may use
     else:
         if job is None or job.kind != cluster:
             raise ConfigError(f"--cluster {cluster}: choose from {', '.join(KINDS)}")

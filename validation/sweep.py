@@ -24,7 +24,6 @@ import functools
 import inspect
 import itertools
 import json
-import logging
 import math
 import os
 import platform
@@ -39,14 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dichotomy.kernels import cores as kcores
 from dichotomy.refimpl import data as datasets
 from dichotomy.refimpl import errors, files, manifest, models, presets, trajectory
 from dichotomy.refimpl.checkpoint import Checkpoints, fingerprint
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.limits import transition
 from dichotomy.validation import runs as claim_runs
-
-log = logging.getLogger(__name__)
 
 GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
 OWN_FOLDERS = ("runs", "checkpoints")  # a sweep's folders, there before its sweep.json when it was cut short
@@ -341,38 +339,8 @@ def run_attempt(task: Task, threads: int | None = None) -> list[str]:
                          f"{RETRIES} time{'s' if RETRIES != 1 else ''})")
     files.write_json(path, {"started": started + 1})
     if threads is not None:
-        _set_threads(threads)
+        kcores.limit_process(threads)
     return run_task(task)
-
-
-def _set_threads(threads: int) -> None:
-    """This process's engines use at most ``threads`` threads: Numba's count, and every BLAS library's."""
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    threadpool_limits(limits=threads, user_api="blas")
-
-
-def cores() -> int:
-    """The cores this process may use (its affinity mask and cgroup quota; docs/benchmarks.md)."""
-    from dichotomy.kernels.numba.threads import available_cores
-
-    return available_cores()
-
-
-def threads_per_worker(workers: int, threads: int | None = None) -> int:
-    """Each worker's share of the cores (at least 1), or ``threads`` if given; ``workers`` x that may not
-    exceed the cores this process may use."""
-    have = cores()
-    share = threads or max(1, have // workers)
-    if workers * share > have:
-        if threads is not None:
-            raise ConfigError(f"{workers} workers x {threads} threads is more than the {have} cores this process may "
-                              f"use; lower --workers or --threads")
-        log.warning("%d workers on %d cores: each runs one thread, and they share the cores", workers, have)
-    return share
 
 
 def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads: int | None = None) -> None:
@@ -380,10 +348,10 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads
     share of the cores for its engine's threads (or ``threads`` each). A pool whose worker dies is replaced and the
     tasks it had not finished are submitted again: each resumes from its checkpoint, and :func:`run_attempt`
     reports a task failed when its worker has died more than :data:`RETRIES` times."""
-    share = threads_per_worker(workers, threads)
+    share = kcores.threads_per_worker(workers, threads)
     if workers == 1:
         if threads is not None:
-            _set_threads(share)
+            kcores.limit_process(share)
         for t in todo:
             try:
                 keys = run_attempt(t)
@@ -394,7 +362,7 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads
         return
     pending = list(todo)
     while pending:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_set_threads,
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=kcores.limit_process,
                                  initargs=(share,)) as pool:
             futures = {pool.submit(run_attempt, t): t for t in pending}
             pending = []
@@ -425,7 +393,7 @@ class Outcome:
 
 def default_workers(n_tasks: int, threads: int | None = None) -> int:
     """One process per core this process may use (per ``threads`` cores if given), at most one per task."""
-    return max(1, min(cores() // (threads or 1), n_tasks))
+    return max(1, min(kcores.available_cores() // (threads or 1), n_tasks))
 
 
 def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", workers: int | None = None,

@@ -2,8 +2,8 @@
 
 Three rules, each measured (docs/benchmarks.md, "Engines on a busy machine"):
 
-- **The cores this process may use**, :func:`available_cores`: its CPU affinity mask, and the CPU quota of its
-  cgroup (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``) rounded up, never the machine's core count.
+- **The cores this process may use**: :func:`dichotomy.kernels.cores.available_cores`, its CPU affinity mask
+  capped by its cgroup's CPU quota, never the machine's core count.
 - **A wait that yields**: GNU OpenMP's threads spin 300,000 times at each barrier before they sleep; on a busy
   machine a barrier then waits for a descheduled thread while the others burn its core. :func:`configure_openmp`
   sets ``GOMP_SPINCOUNT`` to :data:`SPINCOUNT` (a few microseconds of spinning, then a futex) before Numba starts
@@ -21,47 +21,14 @@ Three rules, each measured (docs/benchmarks.md, "Engines on a busy machine"):
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
+from dichotomy.kernels.cores import available_cores
 from dichotomy.refimpl.errors import ConfigError
 
 SPINCOUNT = "3000"  # ~2-5 us of spinning at a barrier before the thread sleeps (libgomp's default: 300000)
-CGROUP = Path("/sys/fs/cgroup")
-
-
-def _affinity() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-def cgroup_quota(root: Path = CGROUP) -> float | None:
-    """The CPUs this process's cgroup may use (quota / period), or None when unlimited or unknown."""
-    try:  # cgroup v2: "max 100000" or "200000 100000"
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        return None if quota <= 0 or period <= 0 else quota / period
-    except (OSError, ValueError):
-        return None
-
-
-def available_cores(root: Path = CGROUP) -> int:
-    """The cores this process may run on: its affinity mask, capped by its cgroup's CPU quota (rounded up)."""
-    cores = _affinity()
-    quota = cgroup_quota(root)
-    if quota is not None:
-        cores = min(cores, max(1, math.ceil(quota)))
-    return max(1, cores)
 
 
 def configure_openmp(environ=os.environ) -> str | None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dichotomy.kernels.numba.threads import available_cores
+from dichotomy.kernels.cores import available_cores
 from dichotomy.refimpl import files
 from dichotomy.refimpl.errors import StorageError
 
