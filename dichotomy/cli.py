@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy.kernels import BACKENDS, cores, get_backend
+from dichotomy.kernels import BACKENDS, get_backend
 from dichotomy.kernels import bench as bench_module
 from dichotomy.kernels.adapters import ADAPTERS, MISTAKES
 from dichotomy.refimpl import data, errors, files, manifest, presets
@@ -162,20 +162,23 @@ def _add_checkpoint_options(parser, what: str, restart: str | None = None, resta
         parser.add_argument(restart, action="store_true", help=restart_help)
 
 
-def _add_thread_options(parser, layout: bool = True) -> None:
+def _add_thread_options(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="numba backend: run on exactly N threads (default: 1 or all available cores, "
                              "whichever measures faster; docs/user-guide.md, 'Threads')")
-    if layout:
-        parser.add_argument("--layout", default=None, choices=("bits", "blocks"),
-                            help="numba backend, diagonal net on +-1 data: hold X as bits or int8 column blocks "
-                                 "(default: the faster on this host, timed once and cached)")
+    parser.add_argument("--layout", default=None, choices=("bits", "blocks"),
+                        help="numba backend, diagonal net on +-1 data: hold X as bits or int8 column blocks "
+                             "(default: the faster on this host, timed once and cached)")
+
+
+def _threads(args) -> int | None:
+    """--threads, checked (None: the engines choose)."""
+    return None if args.threads is None else errors.positive_int("--threads", args.threads)
 
 
 def _backend(args):
     """The --backend, with the numba engines' --threads and --layout when given."""
-    threads = None if args.threads is None else errors.positive_int("--threads", args.threads)
-    return get_backend(args.backend, threads=threads, layout=args.layout)
+    return get_backend(args.backend, threads=_threads(args), layout=args.layout)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -512,8 +515,7 @@ def _bench(args) -> int:
     saved = bench_module.load(args.from_json) if args.from_json is not None else None
     _writable_dir(args.out)
     with files.locked(args.out, "dichotomy bench"):
-        load = errors.positive_int("--load", args.load, minimum=0)
-        report = saved or bench_module.bench(names, engines, rtol=rtol, load=load)
+        report = saved or bench_module.bench(names, engines, rtol=rtol, load=args.load)
         paths = bench_module.write(report, args.out, args.docs)
         if args.json is not None:
             paths.append(files.write_json(args.json, report))
@@ -632,7 +634,7 @@ def _sweep(args) -> int:
     grid = sweep_module.grid(**spec)
     backend = get_backend(backend or "numba").name
     workers = None if args.workers is None else errors.positive_int("--workers", args.workers)
-    threads = None if args.threads is None else errors.positive_int("--threads", args.threads)
+    threads = _threads(args)
     batch = errors.positive_int("--batch", args.batch)
     job = _job_spec(args)
     if args.job_script:
@@ -647,7 +649,7 @@ def _sweep(args) -> int:
     executor = contextlib.nullcontext(None)
     if args.scheduler is not None or args.cluster is not None:
         executor = cluster_module.executor(scheduler=args.scheduler, cluster=args.cluster, job=job, threads=threads,
-                                           workers=workers or max(1, cores.available_cores() // (threads or 1)))
+                                           workers=workers or sweep_module.default_workers(threads=threads))
     with files.locked(args.out, "dichotomy sweep"), executor as execute:
         outcome = sweep_module.run(grid, args.out, backend=backend, dtype=args.dtype, workers=workers, batch=batch,
                                    checkpoint_every=args.checkpoint_every, progress=not args.no_progress,

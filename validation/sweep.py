@@ -391,9 +391,10 @@ class Outcome:
     store: Path | None
 
 
-def default_workers(n_tasks: int, threads: int | None = None) -> int:
+def default_workers(n_tasks: int | None = None, threads: int | None = None) -> int:
     """One process per core this process may use (per ``threads`` cores if given), at most one per task."""
-    return max(1, min(kcores.available_cores() // (threads or 1), n_tasks))
+    workers = max(1, kcores.available_cores() // (threads or 1))
+    return workers if n_tasks is None else max(1, min(workers, n_tasks))
 
 
 def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", workers: int | None = None,
