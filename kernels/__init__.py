@@ -3,7 +3,8 @@
 ``get_backend(name)`` returns a :class:`Backend` whose ``run`` / ``run_batch`` have the contract of
 :func:`dichotomy.refimpl.train.run` / ``run_batch``: the one driver, with the backend's engine.
 
-- ``numpy``: the float64 reference itself (:class:`dichotomy.refimpl.engine.ReferenceEngine`).
+- ``numpy``: the float64 reference itself (:class:`dichotomy.refimpl.engine.ReferenceEngine`), its BLAS thread
+  count fixed per run (:mod:`dichotomy.kernels.reference`).
 - ``numba``: fused, compiled CPU training loops (``kernels/numba/``), float64 and float32, batches.
 - ``cupy``: CUDA kernels (``kernels/cupy/``); needs CuPy and a CUDA device.
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from dichotomy.refimpl import train
 from dichotomy.refimpl.checkpoint import Checkpoints
-from dichotomy.refimpl.engine import Engine, LossNormalized, ReferenceEngine, RunSpec
+from dichotomy.refimpl.engine import Engine, LossNormalized, RunSpec
 from dichotomy.refimpl.errors import ConfigError, DichotomyError
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -77,7 +78,9 @@ def get_backend(name: str, *, threads: int | None = None, layout: str | None = N
     if options and name != "numba":
         raise ConfigError(f"the {name} backend takes no {' or '.join(options)} option; they set the numba engines")
     if name == "numpy":
-        return Backend("numpy", ReferenceEngine)
+        from dichotomy.kernels.reference import NumpyEngine
+
+        return Backend("numpy", NumpyEngine)
     if name == "numba":
         try:
             from dichotomy.kernels.numba import ENGINE

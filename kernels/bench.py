@@ -22,8 +22,9 @@ import numpy as np
 from numba import njit, prange
 
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_backend
-from dichotomy.kernels.numba.tuning import host  # its package sets the OpenMP wait before _triad starts a pool
+from dichotomy.kernels.numba import ENGINE  # noqa: F401  (its package sets the OpenMP wait before _triad starts a pool)
 from dichotomy.kernels.peers import PEERS
+from dichotomy.kernels.tuning import host
 from dichotomy.refimpl import data, diagonal_net, errors, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.trajectory import versions

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from dichotomy.kernels import cores as kcores
-from dichotomy.kernels import get_backend
+from dichotomy.kernels import get_backend, tuning
 from dichotomy.kernels.numba import threads as kthreads
-from dichotomy.kernels.numba import tuning
 from dichotomy.refimpl import data, diagonal_net, matrix_factorization, presets
 from dichotomy.refimpl.engine import RunSpec
 from dichotomy.refimpl.errors import ConfigError
@@ -221,3 +220,31 @@ def test_layout_option_is_refused_by_models_without_it():
         get_backend("numba", layout="bits").run(matrix_factorization, config, matrix_factorization.init(config), ds,
                                                 lr=0.01, wd=0.0, steps=2)
     assert "layout" in get_backend("numba").engine.engines[diagonal_net.NAME].OPTIONS
+
+
+def test_numpy_backend_fixes_its_blas_count_per_run_and_resumes_with_it(monkeypatch):
+    """The numpy backend's numbers are the oracle's; only NumPy's BLAS count is set, once per run, and kept."""
+    from dichotomy.kernels import blas
+    from dichotomy.refimpl import train
+
+    p = presets.override(presets.get("fig2a-quick"), h=16)
+    module, config, params, ds = presets.build(p)
+    traj = get_backend("numpy").run(module, config, params, ds, lr=p.lr, wd=p.wd, steps=5)
+    assert traj.config["kernel"]["threads"] in (1, blas.Blas().most())
+    oracle = train.run(module, config, params, ds, lr=p.lr, wd=p.wd, steps=5)
+    for k in oracle.params:
+        np.testing.assert_allclose(traj.params[k], oracle.params[k], rtol=1e-12, atol=1e-14)
+    runs = [RunSpec(config, params, p.lr, p.wd)]
+    monkeypatch.setattr(tuning, "choose", lambda *a, **k: 1)
+    first = get_backend("numpy").engine(module, runs, ds)
+    first.advance(3)
+    state = first.state()
+    assert int(state["threads"]) == 1
+    monkeypatch.setattr(tuning, "choose", lambda *a, **k: pytest.fail("a resumed run must not choose again"))
+    second = get_backend("numpy").engine(module, runs, ds)
+    second.load_state(state)
+    first.advance(3)
+    second.advance(3)
+    assert second.threads == 1
+    for k, v in first.params()[0].items():
+        np.testing.assert_array_equal(v, second.params()[0][k])

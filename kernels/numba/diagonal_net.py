@@ -21,8 +21,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from dichotomy.kernels import tuning
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba import tuning
 from dichotomy.kernels.numba.engine import NumbaEngine
 from dichotomy.refimpl.errors import ConfigError
 
@@ -249,7 +249,7 @@ class DiagonalNetEngine(NumbaEngine):
     """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays, and its train outputs X w_b
     (row b of ``F``) are carried from step to step. +-1 data: the bit-table loop (:func:`advance_signs`), one
     run after another, or the int8 column-block loop, whichever a timed trial on this host found faster for
-    this size (:mod:`dichotomy.kernels.numba.tuning`; they round differently, so the choice is kept for the
+    this size (:mod:`dichotomy.kernels.tuning`; they round differently, so the choice is kept for the
     run and saved in its state); anything else: the column-block loop (:func:`advance`), every run per block.
     ``layout="bits"`` or ``"blocks"`` pins it."""
 

@@ -19,9 +19,8 @@ import numpy as np
 from numba import njit
 from numba.typed import List
 
+from dichotomy.kernels.blas import BlasPerRun
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba import threads as kthreads
-from dichotomy.kernels.numba import tuning
 from dichotomy.kernels.numba.engine import NumbaEngine
 
 
@@ -154,17 +153,14 @@ def training_workspace(W1T, b1, Ws, n, dtype):
             np.empty_like(W1T), np.empty_like(b1))
 
 
-class ReluMlpEngine(NumbaEngine):
+class ReluMlpEngine(BlasPerRun, NumbaEngine):
     """B MLPs on one dataset (each with its own depth and width), advanced one after another.
 
-    The products go to OpenBLAS, whose sums over the samples round differently with its thread count, so the
-    count is fixed for a run: pinned (``threads=N``), or all cores where a timed trial on this host and size
-    found them :data:`MARGIN` faster than one (cached; :mod:`dichotomy.kernels.numba.tuning`), saved in the
-    run's state, and set around every call into the engine (``threadpoolctl``).
+    The products go to OpenBLAS, whose sums over the samples round differently with its thread count: the
+    count is fixed for a run (:class:`dichotomy.kernels.blas.BlasPerRun`; ``threads=N`` pins it).
     """
 
     THREAD_FREE = False
-    MARGIN = 0.8  # more BLAS threads only when they save 20%: their spinning threads cost most on a busy machine
 
     @classmethod
     def unsupported_data(cls, config, data) -> str | None:
@@ -174,8 +170,7 @@ class ReluMlpEngine(NumbaEngine):
 
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None, threads=None):
         super().__init__(model, runs, data, probe=probe, dtype=dtype, schedule=schedule, threads=threads)
-        self.threads = self.pinned if self.pinned is not None else 1 if kthreads.ceiling() == 1 else None
-        self.blas = kthreads.Blas()
+        self.init_blas()
         self.nets = [self._net(r) for r in runs]
         D = runs[0].config.D
         p = D // 2
@@ -206,55 +201,13 @@ class ReluMlpEngine(NumbaEngine):
         return (np.array(P["W1"].T, dtype=self.dtype, order="C"), np.array(P["b1"], dtype=self.dtype),
                 List([np.array(P[f"W{layer}"], dtype=self.dtype) for layer in range(2, L + 1)]))
 
-    def advance(self, steps):
-        if self.threads is None:
-            self._choose()
-        with self._threads():
-            self.advance_steps(steps)
+    def advance_unlimited(self, steps):
+        self.advance_steps(steps)
 
-    def _threads(self):
-        """Every BLAS library at this run's count (one until it is chosen) for the block."""
-        return self.blas.limited(self.threads or 1)
-
-    def _choose(self) -> None:
-        """1 thread or all: the cached choice for this host and size, or a timed trial of both."""
-        n = len(self.y["train"])
+    def blas_size(self) -> str:
         shapes = sorted({self._shape(net) for net in self.nets})
-        size = f"n={n} {'two-hot' if self.inputs['train'][0] else 'dense'} {shapes} B={self.B} " \
+        return f"n={len(self.y['train'])} {'two-hot' if self.inputs['train'][0] else 'dense'} {shapes} B={self.B} " \
                f"{np.dtype(self.dtype).name}"
-        self.threads = tuning.choose(f"{self.model.NAME} threads", size, (1, kthreads.ceiling()), self._trial,
-                                     margin=self.MARGIN)
-
-    def _trial(self, threads: int) -> float:
-        """Seconds per step of the first net at ``threads`` (the engine's state is put back afterwards)."""
-        saved = self.state()
-        try:
-            with self.blas.limited(threads), np.errstate(over="ignore", invalid="ignore"):
-                return tuning.time_per_step(lambda k: self.advance_run(0, k))
-        finally:
-            self.load_state(saved)
-
-    def kernel_info(self) -> dict:
-        return {"threads": self.threads or "chosen at the first step", "blas": self.blas.info_line()}
-
-    def outputs(self, split):
-        with self._threads():
-            return super().outputs(split)
-
-    def metrics(self):
-        with self._threads():
-            return super().metrics()
-
-    def state(self):
-        out = super().state()
-        if self.threads is not None:
-            out["threads"] = np.array(self.threads)
-        return out
-
-    def load_state(self, state):
-        super().load_state(state)
-        if "threads" in state and self.pinned is None:  # a run resumes at the count it started with
-            self.threads = int(state["threads"])
 
     def advance_run(self, b, steps):
         net, run = self.nets[b], self.runs[b]

@@ -12,8 +12,8 @@ Three rules, each measured (docs/benchmarks.md, "Engines on a busy machine"):
   thread count (the diagonal net, matrix completion: fixed partial sums) runs each call at 1 thread or at all
   of them, whichever measured faster, and now and then tries the other (backing off while it keeps losing). A
   parallel region costs a barrier; on tiny work, or beside busy neighbours, one thread wins, and the governor
-  sees it. The ReLU MLP's GEMMs round differently with OpenBLAS's thread count, so its count is chosen once
-  per host and size (:mod:`dichotomy.kernels.numba.tuning`) and kept for the run.
+  sees it. The ReLU MLP's GEMMs round differently with OpenBLAS's thread count, so its count is fixed per run
+  (:mod:`dichotomy.kernels.blas`).
 
 ``threads=N`` (``--threads N``) pins the count; Numba's own ceiling (``NUMBA_NUM_THREADS``,
 ``numba.set_num_threads``) is honoured as an upper bound, so a caller's setting is never exceeded.
@@ -140,26 +140,3 @@ class Governor:
             loser = other
             self.wait[loser] = min(2 * self.wait[loser], self.PATIENCE)
         self.due[loser] = self.clock() + self.wait[loser]
-
-
-class Blas:
-    """The BLAS libraries in this process (through ``threadpoolctl``), whose thread count an engine sets.
-
-    Numba's ``np.dot`` calls SciPy's BLAS (OpenBLAS in SciPy's wheels), which keeps its own thread pool; its
-    threads spin while they wait, so on a busy machine two of them cost more than they give (docs/benchmarks.md).
-    """
-
-    def __init__(self):
-        import scipy.linalg.cython_blas  # noqa: F401  (loaded before we look: it is the BLAS Numba calls)
-        from threadpoolctl import ThreadpoolController
-
-        self.controller = ThreadpoolController().select(user_api="blas")
-
-    def info_line(self) -> str:
-        """The BLAS libraries found, e.g. ``openblas 0.3.30 (pthreads)``."""
-        return ", ".join(sorted({f"{i['internal_api']} {i.get('version')} ({i.get('threading_layer')})"
-                                 for i in self.controller.info()})) or "none found"
-
-    def limited(self, n: int):
-        """A context in which every BLAS library found uses ``n`` threads."""
-        return self.controller.limit(limits=n)

@@ -1,11 +1,12 @@
 """Kernel variants chosen by a short timed trial on this host, cached per host and problem size.
 
 Where the fastest variant differs between host kinds (the diagonal net's bit tables against int8 column
-blocks; the ReLU MLP's BLAS thread count), an engine calls :func:`choose` at its first step: the first time a
-(host, size) pair is seen, every candidate runs a few steps and the fastest is kept in the cache file
-(:func:`cache_path`); later engines read it. Variants that round differently are fixed for the life of a run
-and saved in its checkpoint, so a resumed run ends bit for bit where it would have. A user pins a variant
-(``get_backend("numba", layout="blocks")``, ``--layout``), and ``dichotomy bench`` reports the choices.
+blocks; the BLAS thread count of the ReLU MLP and of the numpy backend, :mod:`dichotomy.kernels.blas`), an engine
+calls :func:`choose` at its first step: the first time a (host, size) pair is seen, every candidate runs a few
+steps and the fastest is kept in the cache file (:func:`cache_path`); later engines read it. Variants that
+round differently are fixed for the life of a run and saved in its checkpoint, so a resumed run ends bit for bit
+where it would have. A user pins a variant (``get_backend("numba", layout="blocks")``, ``--layout``), and
+``dichotomy bench`` reports the choices.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from dichotomy.kernels.cores import available_cores
 from dichotomy.refimpl import files
@@ -53,11 +56,12 @@ def host() -> dict:
 
 
 def host_key() -> str:
-    """What a cached choice is valid for: the CPU, its ISA, the cores available, and the numba version."""
+    """What a cached choice is valid for: the CPU, its ISA, the cores available, NumPy's and Numba's versions."""
     import numba
 
     h = host()
-    return f"{h['cpu']} | {h['isa']} | {h['available_cores']} cores | numba {numba.__version__}"
+    return (f"{h['cpu']} | {h['isa']} | {h['available_cores']} cores | numpy {np.__version__} | "
+            f"numba {numba.__version__}")
 
 
 def _read(path: Path) -> dict:
