@@ -88,6 +88,19 @@ def test_governor_keeps_the_faster_count_and_follows_a_change():
     assert gov.best == 2
 
 
+@pytest.mark.skipif(kthreads.ceiling() < 2, reason="needs two cores to choose between 1 and 2 threads")
+def test_governor_does_not_switch_on_one_lucky_trial():
+    """A busy machine makes single samples noisy: the other count must win two trials in a row."""
+    seen = {"calls at 1": 0}
+
+    def one(i):
+        seen["calls at 1"] += 1
+        return 1e-5 if seen["calls at 1"] == 2 else 2e-4  # its first timed trial is lucky, the later ones not
+
+    gov = governed({1: one, 2: lambda i: 1e-4}, calls=40)
+    assert seen["calls at 1"] >= 3 and gov.best == 2 and gov.steps[1] < 0.05 * gov.steps[2]
+
+
 def test_pinned_governor_never_tries_another_count():
     clock = FakeClock()
     gov = kthreads.Governor(2, pinned=1, clock=clock)

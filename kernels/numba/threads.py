@@ -88,8 +88,9 @@ class Governor:
     short trial of the other count (about :data:`TRIAL` seconds at the current rate, at most a quarter of the
     call), then the rest. The first call at each count may compile and is not timed. A count that loses is
     tried again after :data:`RETRY` seconds, then twice as long after each further loss (up to
-    :data:`PATIENCE`); one that wins by :data:`MARGIN` takes over, and a call twice as slow as the last one
-    brings the next trial forward. With ``pinned`` (or one core) it only sets the count.
+    :data:`PATIENCE`); one that wins by :data:`MARGIN` in two trials in a row takes over (one noisy sample on a
+    busy machine does not), and a call twice as slow as the last one brings the next trial forward. With
+    ``pinned`` (or one core) it only sets the count.
     """
 
     TRIAL, RETRY, PATIENCE, MARGIN = 0.02, 1.0, 30.0, 0.9  # a trial spans a few scheduler slices (~4 ms)
@@ -102,6 +103,7 @@ class Governor:
         self.due = {n: 0.0 for n in self.options}
         self.steps = {n: 0 for n in self.options}  # steps run at each count (reported by bench)
         self.clock, self.warm = clock, set()  # the counts whose code has run once (compiled)
+        self.won = False  # the other count won its last trial, and must win the next one to take over
 
     def _timed(self, n: int, k: int, call) -> float:
         with numba_threads(n):
@@ -133,7 +135,11 @@ class Governor:
         trial = self._timed(other, k, call)
         current = self._timed(self.best, steps - k, call)
         self.rate[other], self.rate[self.best] = trial, current
-        if trial < self.MARGIN * current:  # the other count takes over; the old one is tried again soon
+        if trial < self.MARGIN * current and not self.won:  # one win may be noise: confirm it at the next call
+            self.won, self.due[other] = True, 0.0
+            return
+        self.won, won = False, trial < self.MARGIN * current
+        if won:  # the other count takes over; the old one is tried again soon
             loser, self.best = self.best, other
             self.wait[loser] = self.RETRY
         else:
