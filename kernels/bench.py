@@ -245,6 +245,7 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
     """
     engine_names = check_engines(engine_names)
     load = errors.positive_int("load", load, minimum=0)
+    _choose_kernels(names, engine_names)
     ceiling = ceilings()
     progress(f"ceilings: {ceiling['bandwidth_GBps']:.1f} GB/s, {ceiling['gemm_GFLOPs']:.1f} GFLOP/s")
     results, floors = [], {}
@@ -289,6 +290,22 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
         results.extend(rows)
     return {"date": time.strftime("%Y-%m-%d"), "machine": host(), "ceilings": ceiling, "versions": versions(),
             "floors": floors, "load": load, "threading": threading_env(), "results": [asdict(r) for r in results]}
+
+
+def _choose_kernels(names: list[str], engine_names: list[str]) -> None:
+    """Make the backends' host-dependent choices (kernels/tuning.py) for every workload before any peer runs:
+    JAX's worker threads keep spinning after it ran and slowed the timed trials beside them (the numpy backend's
+    BLAS at d = 1e5 measured 25-32 ms at 2 threads instead of 14, and chose 1)."""
+    for wname in names:
+        w = WORKLOADS[wname]
+        module, config, params, ds = build(w)
+        for name in engine_names:
+            if name in BACKENDS:
+                try:
+                    B = 1 if name == "numpy" else w.batch
+                    _backend_engine(name, module, config, params, ds, w.lr, w.wd, B)[0](1)
+                except (BackendUnavailable, ConfigError):
+                    continue  # engines() reports it
 
 
 def _loaded(advance, name, w, module, config, params, ds, load, per) -> tuple[float, float | None]:
