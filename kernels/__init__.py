@@ -1,7 +1,7 @@
 """Backends: the same training math, fast, behind one engine protocol and one driver (docs/architecture.md).
 
 ``get_backend(name)`` returns a :class:`Backend` whose ``run`` / ``run_batch`` have the contract of
-:func:`dichotomy.refimpl.train.run` / ``run_batch``: the one driver, with the backend's engine.
+:func:`dichotomy.run.driver.run` / ``run_batch``: the one driver, with the backend's engine.
 
 - ``numpy``: the float64 reference itself (:class:`dichotomy.refimpl.engine.ReferenceEngine`), its BLAS thread
   count fixed per run (:mod:`dichotomy.kernels.reference`).
@@ -10,7 +10,7 @@
 
 Every backend declares what it supports (models, dtypes, data kinds, the loss-normalized schedule); anything
 else is a one-line error naming what was asked (:class:`BackendUnavailable` when the backend cannot run on this
-machine at all, :class:`dichotomy.refimpl.errors.ConfigError` for a combination it does not take). Nothing ever
+machine at all, :class:`dichotomy.errors.ConfigError` for a combination it does not take). Nothing ever
 falls back to another backend silently.
 """
 
@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from dichotomy.refimpl import train
-from dichotomy.refimpl.checkpoint import Checkpoints
-from dichotomy.refimpl.engine import Engine, LossNormalized, RunSpec
-from dichotomy.refimpl.errors import ConfigError, DichotomyError
+from dichotomy.errors import ConfigError, DichotomyError
+from dichotomy.refimpl.engine import Engine, RunSpec
+from dichotomy.refimpl.steppers import LossNormalized
+from dichotomy.run import driver
+from dichotomy.run.checkpoint import Checkpoints
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -49,14 +50,14 @@ class Backend:
     checkpoints: Checkpoints | None = None
 
     def run(self, model, config, params, data, **kwargs):
-        """:func:`dichotomy.refimpl.train.run` on this backend's engine."""
+        """:func:`dichotomy.run.driver.run` on this backend's engine."""
         kwargs.setdefault("checkpoints", self.checkpoints)
-        return train.run(model, config, params, data, engine=self.engine, **kwargs)
+        return driver.run(model, config, params, data, engine=self.engine, **kwargs)
 
     def run_batch(self, model, configs, params, data, **kwargs):
-        """:func:`dichotomy.refimpl.train.run_batch` on this backend's engine: B runs, one engine."""
+        """:func:`dichotomy.run.driver.run_batch` on this backend's engine: B runs, one engine."""
         kwargs.setdefault("checkpoints", self.checkpoints)
-        return train.run_batch(model, configs, params, data, engine=self.engine, **kwargs)
+        return driver.run_batch(model, configs, params, data, engine=self.engine, **kwargs)
 
     def checkpointed(self, checkpoints: Checkpoints | None) -> Backend:
         """This backend, its runs checkpointing into ``checkpoints`` (None: not at all)."""

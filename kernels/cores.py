@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

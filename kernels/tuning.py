@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dichotomy.errors import StorageError
 from dichotomy.kernels.cores import available_cores
-from dichotomy.refimpl import files
-from dichotomy.refimpl.errors import StorageError
+from dichotomy.store import files
 
 log = logging.getLogger(__name__)
 

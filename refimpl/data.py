@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dichotomy.refimpl import errors
+from dichotomy import errors
+from dichotomy.refimpl import checks
 from dichotomy.refimpl.losses import task_of
 
 
@@ -56,7 +57,7 @@ def _check_rng(rng) -> np.random.Generator:
 
 
 def _split(rng, N: int, train_fraction: float):
-    n_train = math.floor(errors.fraction("train_fraction", train_fraction) * N)
+    n_train = math.floor(checks.fraction("train_fraction", train_fraction) * N)
     if not 1 <= n_train < N:
         raise errors.ConfigError(f"train_fraction={train_fraction} leaves no train or no test example of {N}")
     perm = rng.permutation(N)
@@ -70,7 +71,7 @@ def sparse_linear_classification(rng, *, d: int, n_train: int, n_test: int, k: i
     shape (n, d); y is float64 in {-1, +1}. Paper: d = 1e5, n_train = 256, k = 3 (App. E.2).
     """
     rng = _check_rng(rng)
-    d, n_train, n_test, k = (errors.positive_int(a, b) for a, b in
+    d, n_train, n_test, k = (checks.positive_int(a, b) for a, b in
                              (("d", d), ("n_train", n_train), ("n_test", n_test), ("k", k)))
     if k % 2 == 0:
         raise errors.ConfigError(f"k must be odd so that the majority label has no ties, got k={k}")
@@ -95,9 +96,9 @@ def l2_separated_gaussians(rng, *, d: int, n_train: int, n_test: int, gamma: flo
     early (L2-margin) bias over the late (L1-margin) one. Paper: gamma = 25, n_train = 32.
     """
     rng = _check_rng(rng)
-    d, n_train, n_test = (errors.positive_int(a, b) for a, b in
+    d, n_train, n_test = (checks.positive_int(a, b) for a, b in
                           (("d", d), ("n_train", n_train), ("n_test", n_test)))
-    gamma = errors.positive("gamma", gamma, allow_zero=True)
+    gamma = checks.positive("gamma", gamma, allow_zero=True)
     w_star = rng.standard_normal(d)
     w_star /= np.linalg.norm(w_star)
 
@@ -119,7 +120,7 @@ def multiplication_table(rng, *, d: int = 97, train_fraction: float = 0.05) -> D
     unobserved entry, including those whose transpose is observed. Paper: d = 97, 5% (470 entries).
     """
     rng = _check_rng(rng)
-    d = errors.positive_int("d", d, minimum=2)
+    d = checks.positive_int("d", d, minimum=2)
     v = np.arange(d) / d
     M = np.outer(v, v)
     train, test = _split(rng, d * d, train_fraction)
@@ -146,7 +147,7 @@ def _modular_table(p: int, op: str):
 
 def two_hot(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
     """Concatenated one-hot encodings [e_a, e_b] of shape (n, 2p), float64; a and b are integers in [0, p)."""
-    p = errors.positive_int("p", p)
+    p = checks.positive_int("p", p)
     a, b = np.asarray(a), np.asarray(b)
     for name, v in (("a", a), ("b", b)):
         if v.dtype.kind not in "iu" or v.ndim != 1:
@@ -170,7 +171,7 @@ def modular_arithmetic(rng, *, p: int = 97, op: str = "+", train_fraction: float
     Paper: p = 97, +, 40% train (3763 equations).
     """
     rng = _check_rng(rng)
-    p = errors.positive_int("p", p, minimum=2)
+    p = checks.positive_int("p", p, minimum=2)
     a, b, c = _modular_table(p, op)
     train, test = _split(rng, a.size, train_fraction)
     info = {"generator": "modular_arithmetic", "p": p, "op": op, "train_fraction": train_fraction}
@@ -191,7 +192,7 @@ def make(generator: str, seed: int, **kwargs) -> Dataset:
     arguments."""
     if generator not in GENERATORS:
         raise errors.ConfigError(f"unknown dataset {generator!r}; choose one of {sorted(GENERATORS)}")
-    seed = errors.positive_int("seed", seed, minimum=0)
+    seed = checks.positive_int("seed", seed, minimum=0)
     try:
         return GENERATORS[generator](np.random.default_rng(seed), **kwargs)
     except TypeError as e:  # an unknown keyword: say which generator and what it takes

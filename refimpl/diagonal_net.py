@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dichotomy.refimpl import blocks, errors, losses, tree
+from dichotomy import errors
+from dichotomy.refimpl import blocks, checks, losses
 
 NAME = "diagonal-net"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = ("alpha = ||theta(0)||_2 (official code); the paper's per-coordinate scale alpha / sqrt(2d) "
                     "gives ln(alpha / sqrt(2d)) / lambda")
-_THIS = sys.modules[__name__]  # for the shared argument checks (tree.check_call)
+_THIS = sys.modules[__name__]  # for the shared argument checks (checks.check_call)
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class Config:
     L: int = 2
 
     def __post_init__(self):
-        errors.positive_int("d", self.d)
-        tree.config_number("alpha", self.alpha, allow_zero=True)
-        errors.positive_int("depth L", self.L, minimum=2)
+        checks.positive_int("d", self.d)
+        checks.config_number("alpha", self.alpha, allow_zero=True)
+        checks.positive_int("depth L", self.L, minimum=2)
 
 
 def shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -101,7 +102,7 @@ def weights(config: Config, params: dict[str, np.ndarray]) -> np.ndarray:
 
 def check_inputs(config: Config, X) -> np.ndarray:
     """X must be a finite (n, d) numeric array."""
-    X = errors.finite_array("X", X, ndim=2, real=True)
+    X = checks.finite_array("X", X, ndim=2, real=True)
     if X.shape[1] != config.d:
         raise errors.ConfigError(f"X has {X.shape[1]} columns but the diagonal net has d={config.d}")
     return X
@@ -115,7 +116,7 @@ def forward(config: Config, params, X):
 
 def predict(config: Config, params, X) -> np.ndarray:
     """f(theta; x_i) = <u^L - v^L, x_i> for every row of X (n, d); shape (n,)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
@@ -129,7 +130,7 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
 
 def jvp(config: Config, params, X, tangent) -> np.ndarray:
     """Directional derivative <grad f(theta; x_i), t> = <x_i, L u^{L-1} t_u - L v^{L-1} t_v>; shape (n,)."""
-    params, X, tangent = tree.check_call(_THIS, config, params, X, tangent)
+    params, X, tangent = checks.check_call(_THIS, config, params, X, tangent)
     L = config.L
     return blocks.matvec(X, L * params["u"] ** (L - 1) * tangent["u"] - L * params["v"] ** (L - 1) * tangent["v"])
 
@@ -137,7 +138,7 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 def loss_and_grad(config: Config, params, X, y, loss: str):
     """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
     argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     f, cache = forward(config, params, X)
     value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
     return value, backward(config, params, cache, g)
@@ -145,7 +146,7 @@ def loss_and_grad(config: Config, params, X, y, loss: str):
 
 def ntk_features(config: Config, params, X) -> np.ndarray:
     """Jacobian of the outputs, [L u^{L-1} * x_i, -L v^{L-1} * x_i] per row; shape (n, 2d) (docs §2.2)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     L = config.L
     Xf = np.asarray(X, dtype=np.float64)
     return np.hstack([Xf * (L * params["u"] ** (L - 1)), Xf * (-L * params["v"] ** (L - 1))])

@@ -2,11 +2,11 @@
 
 An **engine** holds B >= 1 runs of one model on one dataset. Runs may differ in their config (depth, alpha,
 ...), initial parameters, learning rate and weight decay; they share the data. The one driver
-(:func:`dichotomy.refimpl.train.drive`) owns everything around the math: the record schedule, progress, divergence
+(:func:`dichotomy.run.driver.drive`) owns everything around the math: the record schedule, progress, divergence
 bookkeeping, signals and the Trajectory. Every backend (``numpy`` here, ``numba`` and ``cupy`` in
 ``dichotomy.kernels``) implements :class:`Engine`; a single run is B = 1, never a separate code path.
 
-The update rule is the package's one rule, p <- p - lr (g + wd p) (:mod:`dichotomy.refimpl.optim`), or, with
+The update rule is the package's one rule, p <- p - lr (g + wd p) (:mod:`dichotomy.refimpl.steppers`), or, with
 :class:`LossNormalized`, GD without weight decay at the learning rate eta / L(theta).
 """
 
@@ -19,10 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-from dichotomy.refimpl import errors, losses
+from dichotomy.refimpl import losses
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.optim import sgd_step
-from dichotomy.refimpl.tree import param_norm
+from dichotomy.refimpl.params import param_norm
+from dichotomy.refimpl.steppers import LossNormalized, sgd_step
 
 SPLITS = ("train", "test", "probe")
 
@@ -35,41 +35,6 @@ class RunSpec:
     params: dict
     lr: float
     wd: float
-
-
-@dataclass(frozen=True)
-class LossNormalized:
-    """GD without weight decay at the loss-normalized learning rate eta / L(theta) (Fig. 4, App. B.1).
-
-    As in the official no-weight-decay script, every step tests log L(theta): while it is above
-    ``switch_log_loss`` (-5) the step is plain GD at the run's ``lr`` (the warm-up rate); at or below it the step
-    is theta <- theta - eta (dL/dtheta) / L, formed in log space (:func:`refimpl.losses.log_normalized_grad`), so
-    training goes on where L underflows to 0. With ``warmup_steps`` set, the first ``warmup_steps`` steps are
-    plain and every later one normalized instead (the rule of earlier versions of this package).
-
-    The continuous time t = sum of the effective learning rates is kept as ``log_time`` = ln t.
-    """
-
-    eta: float
-    switch_log_loss: float = -5.0
-    warmup_steps: int | None = None
-
-    def __post_init__(self):
-        errors.positive("eta", self.eta)
-        if not isinstance(self.switch_log_loss, int | float) or not math.isfinite(self.switch_log_loss):
-            raise errors.ConfigError(f"switch_log_loss must be a finite number, got {self.switch_log_loss!r}")
-        if self.warmup_steps is not None:
-            errors.positive_int("warmup_steps", self.warmup_steps, minimum=0)
-
-    def normalized(self, step: int, log_value: float) -> bool:
-        """Whether the step at ``step`` (steps done so far) with log L = ``log_value`` is loss-normalized."""
-        if self.warmup_steps is not None:
-            return step >= self.warmup_steps
-        return log_value <= self.switch_log_loss
-
-    def describe(self) -> dict:
-        return {"schedule": "eta / L(theta)", "eta": self.eta, "switch_log_loss": self.switch_log_loss,
-                "warmup_steps": self.warmup_steps}
 
 
 class Engine(Protocol):
@@ -90,7 +55,7 @@ class Engine(Protocol):
         frozen at theta_s and ``diverged_at[b] = s``; the others go on. ``step`` grows by ``steps``."""
 
     def metrics(self) -> list[dict[str, float]]:
-        """Per run, the metrics of :func:`refimpl.train.evaluate` at the current parameters."""
+        """Per run, the metrics of :func:`dichotomy.run.driver.evaluate` at the current parameters."""
 
     def outputs(self, split: str) -> list[np.ndarray]:
         """Per run, the outputs on ``split`` ("train", "test" or "probe"): (n,) or (n, out), float64."""

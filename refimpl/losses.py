@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logsumexp
 
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.errors import ConfigError
 
 TASKS = {"logistic": "binary", "exponential": "binary", "squared": "regression",
          "cross_entropy": "multiclass"}

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from dichotomy.refimpl import errors, losses, tree
+from dichotomy import errors
+from dichotomy.refimpl import checks, losses
 
 NAME = "matrix-completion"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "index-pairs"  # rows of X are integer index pairs (i, j)
 SCALE_CONVENTION = "U(0) = V(0) = alpha I (paper and code)"
-_THIS = sys.modules[__name__]  # for the shared argument checks (tree.check_call)
+_THIS = sys.modules[__name__]  # for the shared argument checks (checks.check_call)
 
 _DENSE_MAX_D = 1024  # backward builds G densely up to this size
 
@@ -33,9 +34,9 @@ class Config:
     sigma: float = 0.0
 
     def __post_init__(self):
-        errors.positive_int("d", self.d)
-        tree.config_number("alpha", self.alpha, allow_zero=True)
-        tree.config_number("sigma", self.sigma, allow_zero=True)
+        checks.positive_int("d", self.d)
+        checks.config_number("alpha", self.alpha, allow_zero=True)
+        checks.config_number("sigma", self.sigma, allow_zero=True)
 
 
 def shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -121,7 +122,7 @@ def forward(config: Config, params, X):
 
 def predict(config: Config, params, X) -> np.ndarray:
     """Entries W_{i_k j_k} of W = U U^T - V V^T at the index pairs X (n, 2); shape (n,)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
@@ -143,7 +144,7 @@ def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarr
 
 def jvp(config: Config, params, X, tangent) -> np.ndarray:
     """Directional derivative of W_ij along (T_U, T_V): <T_U_i, U_j> + <U_i, T_U_j> - (same for V); (n,)."""
-    params, X, tangent = tree.check_call(_THIS, config, params, X, tangent)
+    params, X, tangent = checks.check_call(_THIS, config, params, X, tangent)
     i, j = X[:, 0], X[:, 1]
     out = np.zeros(X.shape[0], dtype=np.result_type(params["U"], tangent["U"]))
     for name, sign in (("U", 1.0), ("V", -1.0)):
@@ -155,7 +156,7 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 def loss_and_grad(config: Config, params, X, y, loss: str):
     """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
     argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     f, cache = forward(config, params, X)
     value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
     return value, backward(config, params, cache, g)
@@ -163,7 +164,7 @@ def loss_and_grad(config: Config, params, X, y, loss: str):
 
 def ntk_features(config: Config, params, X) -> np.ndarray:
     """Jacobian of the outputs: row k is vec(e_i U_j^T + e_j U_i^T, -(e_i V_j^T + e_j V_i^T)); (n, 2 d^2)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     n, d = X.shape[0], config.d
     J = np.zeros((n, 2, d, d))
     rows = np.arange(n)

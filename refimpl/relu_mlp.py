@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dichotomy.refimpl import errors, losses, tree
+from dichotomy import errors
+from dichotomy.refimpl import checks, losses
 
 NAME = "relu-mlp"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = "theta(0) = alpha x He init, alpha = init_scale"
 MAX_JACOBIAN_BYTES = 1 << 30  # the largest Jacobian ntk_gram forms; beyond, a one-line ConfigError
-_THIS = sys.modules[__name__]  # for the shared argument checks (tree.check_call)
+_THIS = sys.modules[__name__]  # for the shared argument checks (checks.check_call)
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,12 @@ class Config:
     zero_last_layer: bool = False
 
     def __post_init__(self):
-        errors.positive_int("D", self.D)
-        errors.positive_int("width h", self.h)
-        errors.positive_int("out", self.out)
-        errors.positive_int("depth L", self.L, minimum=2)
-        tree.config_number("init_scale", self.init_scale, allow_zero=True)
-        tree.config_flag("zero_last_layer", self.zero_last_layer)
+        checks.positive_int("D", self.D)
+        checks.positive_int("width h", self.h)
+        checks.positive_int("out", self.out)
+        checks.positive_int("depth L", self.L, minimum=2)
+        checks.config_number("init_scale", self.init_scale, allow_zero=True)
+        checks.config_flag("zero_last_layer", self.zero_last_layer)
 
 
 def degree(config: Config) -> int:
@@ -116,7 +117,7 @@ def init(config: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def check_inputs(config: Config, X) -> np.ndarray:
     """X must be a finite (n, D) numeric array."""
-    X = errors.finite_array("X", X, ndim=2, real=True)
+    X = checks.finite_array("X", X, ndim=2, real=True)
     if X.shape[1] != config.D:
         raise errors.ConfigError(f"X has {X.shape[1]} columns but the MLP has input width D={config.D}")
     return X
@@ -138,7 +139,7 @@ def forward(config: Config, params, X):
 
 def predict(config: Config, params, X) -> np.ndarray:
     """Logits f(theta; x_i) for every row of X (n, D); shape (n, out)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
@@ -162,7 +163,7 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 
     z_l = W_l a_{l-1} (+ b_1), dz_l = T_l a_{l-1} + W_l da_{l-1} (+ T_b1), da_l = relu'(z_l) dz_l.
     """
-    params, X, tangent = tree.check_call(_THIS, config, params, X, tangent)
+    params, X, tangent = checks.check_call(_THIS, config, params, X, tangent)
     a, da = X, np.zeros_like(X, dtype=np.result_type(X, tangent["W1"]))
     for layer in range(1, config.L + 1):
         W, T = params[f"W{layer}"], tangent[f"W{layer}"]
@@ -177,7 +178,7 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 def loss_and_grad(config: Config, params, X, y, loss: str):
     """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
     argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     f, cache = forward(config, params, X)
     value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
     return value, backward(config, params, cache, g)
@@ -186,9 +187,9 @@ def loss_and_grad(config: Config, params, X, y, loss: str):
 def ntk_features(config: Config, params, X) -> np.ndarray:
     """Jacobian of every output, by one backward pass per (sample, output); shape (n, out, P).
 
-    P is the total parameter count, flattened in :func:`shapes` order (refimpl.tree.flatten).
+    P is the total parameter count, flattened in :func:`shapes` order (refimpl.checks.flatten).
     """
-    params, X = tree.check_call(_THIS, config, params, X)
+    params, X = checks.check_call(_THIS, config, params, X)
     n = X.shape[0]
     J = np.empty((n, config.out, sum(math.prod(s) for s in shapes(config).values())))
     for i in range(n):

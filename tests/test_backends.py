@@ -12,10 +12,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
+from dichotomy import errors
 from dichotomy.kernels import BackendUnavailable, get_backend
-from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp, train
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import RunSpec
+from dichotomy.run import driver
 from tests.cases import seeds
 from tests.tolerances import tol
 
@@ -130,7 +132,7 @@ def _compare(got, want, rtol):
 def _reference(module, config, params, ds, **kwargs):
     """The oracle's trajectory, or the TrainingDiverged it raised."""
     try:
-        return train.run(module, config, params, ds, **kwargs)
+        return driver.run(module, config, params, ds, **kwargs)
     except errors.TrainingDiverged as stop:
         return stop
 
@@ -193,7 +195,7 @@ def test_batched_diagonal_nets_of_different_depths_train_each_at_its_own_depth(b
     inits = [diagonal_net.init(c) for c in configs]
     got = backend.run_batch(diagonal_net, configs, inits, ds, lr=0.05, wd=0.01, steps=200, record=[0, 77, 200])
     for c, p, g in zip(configs, inits, got, strict=True):
-        _compare(g, train.run(diagonal_net, c, p, ds, lr=0.05, wd=0.01, steps=200, record=[0, 77, 200]),
+        _compare(g, driver.run(diagonal_net, c, p, ds, lr=0.05, wd=0.01, steps=200, record=[0, 77, 200]),
                  tol("backend", np.float64))
 
 
@@ -217,7 +219,7 @@ def test_float32_engines_track_the_oracle_to_single_precision(backend, model):
         with pytest.raises(errors.ConfigError, match="float32|float64"):
             backend.run(module, config, params, ds, lr=lr, wd=wd, steps=1, dtype="float32")
         return
-    want = train.run(module, config, params, ds, lr=lr, wd=wd, steps=200, record=[0, 33, 200])
+    want = driver.run(module, config, params, ds, lr=lr, wd=wd, steps=200, record=[0, 33, 200])
     got = backend.run(module, config, params, ds, lr=lr, wd=wd, steps=200, record=[0, 33, 200], dtype="float32")
     assert got.config["dtype"] == "float32"
     rtol = tol("backend", np.float32)
@@ -230,7 +232,7 @@ def test_divergence_names_the_same_step_as_the_oracle(backend):
     ds = data.multiplication_table(np.random.default_rng(2), d=6, train_fraction=0.5)
     config = matrix_factorization.Config(d=6, alpha=3.0)
     steps = {}
-    for name, run in (("numpy", train.run), (backend.name, backend.run)):
+    for name, run in (("numpy", driver.run), (backend.name, backend.run)):
         with pytest.raises(errors.TrainingDiverged) as stop:
             run(matrix_factorization, config, matrix_factorization.init(config), ds, lr=5.0, wd=0.0, steps=200,
                 record=[0, 100, 200])
@@ -300,7 +302,7 @@ def test_a_backend_refuses_what_it_does_not_support_in_one_line():
     with pytest.raises(errors.ConfigError, match="dtype must be one of"):
         numpy.run(relu_mlp, config, params, ds, lr=0.1, wd=0.0, steps=1, dtype="float16")
     numba = _backend_or_skip("numba")
-    from dichotomy.refimpl.engine import LossNormalized
+    from dichotomy.refimpl.steppers import LossNormalized
 
     with pytest.raises(errors.ConfigError, match="numba backend cannot train this: .*loss-normalized"):
         numba.run(relu_mlp, config, params, ds, lr=0.1, wd=0.0, steps=1, schedule=LossNormalized(eta=0.1))
@@ -397,7 +399,7 @@ def test_numba_diagonal_kernels_agree_on_pm1_data_bits_and_blocks(n, d):
         ds = Dataset(Xk[:n], y[:n], Xk[n:], y[n:], "logistic", {})
         runs[kind] = numba_backend.run(diagonal_net, config, params, ds, **kwargs)
         if kind == "bits":
-            want = train.run(diagonal_net, config, params, ds, **kwargs)
+            want = driver.run(diagonal_net, config, params, ds, **kwargs)
             previous = numba.get_num_threads()
             numba.set_num_threads(1)
             try:

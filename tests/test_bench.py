@@ -1,13 +1,14 @@
-"""The benchmark harness (kernels/bench.py): agreement before timing, missing peers reported, the report files."""
+"""The benchmark harness (dichotomy/bench.py): agreement before timing, missing peers reported, the report files."""
 
 import json
 
 import numpy as np
 import pytest
 
+from dichotomy import bench
 from dichotomy.cli import main
-from dichotomy.kernels import BackendUnavailable, bench
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.errors import ConfigError
+from dichotomy.kernels import BackendUnavailable
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_bench_command_writes_json_markdown_and_the_docs_section(tiny, tmp_path)
 
 def test_peers_compute_the_same_gd_as_the_oracle_when_installed():
     """Each peer (torch eager + SGD, JAX jit + fori_loop) against the oracle, 5 steps, every workload kind."""
-    from dichotomy.kernels.peers import PEERS
+    from dichotomy.peers.timing import PEERS
 
     for name in ("torch", "jax"):
         pytest.importorskip(name)

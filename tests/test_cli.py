@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dichotomy import cli
+from dichotomy import cli, diagnosis
 from dichotomy.cli import main
-from dichotomy.refimpl import diagonal_net, presets, train
-from dichotomy.refimpl.limits import transition
-from dichotomy.refimpl.trajectory import load
+from dichotomy.experiments import presets
+from dichotomy.refimpl import diagonal_net
+from dichotomy.refimpl.limits import predictors
+from dichotomy.run import driver
+from dichotomy.run.trajectory import load
 
 # A diagonal net small enough to train 50 steps in a fraction of a second.
 TINY = ["diagonal-net", "--d", "20", "--n-train", "8", "--n-test", "8", "--steps", "50", "--no-progress"]
@@ -168,8 +170,8 @@ def _one_line_error(capsys, *fragments) -> str:
 @pytest.fixture
 def no_compute(monkeypatch):
     """Fail loudly if any command gets as far as drawing data, training, timing or validating."""
-    from dichotomy.kernels import bench
-    from dichotomy.refimpl import crosscheck
+    from dichotomy import bench
+    from dichotomy.peers import crosscheck
     from dichotomy.validation import suite
 
     def forbidden(*args, **kwargs):
@@ -210,7 +212,7 @@ def test_bad_train_input_is_a_one_line_error_before_training(tmp_path, capsys, m
     def forbidden(*args, **kwargs):
         raise AssertionError("training started before the input was checked")
 
-    monkeypatch.setattr(train, "drive", forbidden)
+    monkeypatch.setattr(driver, "drive", forbidden)
     assert main(argv + ["--out", str(tmp_path / "run")]) == 2
     _one_line_error(capsys, match)
     assert not (tmp_path / "run").exists()  # nothing created (or the empty folder removed again)
@@ -245,7 +247,7 @@ def test_bench_checks_engine_names_itself(tmp_path, capsys, no_compute):
     args = cli._parser().parse_args(["bench", "--out", str(tmp_path)])
     args.engine = ["numba", "nonsense"]
     with pytest.raises(cli.errors.ConfigError, match="unknown engine 'nonsense'"):
-        cli._bench(args)
+        cli.bench.run(args)
 
 
 def _out_cases(tmp_path):
@@ -341,7 +343,7 @@ def test_matrix_completion_at_alpha_zero_still_diagnoses(tmp_path):
 
 def test_predicted_time_never_raises():
     for alpha, finite in ((0.0, False), (1.0, False), (0.3, False), (128.0, True)):
-        p = transition.predicted_time(diagonal_net, diagonal_net.Config(d=4, alpha=alpha), lr=0.1, wd=1e-2)
+        p = predictors.predicted_time(diagonal_net, diagonal_net.Config(d=4, alpha=alpha), lr=0.1, wd=1e-2)
         assert math.isfinite(p["time"]) is finite and (p["note"] == "") is finite
 
 
@@ -349,7 +351,7 @@ def test_the_trajectory_is_saved_before_the_diagnostic_runs(tmp_path, capsys, mo
     def broken(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(transition, "diagnose", broken)
+    monkeypatch.setattr(diagnosis, "diagnose", broken)
     assert main(["train", *TINY, "--no-plot", "--out", str(tmp_path)]) == 3
     assert load(tmp_path / "trajectory").status == "completed"
     err = capsys.readouterr().err
@@ -360,7 +362,7 @@ def test_a_diagnostic_that_cannot_be_computed_is_a_warning(tmp_path, capsys, mon
     def refuses(*args, **kwargs):
         raise cli.errors.ConfigError("the Gram matrix would take 9 GiB")
 
-    monkeypatch.setattr(transition, "diagnose", refuses)
+    monkeypatch.setattr(diagnosis, "diagnose", refuses)
     assert main(["train", *TINY, "--no-plot", "--out", str(tmp_path)]) == 0
     assert "dichotomy: warning: no dichotomy diagnostic: the Gram matrix" in capsys.readouterr().err
     assert (tmp_path / "trajectory.npz").exists() and not (tmp_path / "diagnosis.json").exists()

@@ -1,4 +1,4 @@
-"""Sweeps on Dask (validation/cluster.py): a LocalCluster on the loopback interface gives the store the local
+"""Sweeps on Dask (dichotomy/experiments/cluster.py): a LocalCluster on the loopback interface gives the store the local
 executor gives, a worker killed mid-run is retried from its checkpoint, the job queues' scripts render without a
 job queue, and every way of asking for a cluster that cannot work is a one-line error before anything runs."""
 
@@ -12,8 +12,8 @@ import pytest
 import xarray as xr
 
 from dichotomy.cli import main
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.validation import cluster, sweep
+from dichotomy.errors import ConfigError
+from dichotomy.experiments import cluster, sweep
 
 pytest.importorskip("distributed", reason="the optional extra 'cluster' is not installed")
 
@@ -62,7 +62,7 @@ def test_a_local_cluster_gives_the_store_the_local_executor_gives_and_survives_a
 def test_a_task_whose_worker_died_twice_is_reported_failed_and_not_started_again(tmp_path):
     g = sweep.grid("fig3-quick", {"alpha": ["5"]}, steps=100)
     (task,) = sweep.tasks(sweep.plan(g, backend="numba"), backend="numba", dtype="float64", out=tmp_path)
-    from dichotomy.refimpl import files
+    from dichotomy.store import files
     files.write_json(sweep._attempts_file(task), {"started": 1 + sweep.RETRIES})
     with pytest.raises(sweep.WorkerDied, match="its worker died 2 times"):
         sweep.run_attempt(task)

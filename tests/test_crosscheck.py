@@ -1,4 +1,4 @@
-"""Cross-checking other frameworks (refimpl.crosscheck, kernels.adapters): the built-in PyTorch and JAX
+"""Cross-checking other frameworks (dichotomy.peers.crosscheck, dichotomy.peers.adapters): the built-in PyTorch and JAX
 adapters agree with the reference, deliberately wrong ones are caught and named, golden files round-trip."""
 
 import json
@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from dichotomy.cli import main
-from dichotomy.refimpl import crosscheck as cc
+from dichotomy.errors import ConfigError
+from dichotomy.peers import crosscheck as cc
 from dichotomy.refimpl import models
-from dichotomy.refimpl.errors import ConfigError
 
 MODELS = ("diagonal-net", "matrix-completion", "relu-mlp")
 
 
 def _framework(name):
     pytest.importorskip(name, reason=f'{name} is in the peers extra: pip install ".[peers]"')
-    from dichotomy.kernels.adapters import adapter
+    from dichotomy.peers.adapters import adapter
 
     return adapter
 

@@ -25,11 +25,14 @@ import types
 import numpy as np
 import pytest
 
+from dichotomy import errors
 from dichotomy.kernels import BackendUnavailable, get_backend
-from dichotomy.kernels.cupy import modules, sources, unavailable_reason
-from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp, train
+from dichotomy.kernels.cupy import cuda_modules, sources, unavailable_reason
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.engine import LossNormalized, ReferenceEngine, RunSpec
+from dichotomy.refimpl.engine import ReferenceEngine, RunSpec
+from dichotomy.refimpl.steppers import LossNormalized
+from dichotomy.run import driver
 
 KERNELS = {  # the extern "C" kernels each source defines (common.cuh's finish_step included)
     "diagonal_net": {"diag_weights", "diag_forward_loss", "diag_update", "diag_outputs", "finish_step"},
@@ -254,12 +257,12 @@ class FakeCupy:
 @pytest.fixture
 def stub(monkeypatch):
     fake = FakeCupy()
-    monkeypatch.setattr(modules, "cupy", lambda: fake)
-    modules.module.cache_clear()
+    monkeypatch.setattr(cuda_modules, "cupy", lambda: fake)
+    cuda_modules.module.cache_clear()
     DevArray.stub = fake
     yield fake
     DevArray.stub = None
-    modules.module.cache_clear()
+    cuda_modules.module.cache_clear()
 
 
 # -- NumPy emulations of the kernels ----------------------------------------------------------------------
@@ -506,8 +509,8 @@ def test_stub_engines_match_the_oracle_and_launch_by_the_signatures(stub, case, 
 
     module, configs, params, ds, lrs, wds = CASES[case](np.random.default_rng(3))
     kwargs = dict(lr=lrs, wd=wds, steps=150, record=[0, 1, 7, 64, 150], probe=ds.X_test)
-    want = train.run_batch(module, configs, params, ds, **kwargs)
-    got = train.run_batch(module, configs, params, ds, engine=ENGINE, dtype=dtype, **kwargs)
+    want = driver.run_batch(module, configs, params, ds, **kwargs)
+    got = driver.run_batch(module, configs, params, ds, engine=ENGINE, dtype=dtype, **kwargs)
     for g, w in zip(got, want, strict=True):
         assert g.status == w.status == "completed"
         assert g.config["backend"] == "cupy" and g.config["dtype"] == dtype
@@ -640,11 +643,11 @@ def test_unsupported_data_is_refused_with_one_line_reasons():
     for reason in (ENGINE.unsupported(module, runs, dense, "float64", None),):
         assert "\n" not in reason
     with pytest.raises(errors.ConfigError, match="cupy backend cannot train this"):
-        train.run(module, configs[0], params[0], dense, lr=0.1, wd=0.0, steps=1, engine=ENGINE)
+        driver.run(module, configs[0], params[0], dense, lr=0.1, wd=0.0, steps=1, engine=ENGINE)
 
 
 def test_launches_skip_empty_grids_and_refuse_non_contiguous_arrays(stub):
-    kernels = modules.Kernels("relu_mlp", "float64", ("sgd_update",))
+    kernels = cuda_modules.Kernels("relu_mlp", "float64", ("sgd_update",))
     p, g = stub.zeros(4), stub.zeros(4)
     loss, diverged = stub.zeros(1), stub.full(1, -1, np.int64)
     args = (p, g, np.uint64(4), np.float64(0.1), np.float64(0.0), loss, diverged)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dichotomy.refimpl import data, errors
+from dichotomy import errors
+from dichotomy.refimpl import data
 
 
 def test_sparse_linear_classification_structure(rng):

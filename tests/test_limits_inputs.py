@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from dichotomy.refimpl import diagonal_net, errors, matrix_factorization, relu_mlp
-from dichotomy.refimpl.limits import kernel_predictors, kkt, l1_programs, max_margin, min_norm, qp
-from dichotomy.refimpl.limits import transition as tr
+from dichotomy import errors
+from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl.limits import kernel_predictors, kkt, l1_programs, max_margin, min_norm, predictors, qp
 
 X = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
 Y_BIN, Y_REG = np.array([1, -1, 1, 1]), np.array([1.0, 2, 3, 4])
@@ -61,10 +61,10 @@ CASES = {
     "linearized_gd steps 10**30": (lgd(steps=[0, 10**30]), r"steps=10{30} is more than 1e\+15 steps"),
     "linearized_gd steps nan": (lgd(steps=np.array([1.0, NAN])), r"steps must be an integer >= 0, got nan"),
     # 3. predicted_time: lr finite > 0, wd finite >= 0
-    "predicted_time lr < 0": (lambda: tr.predicted_time(diagonal_net, DN, -0.1, 0.1), "lr must be a finite"),
-    "predicted_time lr nan": (lambda: tr.predicted_time(diagonal_net, DN, NAN, 0.1), "lr must be a finite"),
-    "predicted_time wd < 0": (lambda: tr.predicted_time(diagonal_net, DN, 0.1, -0.1), "wd must be a finite"),
-    "predicted_time wd nan": (lambda: tr.predicted_time(diagonal_net, DN, 0.1, NAN), "wd must be a finite"),
+    "predicted_time lr < 0": (lambda: predictors.predicted_time(diagonal_net, DN, -0.1, 0.1), "lr must be a finite"),
+    "predicted_time lr nan": (lambda: predictors.predicted_time(diagonal_net, DN, NAN, 0.1), "lr must be a finite"),
+    "predicted_time wd < 0": (lambda: predictors.predicted_time(diagonal_net, DN, 0.1, -0.1), "wd must be a finite"),
+    "predicted_time wd nan": (lambda: predictors.predicted_time(diagonal_net, DN, 0.1, NAN), "wd must be a finite"),
     # 4. kkt_residual: targets, params, labels
     "kkt squared y nan": (kkt_of(matrix_factorization, MF, P_MF, PAIRS, [1.0, NAN], "squared"), "finite targets"),
     "kkt params nan": (kkt_of(params=_with(P_DN, "u", P_DN["u"] * NAN)), r"params\['u'\] contains NaN or inf"),
@@ -74,8 +74,9 @@ CASES = {
     "kkt params missing key": (kkt_of(params={"u": np.zeros(3)}), "missing v"),
     "kkt params wrong shape": (kkt_of(params={"u": np.zeros(2), "v": np.zeros(3)}), r"params\['u'\] has shape \(2,\)"),
     # 5. distance: task and shapes
-    "distance unknown task": (lambda: tr.distance(np.zeros((2, 3)), np.zeros(3), "nope"), "unknown task 'nope'"),
-    "distance shape mismatch": (lambda: tr.distance(np.ones((2, 3)), np.ones(4), "binary"), "do not match"),
+    "distance unknown task": (lambda: predictors.distance(np.zeros((2, 3)), np.zeros(3), "nope"),
+                              "unknown task 'nope'"),
+    "distance shape mismatch": (lambda: predictors.distance(np.ones((2, 3)), np.ones(4), "binary"), "do not match"),
     # 6.-8. empty problems, refused before SciPy's NNLS (process abort), Clarabel (Rust panic) or HiGHS
     "max_l2_margin no rows": (lambda: max_margin.max_l2_margin(np.zeros((0, 3)), np.zeros(0)), "empty"),
     "hard_margin 0 x 0": (lambda: qp.hard_margin(np.zeros((0, 0))), "empty"),

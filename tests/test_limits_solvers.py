@@ -8,9 +8,10 @@ import scipy.optimize
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, relu_mlp
+from dichotomy import errors
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
 from dichotomy.refimpl.limits import kernel_predictors, kkt, max_margin, min_norm, ntk, qp
-from dichotomy.refimpl.tree import flatten
+from dichotomy.refimpl.params import flatten
 from tests.cases import any_case, random_like, seeds
 from tests.tolerances import tol
 
@@ -275,7 +276,8 @@ def test_l1_solutions_come_back_without_simplex_round_off():
     """Regression: 60 of 63 non-zeros of the fig1a-quick max-L1-margin solution were round-off below 1.4e-13,
     and the KKT residual at the mapped point was 5.7e-7. The returned support is now the true one (the
     planted k = 3 coordinates) and the KKT identity holds to rounding on what the API returns."""
-    from dichotomy.refimpl import diagonal_net, presets
+    from dichotomy.experiments import presets
+    from dichotomy.refimpl import diagonal_net
     from dichotomy.refimpl.limits import kkt, max_margin, min_norm
     from dichotomy.refimpl.limits.l1_programs import SUPPORT_TOL
 

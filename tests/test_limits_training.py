@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
+from dichotomy import diagnosis, errors
+from dichotomy.experiments import presets
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.limits import kernel_predictors, max_margin, min_norm, ntk, transition
-from dichotomy.refimpl.trajectory import Trajectory
-from dichotomy.refimpl.tree import param_norm
+from dichotomy.refimpl.limits import kernel_predictors, max_margin, min_norm, ntk, predictors
+from dichotomy.refimpl.params import param_norm
+from dichotomy.run import driver
+from dichotomy.run.trajectory import Trajectory
 
 
 def _kernel_phase_error(module, config, X, y, steps):
@@ -23,7 +26,7 @@ def _kernel_phase_error(module, config, X, y, steps):
     record = np.unique(np.geomspace(1, steps, 12).astype(int))
     f_lin, _ = kernel_predictors.linearized_gd(module, config, params0, X, y, lr=lr, wd=0.0, steps=record)
     ds = Dataset(X, y, X[:1], y[:1], "squared", {})
-    traj = train.run(module, config, params0, ds, lr=lr, wd=0.0, steps=steps, record=record, probe=X)
+    traj = driver.run(module, config, params0, ds, lr=lr, wd=0.0, steps=steps, record=record, probe=X)
     return np.abs(traj.outputs - f_lin).max() / np.abs(y).max()
 
 
@@ -57,7 +60,7 @@ def test_rich_phase_diagonal_net_aligns_with_the_max_l1_margin_classifier():
     cosines = []
     for wd, steps in ((1e-2, 20_000), (3e-3, 40_000)):
         assert steps * 0.3 > 10 * math.log(8.0) / wd  # trained for more than 10 t*
-        traj = train.run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.3, wd=wd, steps=steps,
+        traj = driver.run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.3, wd=wd, steps=steps,
                          record=[0, steps])
         w = diagonal_net.weights(config, traj.params)
         cosines.append(w @ w1 / np.linalg.norm(w) / np.linalg.norm(w1))
@@ -73,7 +76,7 @@ def test_rich_phase_completion_reaches_the_min_nuclear_norm_completion():
     config = matrix_factorization.Config(d=20, alpha=3.0)
     errs = []
     for wd, steps in ((3e-4, 50_000), (2e-4, 80_000)):
-        traj = train.run(matrix_factorization, config, matrix_factorization.init(config), ds, lr=0.5, wd=wd,
+        traj = driver.run(matrix_factorization, config, matrix_factorization.init(config), ds, lr=0.5, wd=wd,
                          steps=steps, record=[0, steps])
         W = matrix_factorization.full_matrix(config, traj.params)
         errs.append(np.linalg.norm(W - best.W) / np.linalg.norm(best.W))
@@ -93,7 +96,7 @@ def test_completion_plateau_is_the_kernel_prediction_and_training_sits_on_it():
     np.testing.assert_allclose(f, np.where(unseen, 0.0, ds.y_test), atol=1e-10)
     plateau = np.mean((f - ds.y_test) ** 2)
     assert plateau == pytest.approx(0.1023, abs=1.5e-3)
-    traj = train.run(module, config, params, ds, lr=preset.lr, wd=preset.wd, steps=preset.steps,
+    traj = driver.run(module, config, params, ds, lr=preset.lr, wd=preset.wd, steps=preset.steps,
                      record=[100, 300, 1000, 2000])
     np.testing.assert_allclose(traj.metrics["test_loss"], plateau, rtol=0.01)
 
@@ -106,37 +109,37 @@ def _sigmoid_trajectory(mid=1000.0, width=200.0):
 
 
 def test_measured_transition_finds_the_midpoint_and_the_width():
-    t = transition.measured_transition(_sigmoid_trajectory(mid=3000.0, width=400.0))
+    t = diagnosis.measured_switch(_sigmoid_trajectory(mid=3000.0, width=400.0))
     assert t.metric == "test_acc" and t.plateau == pytest.approx(0.5, abs=1e-3) and t.final == pytest.approx(1)
     assert t.step_50 == pytest.approx(3000, rel=0.01) and t.width == pytest.approx(400, rel=0.05)
     flat = _sigmoid_trajectory(mid=1e9)
-    assert transition.measured_transition(flat) is None
+    assert diagnosis.measured_switch(flat) is None
     with pytest.raises(errors.ConfigError, match="no metric"):
-        transition.measured_transition(flat, "test_margin")
+        diagnosis.measured_switch(flat, "test_margin")
 
 
 def test_predicted_time_and_its_convention():
     config = diagonal_net.Config(d=50, alpha=128.0)
-    p = transition.predicted_time(diagonal_net, config, lr=0.01, wd=1e-3)
+    p = predictors.predicted_time(diagonal_net, config, lr=0.01, wd=1e-3)
     assert p["time"] == pytest.approx(math.log(128) / 1e-3) and p["steps"] == pytest.approx(p["time"] / 0.01)
     assert "||theta(0)||" in p["convention"]
-    assert transition.predicted_time(diagonal_net, config, lr=0.01, wd=0.0)["steps"] == math.inf
+    assert predictors.predicted_time(diagonal_net, config, lr=0.01, wd=0.0)["steps"] == math.inf
 
 
 def test_distance_is_scale_free_for_classification_and_relative_for_regression():
     target = np.array([1.0, -2.0, 0.5])
     F = np.stack([3 * target, np.zeros(3), -target])
-    d = transition.distance(F, target, "binary")
+    d = predictors.distance(F, target, "binary")
     assert d[0] == pytest.approx(0, abs=1e-15) and np.isnan(d[1]) and d[2] == pytest.approx(2)
-    assert transition.distance(F, target, "regression")[0] == pytest.approx(2)
+    assert predictors.distance(F, target, "regression")[0] == pytest.approx(2)
 
 
 def test_diagnose_needs_probe_outputs(rng):
     ds = data.sparse_linear_classification(rng, d=20, n_train=10, n_test=10, k=3)
     config = diagonal_net.Config(d=20, alpha=4.0)
-    traj = train.run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.1, wd=0.1, steps=5)
+    traj = driver.run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.1, wd=0.1, steps=5)
     with pytest.raises(errors.ConfigError, match="probe"):
-        transition.diagnose(traj, diagonal_net, config, diagonal_net.init(config), ds, ds.X_test, lr=0.1, wd=0.1)
+        diagnosis.diagnose(traj, diagonal_net, config, diagonal_net.init(config), ds, ds.X_test, lr=0.1, wd=0.1)
 
 
 def test_diagnose_reports_why_a_limit_is_missing(rng):
@@ -146,9 +149,9 @@ def test_diagnose_reports_why_a_limit_is_missing(rng):
     config = presets.model_config(preset, ds)
     params0 = presets.models.get("relu-mlp").init(config, rng)
     module = presets.models.get("relu-mlp")
-    probe = transition.default_probe(ds)
-    traj = train.run(module, config, params0, ds, lr=0.1, wd=1e-3, steps=20, probe=probe)
-    diag = transition.diagnose(traj, module, config, params0, ds, probe, lr=0.1, wd=1e-3)
+    probe = predictors.default_probe(ds)
+    traj = driver.run(module, config, params0, ds, lr=0.1, wd=1e-3, steps=20, probe=probe)
+    diag = diagnosis.diagnose(traj, module, config, params0, ds, probe, lr=0.1, wd=1e-3)
     assert diag.late.outputs is None and "no convex form" in diag.late.reason
     assert diag.kernel.outputs is not None and diag.kernel_distance.shape == traj.steps.shape
     assert "not computed" in diag.summary() and diag.to_json()["predictors"]["late"]["reason"]

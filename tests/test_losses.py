@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dichotomy.refimpl import errors, losses
+from dichotomy import errors
+from dichotomy.refimpl import losses
 
 RAISE = dict(over="raise", invalid="raise", divide="raise")  # underflow to 0 is the right float64 answer
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from dichotomy.refimpl import data, diagonal_net, losses, matrix_factorization, relu_mlp, train
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.errors import ConfigError
+from dichotomy.refimpl import data, diagonal_net, losses, matrix_factorization, relu_mlp
+from dichotomy.run import driver
 from tests.cases import any_case
 
 MODELS = ("diagonal-net", "matrix-completion", "relu-mlp")
@@ -207,7 +208,7 @@ def test_a_dataset_of_lists_trains_like_one_of_arrays():
     listed = data.Dataset(ds.X_train.tolist(), ds.y_train.tolist(), ds.X_test.tolist(), ds.y_test.tolist(), ds.loss)
     assert all(isinstance(getattr(listed, k), np.ndarray) for k in ("X_train", "y_train", "X_test", "y_test"))
     config = diagonal_net.Config(d=3, alpha=1.0)
-    want, got = (train.run(diagonal_net, config, diagonal_net.init(config), d, lr=0.1, wd=0.0, steps=3)
+    want, got = (driver.run(diagonal_net, config, diagonal_net.init(config), d, lr=0.1, wd=0.0, steps=3)
                  for d in (ds, listed))
     for k in want.metrics:
         np.testing.assert_array_equal(got.metrics[k], want.metrics[k])
@@ -223,6 +224,6 @@ def test_recording_does_not_call_the_checked_predict(monkeypatch):
     counts = []
     for record in ([0], list(range(11))):
         calls.clear()
-        train.run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.1, wd=0.0, steps=10, record=record)
+        driver.run(diagonal_net, config, diagonal_net.init(config), ds, lr=0.1, wd=0.0, steps=10, record=record)
         counts.append(len(calls))
     assert counts[0] == counts[1]

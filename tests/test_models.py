@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dichotomy.refimpl import diagonal_net, errors, matrix_factorization, models, relu_mlp
-from dichotomy.refimpl.tree import param_norm
+from dichotomy import errors
+from dichotomy.refimpl import diagonal_net, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl.params import param_norm
 from tests.cases import any_case, factorization_cases
 from tests.tolerances import tol
 

@@ -21,8 +21,8 @@ def test_the_wheel_installs_one_top_level_package_with_every_folder_and_the_cuda
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"dichotomy"}, tops  # no top-level refimpl, kernels or validation
-    for module in ("dichotomy/cli.py", "dichotomy/refimpl/train.py", "dichotomy/refimpl/limits/ntk.py",
-                   "dichotomy/kernels/numba/engine.py", "dichotomy/kernels/cupy/sources/common.cuh",
+    for module in ("dichotomy/cli/__init__.py", "dichotomy/run/driver.py", "dichotomy/refimpl/limits/ntk.py",
+                   "dichotomy/kernels/numba/base.py", "dichotomy/kernels/cupy/sources/common.cuh",
                    "dichotomy/kernels/cupy/sources/relu_mlp.cu", "dichotomy/validation/suite.py"):
         assert module in names, module
     assert not any(n.startswith("dichotomy/tests") for n in names)
@@ -30,7 +30,7 @@ def test_the_wheel_installs_one_top_level_package_with_every_folder_and_the_cuda
 
 def test_the_package_imports_by_its_one_name_from_anywhere(tmp_path):
     """From another directory (the installed or editable copy) and from the checkout (the source-tree path)."""
-    code = ("import dichotomy.refimpl.train, dichotomy.kernels, dichotomy.validation.suite, dichotomy.cli;"
+    code = ("import dichotomy.run.driver, dichotomy.kernels, dichotomy.validation.suite, dichotomy.cli;"
             "import importlib.util as u;"
             "print(all(u.find_spec(n) is None for n in ('refimpl', 'kernels', 'validation')))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -1,5 +1,6 @@
-"""Phase diagrams (validation/phase.py, `dichotomy phase`): a hand-made store with known switch times gives them
-back, with the right classes and fits; a real sweep's store gives the JSON and the PNG; bad input is one line."""
+"""Phase diagrams (dichotomy/experiments/phase.py, `dichotomy phase`): a hand-made store with known switch
+times gives them back, with the right classes and fits; a real sweep's store gives the JSON and the PNG; bad input
+is one line."""
 
 import json
 import math
@@ -9,9 +10,9 @@ import pytest
 import xarray as xr
 
 from dichotomy.cli import main
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.trajectory import record_steps
-from dichotomy.validation import phase, sweep
+from dichotomy.errors import ConfigError
+from dichotomy.experiments import phase, sweep
+from dichotomy.run.trajectory import record_steps
 
 LR, T = 0.01, 100_000
 ALPHAS, WDS, SEEDS = [10.0, 100.0, 1000.0], [0.01, 0.02], [0, 1]

@@ -25,12 +25,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dichotomy import errors
 from dichotomy.cli import main
 from dichotomy.kernels import get_backend
-from dichotomy.refimpl import data, diagonal_net, errors, files, manifest, relu_mlp, train
-from dichotomy.refimpl.checkpoint import Checkpoints, Slot
-from dichotomy.refimpl.engine import LossNormalized
-from dichotomy.refimpl.trajectory import Trajectory, load
+from dichotomy.refimpl import data, diagonal_net, relu_mlp
+from dichotomy.refimpl.steppers import LossNormalized
+from dichotomy.run import driver
+from dichotomy.run.checkpoint import Checkpoints, Slot
+from dichotomy.run.trajectory import Trajectory, load
+from dichotomy.store import files, manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = [0, 1, 2, 5, 9, 16, 63, 64, 65, 129, 194, 300]
@@ -111,7 +114,7 @@ def test_a_run_stopped_by_sigterm_at_any_step_resumes_bit_for_bit(tmp_path_facto
     want = backend.run_batch(model, configs, params, ds, **kwargs)
     folder = tmp_path_factory.mktemp("ck")
     with pytest.raises(errors.TrainingInterrupted) as stop:
-        train.run_batch(model, configs, params, ds, engine=_SigtermAt(backend, at), checkpoints=Checkpoints(folder),
+        driver.run_batch(model, configs, params, ds, engine=_SigtermAt(backend, at), checkpoints=Checkpoints(folder),
                         **kwargs)
     assert stop.value.exit_code == 143 and stop.value.signal_name == "SIGTERM"
     saved = json.loads(next(folder.glob("*.json")).read_text())
@@ -133,7 +136,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
     want = backend.run(model, configs[0], params[0], ds, **kwargs)
     for at in (100, 200):  # two checkpoints: at ~100 and ~200
         with pytest.raises(errors.TrainingInterrupted):
-            train.run(model, configs[0], params[0], ds, engine=_SigtermAt(backend, at),
+            driver.run(model, configs[0], params[0], ds, engine=_SigtermAt(backend, at),
                       checkpoints=Checkpoints(tmp_path), **kwargs)
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     newest, older = (tmp_path / e["file"] for e in doc["files"])
@@ -148,7 +151,7 @@ def test_a_checkpoint_of_another_run_is_refused_not_mixed_in(tmp_path):
     backend = get_backend("numpy")
     model, configs, params, ds, lrs, wds, _ = _problem("diagonal")
     with pytest.raises(errors.TrainingInterrupted):
-        train.run(model, configs[0], params[0], ds, lr=0.05, wd=0.01, steps=300, engine=_SigtermAt(backend, 50),
+        driver.run(model, configs[0], params[0], ds, lr=0.05, wd=0.01, steps=300, engine=_SigtermAt(backend, 50),
                   checkpoints=Checkpoints(tmp_path, exclusive=True))
     with pytest.raises(errors.ConfigError, match=r"another run \(lr: 0.05 -> 0.06\).*--restart"):
         backend.run(model, configs[0], params[0], ds, lr=0.06, wd=0.01, steps=300,
@@ -245,7 +248,7 @@ BATCH_SCRIPT = textwrap.dedent("""
     import numpy as np
     from dichotomy.kernels import get_backend
     from dichotomy.refimpl import data, diagonal_net
-    from dichotomy.refimpl.checkpoint import Checkpoints
+    from dichotomy.run.checkpoint import Checkpoints
     out = Path(sys.argv[1])
     ds = data.sparse_linear_classification(np.random.default_rng(0), d=200, n_train=30, n_test=40, k=3)
     configs = [diagonal_net.Config(d=200, alpha=a, L=L) for a, L in ((4.0, 2), (2.0, 3), (8.0, 2))]
@@ -571,7 +574,7 @@ def test_a_second_signal_stops_at_once_with_its_own_exit_code(tmp_path):
             return engine
 
     with pytest.raises(errors.TrainingInterrupted) as stop:
-        train.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=300, engine=Twice(backend, 0),
+        driver.run(model, configs[0], params[0], ds, lr=0.05, wd=0.0, steps=300, engine=Twice(backend, 0),
                   checkpoints=Checkpoints(tmp_path))
     assert stop.value.signal_name == "SIGTERM" and stop.value.exit_code == 143
 

@@ -1,4 +1,5 @@
-"""Sweeps (validation/sweep.py, `dichotomy sweep`): the grid checked before anything runs, the store, resuming.
+"""Sweeps (dichotomy/experiments/sweep.py, `dichotomy sweep`): the grid checked before anything runs, the store,
+resuming.
 
 The grids are fig3-quick's completion at a few hundred to a few thousand steps: seconds per run.
 """
@@ -16,8 +17,8 @@ import pytest
 import xarray as xr
 
 from dichotomy.cli import main
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.validation import sweep
+from dichotomy.errors import ConfigError
+from dichotomy.experiments import sweep
 
 SMALL = {"alpha": ["5", "10"], "wd": ["2e-3", "4e-3"]}
 
@@ -68,7 +69,7 @@ def test_a_sweep_whose_runs_all_failed_writes_a_readable_store_that_phase_explai
         "for float64; lower alpha (or the init scale)"]
     with xr.open_dataset(outcome.store) as ds:
         assert "step" not in ds.dims and ds["status"].values.tolist() == [["missing"]]
-    from dichotomy.validation import phase
+    from dichotomy.experiments import phase
     with pytest.raises(ConfigError, match="no run of the sweep recorded anything \\(1 missing\\)"):
         phase.load(tmp_path)
 
@@ -96,9 +97,9 @@ def test_the_store_holds_every_run_with_dims_axes_seed_step_and_a_rerun_trains_o
     assert (ds["status"] == "completed").all() and np.isfinite(ds["train_loss"]).all()
     assert int(ds["step"][-1]) == 300
     # each run alone: the same metrics as a plain run of its preset
+    from dichotomy.experiments import presets
+    from dichotomy.experiments import runs as claim_runs
     from dichotomy.kernels import get_backend
-    from dichotomy.refimpl import presets
-    from dichotomy.validation import runs as claim_runs
     base = presets.get("fig3-quick")
     p = presets.override(base, alpha=10.0, wd=4e-3, steps=300, seed=base.seed + 1, init_seed=base.init_seed + 1)
     module, config, params, data = presets.build(p)

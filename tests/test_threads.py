@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
+from dichotomy.errors import ConfigError
+from dichotomy.experiments import presets, sweep
 from dichotomy.kernels import cores as kcores
 from dichotomy.kernels import get_backend, tuning
 from dichotomy.kernels.numba import threads as kthreads
-from dichotomy.refimpl import data, diagonal_net, matrix_factorization, presets
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization
 from dichotomy.refimpl.engine import RunSpec
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.validation import sweep
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
@@ -22,7 +22,7 @@ def test_thread_count_follows_a_restricted_affinity_mask():
     """A process allowed one core sees one core, and its engines run one thread, whatever the machine has."""
     code = ("import os, json; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "from dichotomy.kernels import cores; from dichotomy.kernels.numba import threads as t; "
-            "from dichotomy.validation import sweep; print(json.dumps([cores.available_cores(), t.ceiling(), "
+            "from dichotomy.experiments import sweep; print(json.dumps([cores.available_cores(), t.ceiling(), "
             "sweep.default_workers(8), cores.threads_per_worker(1)]))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
@@ -218,7 +218,7 @@ def test_mlp_thread_count_is_fixed_per_run_and_recorded(monkeypatch):
 
 
 def test_competitors_are_started_and_stopped():
-    from dichotomy.kernels import bench
+    from dichotomy import bench
 
     with bench.busy(2, seconds=30):
         pass  # the context kills and reaps them; a leak would leave zombies behind
@@ -238,13 +238,13 @@ def test_layout_option_is_refused_by_models_without_it():
 def test_numpy_backend_fixes_its_blas_count_per_run_and_resumes_with_it(monkeypatch):
     """The numpy backend's numbers are the oracle's; only NumPy's BLAS count is set, once per run, and kept."""
     from dichotomy.kernels import blas
-    from dichotomy.refimpl import train
+    from dichotomy.run import driver
 
     p = presets.override(presets.get("fig2a-quick"), h=16)
     module, config, params, ds = presets.build(p)
     traj = get_backend("numpy").run(module, config, params, ds, lr=p.lr, wd=p.wd, steps=5)
     assert traj.config["kernel"]["threads"] in (1, blas.Blas().most())
-    oracle = train.run(module, config, params, ds, lr=p.lr, wd=p.wd, steps=5)
+    oracle = driver.run(module, config, params, ds, lr=p.lr, wd=p.wd, steps=5)
     for k in oracle.params:
         np.testing.assert_allclose(traj.params[k], oracle.params[k], rtol=1e-12, atol=1e-14)
     runs = [RunSpec(config, params, p.lr, p.wd)]

@@ -7,10 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dichotomy.refimpl import data, diagonal_net, errors, matrix_factorization, presets, train
-from dichotomy.refimpl.optim import sgd_step
-from dichotomy.refimpl.trajectory import Trajectory, load, record_steps
-from dichotomy.refimpl.tree import flatten, param_norm, unflatten
+from dichotomy import errors
+from dichotomy.experiments import presets
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization
+from dichotomy.refimpl.params import flatten, param_norm, unflatten
+from dichotomy.refimpl.steppers import sgd_step
+from dichotomy.run import driver
+from dichotomy.run.trajectory import Trajectory, load, record_steps
 from tests.cases import any_case, random_like
 from tests.tolerances import tol
 
@@ -54,7 +57,7 @@ def tiny_mc():
 
 def test_driver_matches_a_hand_written_loop(tiny_mc):
     config, params, dataset = tiny_mc
-    traj = train.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-2, steps=30,
+    traj = driver.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-2, steps=30,
                      record=[0, 7, 30])
     p = params
     for _ in range(30):
@@ -73,7 +76,7 @@ def test_kernel_phase_norm_decays_as_alpha_exp_minus_lr_wd_step():
     """docs/paper.md §4.1: ||theta_s|| ~ ||theta_0|| (1 - lr wd)^s while the direction stays near theta_bar."""
     preset = presets.override(presets.get("fig1a-quick"), steps=2000, d=400, n_test=50)
     module, config, params, dataset = presets.build(preset)
-    traj = train.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
+    traj = driver.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
                      record=[0, 1000, 2000])
     predicted = 128 * (1 - preset.lr * preset.wd) ** traj.steps
     np.testing.assert_allclose(traj.metrics["param_norm"], predicted, rtol=1e-3)
@@ -83,7 +86,7 @@ def test_kernel_phase_norm_decays_as_alpha_exp_minus_lr_wd_step():
 def test_divergence_names_the_step_and_keeps_the_trajectory(tiny_mc):
     config, params, dataset = tiny_mc
     with pytest.raises(errors.TrainingDiverged, match="smaller learning rate") as info:
-        train.run("matrix-completion", config, params, dataset, lr=50.0, wd=0.0, steps=1000)
+        driver.run("matrix-completion", config, params, dataset, lr=50.0, wd=0.0, steps=1000)
     stop = info.value
     assert stop.step > 0 and stop.trajectory.status == "diverged"
     assert len(stop.trajectory) == stop.step  # every step before the divergence was recorded (dense phase)
@@ -98,13 +101,13 @@ def test_bad_run_arguments_raise(tiny_mc, kwargs, match):
     config, params, dataset = tiny_mc
     args = dict(lr=0.1, wd=0.0, steps=10) | kwargs
     with pytest.raises(errors.ConfigError, match=match):
-        train.run("matrix-completion", config, params, dataset, **args)
+        driver.run("matrix-completion", config, params, dataset, **args)
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(run_config={"a": object()}), "run_config must hold only JSON values"),
     (dict(run_config=["seed", 1]), "run_config must be a dict"),
-    (dict(checkpoints="/tmp/x"), "checkpoints must be a refimpl.checkpoint.Checkpoints"),
+    (dict(checkpoints="/tmp/x"), "checkpoints must be a dichotomy.run.checkpoint.Checkpoints"),
     (dict(engine=None), "engine must be an engine class"),
     (dict(lr=True), "learning rate lr must be a number"),
     (dict(steps=10**30), "more than 1e\\+15 steps"),
@@ -113,24 +116,24 @@ def test_bad_run_options_are_refused_before_training(tiny_mc, monkeypatch, kwarg
     def forbidden(*args, **kw):
         raise AssertionError("training started before the input was checked")
 
-    monkeypatch.setattr(train, "drive", forbidden)
+    monkeypatch.setattr(driver, "drive", forbidden)
     config, params, dataset = tiny_mc
     with pytest.raises(errors.ConfigError, match=match):
-        train.run("matrix-completion", config, params, dataset, **(dict(lr=0.1, wd=0.0, steps=10) | kwargs))
+        driver.run("matrix-completion", config, params, dataset, **(dict(lr=0.1, wd=0.0, steps=10) | kwargs))
     with pytest.raises(errors.ConfigError, match="data must be a dichotomy Dataset"):
-        train.run("matrix-completion", config, params, (dataset.X_train, dataset.y_train), lr=0.1, wd=0.0, steps=1)
+        driver.run("matrix-completion", config, params, (dataset.X_train, dataset.y_train), lr=0.1, wd=0.0, steps=1)
 
 
 def test_an_initialization_too_large_for_float64_is_named_not_blamed_on_the_learning_rate(rng):
     dataset = data.sparse_linear_classification(rng, d=10, n_train=5, n_test=5, k=3)
     config = diagonal_net.Config(d=10, alpha=1e300)
     with np.errstate(all="raise"), pytest.raises(errors.ConfigError, match="lower alpha"):  # and no RuntimeWarning
-        train.run("diagonal-net", config, diagonal_net.init(config), dataset, lr=0.1, wd=0.0, steps=1)
+        driver.run("diagonal-net", config, diagonal_net.init(config), dataset, lr=0.1, wd=0.0, steps=1)
 
 
 def test_a_trajectory_that_cannot_be_saved_leaves_no_half_written_file(tmp_path, tiny_mc):
     config, params, dataset = tiny_mc
-    traj = train.run("matrix-completion", config, params, dataset, lr=0.1, wd=0.0, steps=2)
+    traj = driver.run("matrix-completion", config, params, dataset, lr=0.1, wd=0.0, steps=2)
     traj.config["oops"] = {1, 2}  # a set: not JSON
     with pytest.raises(errors.ConfigError, match="JSON values"):
         traj.save(tmp_path / "t")
@@ -142,17 +145,17 @@ def test_a_trajectory_that_cannot_be_saved_leaves_no_half_written_file(tmp_path,
 def test_mismatched_data_is_rejected_before_training(rng):
     dataset = data.sparse_linear_classification(rng, d=10, n_train=5, n_test=5, k=3)
     with pytest.raises(errors.ConfigError, match="d=11"):
-        train.run("diagonal-net", diagonal_net.Config(d=11, alpha=1.0), diagonal_net.init(
+        driver.run("diagonal-net", diagonal_net.Config(d=11, alpha=1.0), diagonal_net.init(
             diagonal_net.Config(d=11, alpha=1.0)), dataset, lr=0.1, wd=0.0, steps=1)
     bad = data.Dataset(dataset.X_train, dataset.y_train * 0, dataset.X_test, dataset.y_test, "logistic")
     config = diagonal_net.Config(d=10, alpha=1.0)
     with pytest.raises(errors.ConfigError, match="-1, \\+1"):
-        train.run("diagonal-net", config, diagonal_net.init(config), bad, lr=0.1, wd=0.0, steps=1)
+        driver.run("diagonal-net", config, diagonal_net.init(config), bad, lr=0.1, wd=0.0, steps=1)
 
 
 def test_trajectory_round_trips_without_pickle(tmp_path, tiny_mc):
     config, params, dataset = tiny_mc
-    traj = train.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-3, steps=20,
+    traj = driver.run("matrix-completion", config, params, dataset, lr=0.05, wd=1e-3, steps=20,
                      probe=dataset.X_test[:7], run_config={"seed": 0, "preset": "custom"})
     assert traj.outputs.shape == (len(traj.steps), 7)
     np.testing.assert_array_equal(traj.outputs[-1],

@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dichotomy.cli import main
+from dichotomy.errors import ConfigError
 from dichotomy.kernels import get_backend
-from dichotomy.refimpl import data, losses, relu_mlp, train
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.refimpl import data, losses, relu_mlp, steppers
+from dichotomy.run import driver
 from dichotomy.validation import suite
 from dichotomy.validation.claim import Check, Results, config_hash
 
@@ -215,9 +216,9 @@ def test_the_loss_normalized_schedule_matches_a_hand_loop(switch):
     ds = data.modular_arithmetic(np.random.default_rng(0), p=7, train_fraction=0.6)
     config = relu_mlp.Config(D=14, h=8, out=7)
     params = relu_mlp.init(config, np.random.default_rng(1))
-    schedule = (train.LossNormalized(eta=0.05, switch_log_loss=switch) if isinstance(switch, float) else
-                train.LossNormalized(eta=0.05, warmup_steps=switch))
-    traj = train.run(relu_mlp, config, params, ds, lr=1.0, wd=0.0, steps=60, schedule=schedule)
+    schedule = (steppers.LossNormalized(eta=0.05, switch_log_loss=switch) if isinstance(switch, float) else
+                steppers.LossNormalized(eta=0.05, warmup_steps=switch))
+    traj = driver.run(relu_mlp, config, params, ds, lr=1.0, wd=0.0, steps=60, schedule=schedule)
     p, log_t = _loss_normalized_by_hand(config, params, ds, 60, 1.0, 0.05, switch)
     if isinstance(switch, float):  # the run really crossed the threshold
         assert traj.metrics["train_log_loss"][0] > switch >= traj.metrics["train_log_loss"][-1]
@@ -226,7 +227,7 @@ def test_the_loss_normalized_schedule_matches_a_hand_loop(switch):
     assert traj.metrics["log_time"][-1] == pytest.approx(log_t, rel=1e-12)
     assert traj.config["schedule"] == "eta / L(theta)" and traj.config["switch_log_loss"] == schedule.switch_log_loss
     with pytest.raises(ConfigError, match="without weight decay"):
-        train.run(relu_mlp, config, params, ds, lr=0.3, wd=0.1, steps=5, schedule=schedule)
+        driver.run(relu_mlp, config, params, ds, lr=0.3, wd=0.1, steps=5, schedule=schedule)
 
 
 def test_write_docs_fills_the_marked_section_and_copies_figures(reports, tmp_path):
@@ -245,7 +246,7 @@ def test_write_docs_fills_the_marked_section_and_copies_figures(reports, tmp_pat
 
 
 def test_readings_pass_within_the_step_window_and_fail_outside_it():
-    from dichotomy.refimpl.trajectory import Trajectory
+    from dichotomy.run.trajectory import Trajectory
     from dichotomy.validation import readings
 
     steps = np.array([0, 10, 100, 1000, 10_000])

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy.refimpl import files, manifest
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.trajectory import Trajectory, load
+from dichotomy.errors import ConfigError
+from dichotomy.run.trajectory import Trajectory, load
+from dichotomy.store import files, manifest
 
 
 def _measured(x) -> float:
@@ -84,7 +84,7 @@ class Results:
 
     def save(self, folder: Path, config: dict) -> list[Path]:
         """Write ``results.json`` (config, its hash, values), ``results.npz`` and ``trajectories/``, each file
-        atomically; return their paths. The caller writes the set's manifest last (:mod:`refimpl.manifest`)."""
+        atomically; return their paths. The caller writes the set's manifest last (:mod:`dichotomy.store.manifest`)."""
         manifest.invalidate(folder)  # a kill from here on leaves no manifest: the set is not taken as finished
         paths = []
         for name, traj in self.trajectories.items():

@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dichotomy.refimpl.limits import transition
-from dichotomy.validation import plots, runs
+from dichotomy import diagnosis, plots
+from dichotomy.experiments import runs
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "Modular addition, two-layer ReLU net: grokking, and its dependence on α and λ (Fig. 2)"
@@ -55,7 +55,7 @@ def _spec(config, **changes):
 def _jump(traj, level) -> float:
     """First recorded step after the training set is fit at which test accuracy reaches ``level``."""
     steps, acc = traj.steps, traj.metrics["test_acc"]
-    after = steps >= transition.fit_step(traj)
+    after = steps >= diagnosis.fit_step(traj)
     hits = np.flatnonzero(after & (acc >= level))
     return float(steps[hits[0]]) if hits.size else math.nan
 
@@ -76,7 +76,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     if shared:
         trajs[f"wd_{base_wd:g}"] = trajs[f"alpha_{wd_alpha:g}"]
     he = trajs["he"]
-    fit = transition.fit_step(he)
+    fit = diagnosis.fit_step(he)
     values = {
         "lr": config["base"]["overrides"]["lr"], "wd": base_wd, "wd_alpha": wd_alpha,
         "he_fit_step": fit, "he_test_at_fit": float(runs.at_steps(he, "test_acc", [fit])[0]),

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dichotomy import diagnosis, plots
+from dichotomy.experiments import runs
 from dichotomy.refimpl import losses
-from dichotomy.refimpl.limits import transition
-from dichotomy.validation import plots, readings, runs, switch
+from dichotomy.validation import readings, switch
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "Matrix completion: kernel plateau, then the min-nuclear-norm completion (Fig. 3)"
@@ -54,7 +55,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     run = runs.train(config["run"], backend, progress=progress, label="matrix factorization")
     traj, data, cfg = run.traj, run.data, run.config
     lr, wd = run.preset.lr, run.preset.wd
-    d = transition.diagnose(traj, run.module, cfg, run.params0, data, run.probe, lr=lr, wd=wd)
+    d = diagnosis.diagnose(traj, run.module, cfg, run.params0, data, run.probe, lr=lr, wd=wd)
     kp, completion = d.kernel.solved(), d.late.solved()  # K2 and the nuclear-norm SDP, solved once
     kernel_test_mse = losses.value_and_grad("squared", kp.predict(run.module, cfg, data.X_test), data.y_test)[0]
     nuc_test_mse = float(np.mean((completion.W[data.X_test[:, 0], data.X_test[:, 1]] - data.y_test) ** 2))
@@ -69,7 +70,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
         "nuclear_norm_truth": float(np.sum((np.arange(cfg.d) / cfg.d) ** 2)),  # X* = u u^T, u = arange(d)/d
         "plateau_test_mse": None if m is None else m.plateau,
         "final_test_mse": float(traj.metrics["test_loss"][-1]),
-        "fit_step": transition.fit_step(traj),
+        "fit_step": diagnosis.fit_step(traj),
         "final_norm": float(norm[-1]), "final_norm_sq": float(norm[-1] ** 2),
         "final_W_nuclear_norm": float(np.linalg.norm(W, "nuc")),
         "late_distance_final": float(d.late_distance[-1]),

@@ -3,7 +3,7 @@
 Without weight decay nothing pulls the net out of the kernel regime in (1/lambda) log alpha time; the
 implicit bias of the loss alone (Lyu & Li's margin maximization) still moves it towards a max-margin
 solution, but only on a log-log time scale, with ||theta||^2 growing like log t (L = 2). The loss-normalized
-schedule makes that regime reachable; the loss and the time live in log space (refimpl.train.
+schedule makes that regime reachable; the loss and the time live in log space (dichotomy.run.driver.
 run_loss_normalized).
 """
 
@@ -15,11 +15,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dichotomy import diagnosis, plots
+from dichotomy.experiments import presets, runs
 from dichotomy.kernels import get_backend
-from dichotomy.refimpl import presets
-from dichotomy.refimpl.engine import LossNormalized
-from dichotomy.refimpl.limits import transition
-from dichotomy.validation import plots, runs
+from dichotomy.refimpl.steppers import LossNormalized
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "No weight decay: grokking on a log-log time scale (Fig. 4)"
@@ -56,7 +55,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     traj = backend.run(module, cfg, params, data, lr=config["warmup_lr"], wd=0.0, steps=preset.steps,
                        schedule=schedule, record=runs.schedule(preset.steps), progress=progress)
     m, steps = traj.metrics, traj.steps
-    fit = transition.fit_step(traj)
+    fit = diagnosis.fit_step(traj)
     # ||theta||^2 against ln t, in the normalized phase (from the first recorded step past the switch)
     after = (steps >= fit) & (np.cumsum(m["train_log_loss"] <= config["switch_log_loss"]) > 0)
     slope, _, r2 = runs.linear_fit(m["log_time"][after], m["param_norm"][after] ** 2, min_points=3)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from dichotomy.refimpl.trajectory import Trajectory
+from dichotomy.run.trajectory import Trajectory
 from dichotomy.validation.claim import Check
 
 __all__ = ["checks", "table"]

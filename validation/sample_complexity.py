@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
+from dichotomy import plots
 from dichotomy.refimpl import blocks, data, losses
 from dichotomy.refimpl.limits import max_margin
-from dichotomy.validation import plots
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "Sample complexity of the two limits: max-L1 vs max-L2 margin (Appendix E)"

@@ -2,10 +2,10 @@
 
 Theorems 3.4/3.5 put the switch at t* = (1/lambda) ln(alpha) up to lower-order terms, and the window
 [(1 - c), (1 + c)] t* shrinks relative to t* as alpha grows. Measured on the diagonal net of Fig. 1a (one
-dataset, several alpha at fixed lambda and several lambda at fixed alpha): two sweeps through ``dichotomy
-sweep``'s path (validation/sweep.py: one batch of the backend's engine each), analyzed by ``dichotomy phase``'s
-(validation/phase.py): the 50% point of the test-accuracy rise, its 10-90% width, and linear fits with their
-95% intervals.
+dataset, several alpha at fixed lambda and several lambda at fixed alpha): two sweeps through
+``dichotomy sweep``'s path (dichotomy/experiments/sweep.py: one batch of the backend's engine each), analyzed
+by ``dichotomy phase``'s (dichotomy/experiments/phase.py): the 50% point of the test-accuracy rise, its 10-90%
+width, and linear fits with their 95% intervals.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dichotomy.refimpl import errors, trajectory
-from dichotomy.validation import phase, plots, runs, sweep
+from dichotomy import errors, plots
+from dichotomy.experiments import phase, runs, sweep
+from dichotomy.run import trajectory
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "Scaling of the transition time with ln α and 1/λ (diagonal net)"

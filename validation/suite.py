@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from dichotomy.refimpl import errors, files, manifest
-from dichotomy.refimpl.checkpoint import Checkpoints
-from dichotomy.refimpl.trajectory import versions
+from dichotomy import errors
+from dichotomy.run.checkpoint import Checkpoints
+from dichotomy.run.trajectory import versions
+from dichotomy.store import files, manifest
 from dichotomy.validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
 from dichotomy.validation.claim import Check, Results, check_to_json, config_hash
 
@@ -62,7 +63,7 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
               checkpoint_every: float | None = None, reuse_other_version: bool = False) -> ClaimReport:
     """Compute (or reuse), plot and check one claim; its files go to ``out / name``.
 
-    Saved results are reused only when the folder's manifest verifies (:func:`refimpl.manifest.check`: every
+    Saved results are reused only when the folder's manifest verifies (:func:`dichotomy.store.manifest.check`: every
     file intact, the same config hash and package version, or any version with ``reuse_other_version``);
     otherwise the claim is recomputed with a note saying which file and why. While computing, every run
     checkpoints into ``out / name / checkpoints`` (every ``checkpoint_every`` seconds; 0 off), so a killed

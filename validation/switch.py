@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dichotomy import diagnosis, plots
+from dichotomy.experiments import runs
 from dichotomy.refimpl import blocks, losses
-from dichotomy.refimpl.limits import max_margin, transition
-from dichotomy.validation import plots, runs
+from dichotomy.refimpl.limits import max_margin
 from dichotomy.validation.claim import Check, Results
 
 
@@ -47,13 +48,13 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     run = runs.train(config["run"], backend, progress=progress, label="diagonal net")
     traj, data = run.traj, run.data
     lr, wd = run.preset.lr, run.preset.wd
-    d = transition.diagnose(traj, run.module, run.config, run.params0, data, run.probe, lr=lr, wd=wd)
+    d = diagnosis.diagnose(traj, run.module, run.config, run.params0, data, run.probe, lr=lr, wd=wd)
     l2 = max_margin.max_l2_margin(data.X_train, data.y_train)
     l1 = d.late.solved()  # the max-L1-margin classifier the diagnostic solved for
     t_star = d.predicted["steps"]
     m = d.measured
     norm = traj.metrics["param_norm"]
-    fit = transition.fit_step(traj)
+    fit = diagnosis.fit_step(traj)
     end = kernel_phase_end(t_star, m)
     predicted_norm, norm_error = norm_decay(traj, lr, wd, end)
     at_end = min(int(np.searchsorted(traj.steps, end, side="right")) - 1, len(traj.steps) - 1)

@@ -1,7 +1,7 @@
 """The CuPy GPU backend (issue #5): refimpl's models as CUDA kernels, on the engine protocol.
 
 ``kernels.get_backend("cupy")`` drives :data:`dichotomy.kernels.cupy.engines.ENGINE` with the one driver of
-:mod:`dichotomy.refimpl.train`, like every other backend. Importing this package never touches a GPU.
+:mod:`dichotomy.run.driver`, like every other backend. Importing this package never touches a GPU.
 :func:`unavailable_reason` says why the backend cannot run here (CuPy missing, or no CUDA device), and
 ``kernels.get_backend("cupy")`` raises :class:`kernels.BackendUnavailable` with that reason.
 

@@ -12,7 +12,7 @@ reported at the oracle's step with no host synchronization while advancing: :met
 reads the divergence flags once per call. Metrics are computed on the device from the outputs
 (kernels/cupy/metrics.py) and cross to the host as a handful of scalars at recorded steps.
 
-Every kernel is launched through :meth:`dichotomy.kernels.cupy.modules.Kernels.launch`; the kernel functions
+Every kernel is launched through :meth:`dichotomy.kernels.cupy.cuda_modules.Kernels.launch`; the kernel functions
 are looked up once per engine. Supported: float64 and float32, the constant learning rate; the diagonal net
 on +-1 (int8) inputs, completion on any data, the ReLU MLP on two-hot inputs with cross-entropy.
 """
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from dichotomy.errors import ConfigError
+from dichotomy.kernels.cupy import cuda_modules
 from dichotomy.kernels.cupy import metrics as kmetrics
-from dichotomy.kernels.cupy import modules
-from dichotomy.kernels.cupy.modules import THREADS, Kernels, blocks
-from dichotomy.kernels.dispatch import ModelEngines
+from dichotomy.kernels.cupy.cuda_modules import THREADS, Kernels, blocks
+from dichotomy.kernels.registry import ModelEngines
 from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
-from dichotomy.refimpl.errors import ConfigError
 
 LOSS_CODES = {"logistic": 0, "exponential": 1, "squared": 2, "cross_entropy": 3}  # point_loss (common.cuh)
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -82,7 +82,7 @@ class CupyEngine:
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule=None):
         if schedule is not None:
             raise ConfigError("the cupy engines train at a constant learning rate only")
-        self.cp = cp = modules.cupy()  # looked up at call time: the tests put a stub there
+        self.cp = cp = cuda_modules.cupy()  # looked up at call time: the tests put a stub there
         self.model, self.runs, self.task, self.loss = model, runs, data.task, data.loss
         self.code = LOSS_CODES[data.loss]
         self.dtype = DTYPES[dtype]

@@ -21,10 +21,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from dichotomy.errors import ConfigError
 from dichotomy.kernels import tuning
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba.engine import NumbaEngine
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.kernels.numba.base import NumbaEngine
 
 # Reassociation lets the int8 x float products vectorize; no-NaN / no-inf assumptions stay off, so
 # divergence is still detected. Sums differ from NumPy's by rounding (~1e-16 relative).

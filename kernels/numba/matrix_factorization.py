@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba.engine import NumbaEngine
+from dichotomy.kernels.numba.base import NumbaEngine
 
 # Reassociation lets the d-long dot products use SIMD lanes (their rounding differs from NumPy's pairwise
 # sums by ~1e-16 relative); no-NaN / no-inf assumptions stay off, so divergence is still detected.

@@ -21,7 +21,7 @@ from numba.typed import List
 
 from dichotomy.kernels.blas import BlasPerRun
 from dichotomy.kernels.numba import losses as klosses
-from dichotomy.kernels.numba.engine import NumbaEngine
+from dichotomy.kernels.numba.base import NumbaEngine
 
 
 @njit(cache=True)

@@ -25,8 +25,8 @@ import os
 import time
 from contextlib import contextmanager
 
+from dichotomy.errors import ConfigError
 from dichotomy.kernels.cores import available_cores
-from dichotomy.refimpl.errors import ConfigError
 
 SPINCOUNT = "3000"  # ~2-5 us of spinning at a barrier before the thread sleeps (libgomp's default: 300000)
 

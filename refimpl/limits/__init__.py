@@ -6,6 +6,6 @@
 - :mod:`~refimpl.limits.max_margin`, :mod:`~refimpl.limits.min_norm`: max-L1/L2-margin classifiers, min-L1
   interpolation, min-nuclear-norm completion.
 - :mod:`~refimpl.limits.kkt`: KKT residuals of R1/R2 for models without a convex form.
-- :mod:`~refimpl.limits.transition`: distances along a trajectory, predicted and measured switch.
+- :mod:`~dichotomy.diagnosis`: distances along a trajectory, predicted and measured switch.
 - :mod:`~refimpl.limits.qp`, :mod:`~refimpl.limits.l1_programs`: the solvers (SciPy NNLS, HiGHS).
 """

@@ -13,9 +13,9 @@ from types import ModuleType
 import numpy as np
 import scipy.linalg
 
-from dichotomy.refimpl import errors, losses
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.limits import _checks, ntk, qp
+from dichotomy.errors import ConfigError
+from dichotomy.refimpl import checks, losses
+from dichotomy.refimpl.limits import ntk, qp
 
 INTERPOLATION_RTOL = 1e-8  # K2: relative residual ||G coef - y|| / ||y|| accepted as an interpolation
 
@@ -54,10 +54,10 @@ def kernel_predictor(module: ModuleType, config, params0: dict[str, np.ndarray],
     Raises
     ------
     ConfigError
-        Invalid params, inputs or targets (:func:`refimpl.limits._checks.model_data`), K1 infeasible
+        Invalid params, inputs or targets (:func:`refimpl.checks.model_data`), K1 infeasible
         (Assumption 3.3) or K2 without an interpolant (Assumption 3.8).
     """
-    params0, X, y = _checks.model_data(module, config, params0, X, y, loss)
+    params0, X, y = checks.model_data(module, config, params0, X, y, loss)
     theta_bar = ntk.unit_init(module, config, params0)
     D, G = ntk.constraint_gram(module, config, theta_bar, X, y, loss)
     if losses.task_of(loss) == "regression":
@@ -91,7 +91,7 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
     lr, wd : float
         Learning rate (finite, > 0) and weight decay (finite, >= 0).
     steps : int or 1-D array of int
-        The steps s at which to return the outputs, integers in [0, :data:`refimpl.errors.MAX_STEPS`].
+        The steps s at which to return the outputs, integers in [0, :data:`dichotomy.errors.MAX_STEPS`].
     X_test : array, optional
         Inputs at which to also return f_s (through K(X_test, X) beta_s).
 
@@ -104,10 +104,10 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
     ConfigError
         Invalid arguments, f(theta_0) != 0, or lr at or above the stability limit 2 / (wd + 2 k_max / n).
     """
-    lr = errors.positive("learning rate lr", lr)
-    wd = errors.positive("weight decay wd", wd, allow_zero=True)
+    lr = checks.positive("learning rate lr", lr)
+    wd = checks.positive("weight decay wd", wd, allow_zero=True)
     steps = _step_list(steps)
-    params0, X, y = _checks.model_data(module, config, params0, X, y, "squared")
+    params0, X, y = checks.model_data(module, config, params0, X, y, "squared")
     if X_test is not None:
         X_test = module.check_inputs(config, X_test)
     y = np.asarray(y, dtype=np.float64)
@@ -133,9 +133,9 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
 
 def _step_list(steps) -> np.ndarray:
     """``steps`` (an int or a 1-D sequence of ints; whole floats such as 10.0 count as ints, like ``record`` in
-    :func:`refimpl.train.run`) as int64, each checked by :func:`refimpl.errors.step_count`."""
+    :func:`dichotomy.run.driver.run`) as int64, each checked by :func:`dichotomy.errors.step_count`."""
     s = np.atleast_1d(np.asarray(steps))
     if s.ndim != 1:
         raise ConfigError(f"steps must be an int or a 1-D sequence of ints, got shape {s.shape}")
     whole = [int(v) if isinstance(v, float) and v.is_integer() else v for v in s.tolist()]
-    return np.array([errors.step_count("steps", v) for v in whole], dtype=np.int64)
+    return np.array([checks.step_count("steps", v) for v in whole], dtype=np.int64)

@@ -19,10 +19,10 @@ from types import ModuleType
 import numpy as np
 import scipy.linalg
 
-from dichotomy.refimpl import losses, models
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.limits import _checks, ntk, qp
-from dichotomy.refimpl.tree import param_norm
+from dichotomy.errors import ConfigError
+from dichotomy.refimpl import checks, losses, models
+from dichotomy.refimpl.limits import ntk, qp
+from dichotomy.refimpl.params import param_norm
 
 MAX_CONSTRAINTS = 2000  # R1 keeps the samples with the smallest margins up to this many constraints
 
@@ -61,10 +61,10 @@ def kkt_residual(module: ModuleType, config, params: dict[str, np.ndarray], X, y
     Raises
     ------
     ConfigError
-        Invalid params, inputs or targets (:func:`refimpl.limits._checks.model_data`), theta = 0, or (R1) a
+        Invalid params, inputs or targets (:func:`refimpl.checks.model_data`), theta = 0, or (R1) a
         theta that does not separate the training data.
     """
-    params, X, y = _checks.model_data(module, config, params, X, y, loss)
+    params, X, y = checks.model_data(module, config, params, X, y, loss)
     if not param_norm(params) > 0:  # both problems are stated for the direction theta / ||theta||
         raise ConfigError("theta = 0 has no direction: the KKT residual is defined for a nonzero theta")
     f = module.forward(config, params, X)[0]  # checked above

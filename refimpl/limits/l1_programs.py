@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from dichotomy.errors import ConfigError
 from dichotomy.refimpl import blocks
-from dichotomy.refimpl.errors import ConfigError
 from dichotomy.refimpl.limits.qp import SolverFailed
 
 _HIGHS_OPTIONS = {"output_flag": False, "presolve": "off", "primal_feasibility_tolerance": 1e-10,

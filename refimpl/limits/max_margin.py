@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dichotomy.refimpl import blocks, errors
+from dichotomy import errors
+from dichotomy.refimpl import blocks, checks
 from dichotomy.refimpl.limits import l1_programs, qp
 
 
@@ -29,7 +30,7 @@ class LinearClassifier:
 
 def _check(X, y) -> tuple[np.ndarray, np.ndarray]:
     """X (n, d) real and finite, y (n,) in {-1, +1}; the solvers refuse n = 0 or d = 0 themselves."""
-    X = errors.finite_array("X", X, ndim=2, real=True)
+    X = checks.finite_array("X", X, ndim=2, real=True)
     y = np.asarray(y)
     if y.shape != (X.shape[0],) or y.dtype.kind not in "biuf" or not np.all((y == 1) | (y == -1)):
         raise errors.ConfigError(f"labels must be {X.shape[0]} values in {{-1, +1}}, got shape {y.shape}")

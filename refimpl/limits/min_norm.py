@@ -17,15 +17,16 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from dichotomy.refimpl import errors, matrix_factorization
+from dichotomy import errors
+from dichotomy.refimpl import checks, matrix_factorization
 from dichotomy.refimpl.limits import l1_programs
 from dichotomy.refimpl.limits.qp import SolverFailed
 
 
 def min_l1_interpolation(X, y) -> l1_programs.L1Solution:
     """argmin ||w||_1 s.t. X w = y, X (n, d), y (n,) real and finite (LP by column generation)."""
-    X = errors.finite_array("X", X, ndim=2, real=True)
-    y = errors.finite_array("y", y, ndim=1, real=True)
+    X = checks.finite_array("X", X, ndim=2, real=True)
+    y = checks.finite_array("y", y, ndim=1, real=True)
     if y.shape[0] != X.shape[0]:
         raise errors.ConfigError(f"X has {X.shape[0]} rows but y has {y.shape[0]} targets")
     return l1_programs.min_l1(X, y.astype(np.float64), equality=True)
@@ -52,9 +53,9 @@ def nuclear_norm_completion(d: int, X, y, *, solver: str = "CLARABEL") -> Comple
     the two constraints' multipliers, W = Z_+ - Z_- (docs/limits.md §5.2). The dual has n unknowns instead
     of the primal's d^2, which makes it ~4x faster at d = 97 (~12 s with Clarabel on 2 cores).
     """
-    config = matrix_factorization.Config(d=errors.positive_int("d", d), alpha=1.0)
+    config = matrix_factorization.Config(d=checks.positive_int("d", d), alpha=1.0)
     X = matrix_factorization.check_inputs(config, X)
-    y = errors.finite_array("y", y, ndim=1, real=True).astype(np.float64)
+    y = checks.finite_array("y", y, ndim=1, real=True).astype(np.float64)
     n = y.shape[0]
     if X.shape[0] != n:
         raise errors.ConfigError(f"{X.shape[0]} index pairs but {n} values")

@@ -15,8 +15,8 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
+from dichotomy.errors import ConfigError
 from dichotomy.refimpl import losses
-from dichotomy.refimpl.errors import ConfigError
 
 MAX_BYTES = 1 << 30  # the largest Gram matrix formed; beyond, a one-line ConfigError
 

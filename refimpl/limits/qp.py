@@ -19,8 +19,8 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from dichotomy.refimpl import errors
-from dichotomy.refimpl.errors import ConfigError, DichotomyError
+from dichotomy.errors import ConfigError, DichotomyError
+from dichotomy.refimpl import checks
 
 
 class SolverFailed(DichotomyError, RuntimeError):
@@ -124,11 +124,11 @@ def nonnegative_fit(G: np.ndarray, c: np.ndarray, extra_rows: np.ndarray | None 
     """
     G = _check_gram(G)
     m = G.shape[0]
-    c = errors.finite_array("c", c, ndim=1, real=True)
+    c = checks.finite_array("c", c, ndim=1, real=True)
     if c.shape != (m,):
         raise ConfigError(f"c must have one entry per constraint, {m}, got shape {c.shape}")
     if extra_rows is not None:
-        extra_rows = errors.finite_array("extra_rows", extra_rows, ndim=2, real=True)
+        extra_rows = checks.finite_array("extra_rows", extra_rows, ndim=2, real=True)
         if extra_rows.shape[1] != m:
             raise ConfigError(f"extra_rows must have {m} columns (one per constraint), got shape {extra_rows.shape}")
     A = _factor(G)

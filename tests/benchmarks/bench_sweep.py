@@ -28,7 +28,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from dichotomy.validation import cluster, sweep
+from dichotomy.experiments import cluster, sweep
 
 AXES = {"alpha": [128.0, 512.0, 2048.0, 8192.0], "wd": [1e-2, 2e-2, 4e-2, 8e-2]}
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dichotomy.refimpl.errors import DichotomyError
+from dichotomy.errors import DichotomyError
 
 HERE = Path(__file__).parent
 MODELS = ("diagonal_net", "matrix_factorization", "relu_mlp")

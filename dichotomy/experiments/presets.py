@@ -1,7 +1,7 @@
 """Named configurations of the paper's experiments and their quick CPU-scale versions (docs/user-guide.md).
 
 A preset names a model, a dataset generator with its arguments, the model's own hyper-parameters, and the
-optimizer settings. :func:`build` turns a preset plus overrides into everything :func:`refimpl.train.run`
+optimizer settings. :func:`build` turns a preset plus overrides into everything :func:`dichotomy.run.driver.run`
 needs. Dimensions that the dataset fixes (d, or D = 2p and out = p) are taken from the dataset, so they
 can never disagree. Paper values and their sources are in docs/paper.md §3 and §5.
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dichotomy.refimpl import data, errors, models
+from dichotomy import errors
+from dichotomy.refimpl import checks, data, models
 
 RUN_KEYS = ("lr", "wd", "steps", "seed", "init_seed", "dataset")  # preset fields an override may replace
 
@@ -35,9 +36,9 @@ class Preset:
     description: str = ""
 
     def __post_init__(self):  # fail before a (possibly large) dataset is drawn
-        errors.positive("learning rate lr", self.lr)
-        errors.positive("weight decay wd", self.wd, allow_zero=True)
-        errors.step_count("steps", self.steps)
+        checks.positive("learning rate lr", self.lr)
+        checks.positive("weight decay wd", self.wd, allow_zero=True)
+        checks.step_count("steps", self.steps)
 
 
 _DIAG = dict(model="diagonal-net", model_args={"alpha": 128.0, "L": 2}, lr=0.01, seed=24181325235)
@@ -128,7 +129,7 @@ def build(preset: Preset):
     Returns
     -------
     module, config, params, dataset
-        Ready for ``refimpl.train.run(module, config, params, dataset, lr=preset.lr, ...)``.
+        Ready for ``dichotomy.run.driver.run(module, config, params, dataset, lr=preset.lr, ...)``.
     """
     dataset = data.make(preset.dataset, preset.seed, **preset.data_args)
     module = models.get(preset.model)

@@ -4,7 +4,7 @@ PyTorch: ``nn.Module``s with this package's parameter names (``u``/``v``, ``U``/
 autograd, and ``torch.optim.SGD(lr, weight_decay=wd)``, like the official code. JAX: pure functions,
 ``jax.grad``, x64. Both are imported lazily (the ``peers`` extra); a missing framework raises
 :class:`kernels.BackendUnavailable`. An adapter exposes NumPy-in, NumPy-out ``forward``, ``loss_and_grad``
-and ``make_step`` for :func:`refimpl.crosscheck.crosscheck`.
+and ``make_step`` for :func:`dichotomy.peers.crosscheck.crosscheck`.
 
 The keyword ``mistake`` builds a deliberately wrong adapter (``decoupled``, ``sum``, ``float32``,
 ``half-mse``), the slips the cross-check is meant to catch (docs/crosscheck.md).

@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from types import ModuleType
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from dichotomy.refimpl import errors, models, tree
-from dichotomy.refimpl.checkpoint import Checkpoints, Slot, fingerprint
+from dichotomy import errors
+from dichotomy.refimpl import checks, models
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.engine import LossNormalized, ReferenceEngine, RunSpec, evaluate
-from dichotomy.refimpl.manifest import package_version
-from dichotomy.refimpl.trajectory import Trajectory, record_steps, sidecar_text
+from dichotomy.refimpl.engine import ReferenceEngine, RunSpec, evaluate
+from dichotomy.refimpl.steppers import LossNormalized
+from dichotomy.run.checkpoint import Checkpoints, Slot
+from dichotomy.run.signals import Deferred
+from dichotomy.run.trajectory import Trajectory, record_steps, sidecar_text
+from dichotomy.store.keys import fingerprint
+from dichotomy.store.manifest import package_version
 
 __all__ = ["LossNormalized", "check_run", "describe", "drive", "evaluate", "run", "run_batch"]
 
@@ -44,12 +46,12 @@ def check_run(model: ModuleType, config, params, data: Dataset, lr, wd, steps, r
     """Validate one run's input; return (params as float64 copies, lr, wd, steps, record, probe)."""
     if not isinstance(data, Dataset):
         raise errors.ConfigError(f"data must be a dichotomy Dataset (refimpl.data), got {type(data).__name__}")
-    lr = errors.positive("learning rate lr", lr)
-    wd = errors.positive("weight decay wd", wd, allow_zero=True)
-    steps = errors.step_count("steps", steps)
-    params = models.check_params(model, config, params)
+    lr = checks.positive("learning rate lr", lr)
+    wd = checks.positive("weight decay wd", wd, allow_zero=True)
+    steps = checks.step_count("steps", steps)
+    params = checks.model_params(model, config, params)
     for split in ("train", "test"):
-        X, _ = models.check_examples(model, config, params, getattr(data, f"X_{split}"), getattr(data, f"y_{split}"),
+        X, _ = checks.examples(model, config, params, getattr(data, f"X_{split}"), getattr(data, f"y_{split}"),
                                      data.loss, empty=f"the {split} set is empty: a run needs at least one {split} "
                                      "example")
         if split == "train":
@@ -100,7 +102,7 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
     steps : int
         Number of updates.
     record : array of int, optional
-        Steps in [0, steps] at which to record; default :func:`refimpl.trajectory.record_steps`.
+        Steps in [0, steps] at which to record; default :func:`dichotomy.run.trajectory.record_steps`.
     probe : array, optional
         Inputs whose outputs are recorded at every recorded step (``Trajectory.outputs``).
     progress : bool
@@ -153,7 +155,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     ``config["batch"] = {"index": b, "size": B}``; a batch of one is :func:`run`). A run that diverges gets
     status ``"diverged"`` (its step in ``config["diverged_at"]``) and stops; the others go on. With
     ``checkpoints``, the batch keeps one checkpoint, keyed by everything that determines its runs
-    (:func:`refimpl.checkpoint.fingerprint`).
+    (:func:`dichotomy.run.checkpoint.fingerprint`).
 
     Raises
     ------
@@ -167,7 +169,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     configs, lrs, wds = _per_run("configs", configs, B), _per_run("lr", lr, B), _per_run("wd", wd, B)
     runs, checked = [], None
     for c, p, a, w in zip(configs, params, lrs, wds, strict=True):
-        tree.check_config(model, c)
+        checks.check_config(model, c)
         p, a, w, steps, rec, prb = check_run(model, c, p, data, a, w, steps, record, probe)
         runs.append(RunSpec(c, p, a, w))
         checked = rec, prb
@@ -177,7 +179,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
             raise errors.ConfigError(f"run_config must be a dict, got {type(run_config).__name__}")
         sidecar_text("run_config", run_config)  # refused now, not when the finished run is saved
     if checkpoints is not None and not isinstance(checkpoints, Checkpoints):
-        raise errors.ConfigError(f"checkpoints must be a refimpl.checkpoint.Checkpoints (or None), got "
+        raise errors.ConfigError(f"checkpoints must be a dichotomy.run.checkpoint.Checkpoints (or None), got "
                                  f"{type(checkpoints).__name__}")
     if not callable(engine):
         raise errors.ConfigError(f"engine must be an engine class (ReferenceEngine, or get_backend(name).engine), "
@@ -204,47 +206,6 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
         slot = checkpoints.slot(key, what=cfgs if B > 1 else cfgs[0])
     return drive(eng, steps, record, cfgs, lrs=[r.lr for r in runs], probe=probe is not None, progress=progress,
                  label=label, time_from_log=schedule is not None, checkpoint=slot)
-
-
-class _Forced(KeyboardInterrupt):
-    """A second SIGINT/SIGTERM while the driver was already stopping: raised at once, from the handler."""
-
-    def __init__(self, signal_name: str):
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-
-
-class _Signals:
-    """SIGINT and SIGTERM deferred while training: the handler notes the signal and the driver stops at the end
-    of the current chunk (at most ~:data:`CHUNK_SECONDS` later), where the engine's state is consistent and can
-    be checkpointed. A second signal before that raises at once. A signal the driver did not act on (one that
-    came during the final checkpoint, say) is raised again, for the handlers in force before, when the block
-    ends. Main thread only (elsewhere signals cannot be set); in other threads nothing is installed."""
-
-    NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-
-    def __init__(self):
-        self.caught: str | None = None
-        self.handled = False
-        self.previous: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.NAMES:
-                self.previous[signum] = signal.signal(signum, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.caught is not None:  # asked twice: stop now, without the checkpoint
-            raise _Forced(self.NAMES[signum])
-        self.caught = self.NAMES[signum]
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        if self.caught and not self.handled and exc[0] is None:
-            signal.raise_signal(signal.SIGTERM if self.caught == "SIGTERM" else signal.SIGINT)
-        return False
 
 
 def _snapshot(engine, rows, outputs, next_target: int) -> dict[str, np.ndarray]:
@@ -312,7 +273,7 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
     bar = tqdm(total=steps, initial=engine.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=label or None)
     chunk, s = 1, engine.step
-    signals = _Signals()
+    signals = Deferred()
     try:
         with signals, np.errstate(over="ignore", invalid="ignore"):
             for i in range(first, len(targets)):

@@ -22,9 +22,9 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from dichotomy.errors import ConfigError
 from dichotomy.kernels import cores
-from dichotomy.refimpl import errors
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.refimpl import checks
 
 EXTRA = 'pip install "dichotomy-grokking[cluster]"'
 QUEUES = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub"), "sge": ("SGECluster", "qsub")}
@@ -49,8 +49,8 @@ class JobSpec:
     def __post_init__(self):
         if self.kind not in QUEUES:
             raise ConfigError(f"--cluster {self.kind}: choose from {', '.join(KINDS)}")
-        errors.positive_int("--jobs", self.jobs)
-        errors.positive_int("--cores", self.cores)
+        checks.positive_int("--jobs", self.jobs)
+        checks.positive_int("--cores", self.cores)
         if not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", str(self.walltime)):
             raise ConfigError(f"--walltime {self.walltime!r}: write HH:MM:SS (or D-HH:MM:SS), e.g. 02:00:00")
 
@@ -112,7 +112,7 @@ class DaskExecutor:
     def __call__(self, todo, on_done, on_failed) -> None:
         from distributed import as_completed
 
-        from dichotomy.validation import sweep
+        from dichotomy.experiments import sweep
 
         futures = {self.client.submit(sweep.run_attempt, t, self.threads, key=f"dichotomy-task-{t.key}",
                                       pure=False): t for t in todo}
@@ -145,7 +145,7 @@ def executor(*, scheduler: str | None = None, cluster: str | None = None, worker
             raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
         workers = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or None
     elif cluster == "local":
-        workers = errors.positive_int("--workers", workers)
+        workers = checks.positive_int("--workers", workers)
         started = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            host="127.0.0.1", dashboard_address=None)
         client = distributed.Client(started)

@@ -1,7 +1,7 @@
 """Phase diagrams: when each cell of a sweep switched, against t* = ln α / (ηλ), and which way (docs/sweeps.md).
 
 :func:`analyze` reads a sweep store (``DIR/sweep.nc``, written by ``dichotomy sweep``) and, for every run, finds
-the switch of the test metric (:func:`refimpl.limits.transition.measured_transition`: the step at which it has gone
+the switch of the test metric (:func:`dichotomy.diagnosis.measured_transition`: the step at which it has gone
 half-way from its plateau after the training set is fit to its final value) and its direction:
 
 - **grokking**: the test metric got better (accuracy up, loss down): the late predictor generalizes better;
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy.refimpl import files
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.limits import transition
-from dichotomy.validation import sweep
+from dichotomy import diagnosis
+from dichotomy.errors import ConfigError
+from dichotomy.experiments import sweep
+from dichotomy.store import files
 
 JSON_FILE, FIGURE_FILE = "phase.json", "phase.png"
 CLASSES = ("grokking", "misgrokking", "no switch")
@@ -51,7 +51,7 @@ MAX_DIAGRAMS = 8  # (α, λ) panels in phase.png, one per setting of the other a
 
 @dataclass(frozen=True)
 class _Series:
-    """One run's recorded metrics, as :func:`transition.measured_transition` reads them."""
+    """One run's recorded metrics, as :func:`diagnosis.measured_switch` reads them."""
 
     steps: np.ndarray
     metrics: dict
@@ -85,7 +85,7 @@ def run_switch(steps: np.ndarray, metrics: dict[str, np.ndarray], metric: str,
     """One run's switch of ``metric``: ``class``, ``step`` (its 50% point, NaN without a switch), ``grid`` (half
     the recorded interval holding it), ``width`` (10-90%), ``plateau`` and ``final``."""
     series = _Series(np.asarray(steps), {k: np.asarray(v, np.float64) for k, v in metrics.items()})
-    t = transition.measured_transition(series, metric, min_change=min_change)
+    t = diagnosis.measured_switch(series, metric, min_change=min_change)
     if t is None:
         return {"class": "no switch", "step": math.nan, "grid": math.nan, "width": math.nan,
                 "plateau": math.nan, "final": float(series.metrics[metric][-1])}
@@ -267,7 +267,6 @@ def figure(result: dict, path: Path) -> Path:
     :data:`MAX_DIAGRAMS`), and measured against predicted switch time, as one PNG."""
     import matplotlib.pyplot as plt
 
-    from dichotomy.validation import plots  # noqa: F401  (the Agg backend)
 
     panels = facets(result)
     shown = panels[:MAX_DIAGRAMS]

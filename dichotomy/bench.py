@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
+from dichotomy.errors import ConfigError
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_backend
 from dichotomy.kernels.numba import ENGINE  # noqa: F401  (its package sets the OpenMP wait before _triad starts a pool)
-from dichotomy.kernels.peers import PEERS
 from dichotomy.kernels.tuning import host
-from dichotomy.refimpl import data, diagonal_net, errors, files, matrix_factorization, models, relu_mlp
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.trajectory import versions
+from dichotomy.peers.timing import PEERS
+from dichotomy.refimpl import checks, data, diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.run.trajectory import versions
+from dichotomy.store import files
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _backend_engine(backend: str, module, config, params, ds, lr, wd, B: int, **
 
 def _backend_with_kernel(backend: str, module, config, params, ds, lr, wd, B: int, **options):
     """:func:`_backend_engine` and a third callable: the engine's kernel choices, as a line."""
-    runs = [RunSpec(config, models.check_params(module, config, params), lr, wd * (1 + b / B)) for b in range(B)]
+    runs = [RunSpec(config, checks.model_params(module, config, params), lr, wd * (1 + b / B)) for b in range(B)]
     factory = get_backend(backend, **options).engine
     reason = factory.unsupported(module, runs, ds, "float64", None)
     if reason is not None:
@@ -244,7 +245,7 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
     busy processes (:func:`busy`), right after its idle timing, and numba once more pinned to one thread.
     """
     engine_names = check_engines(engine_names)
-    load = errors.positive_int("load", load, minimum=0)
+    load = checks.positive_int("load", load, minimum=0)
     _choose_kernels(names, engine_names)
     ceiling = ceilings()
     progress(f"ceilings: {ceiling['bandwidth_GBps']:.1f} GB/s, {ceiling['gemm_GFLOPs']:.1f} GFLOP/s")

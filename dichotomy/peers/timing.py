@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dichotomy.kernels.adapters import import_jax, import_torch, jax_loss, outputs, torch_loss
+from dichotomy.peers.adapters import import_jax, import_torch, jax_loss, outputs, torch_loss
 from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
 
 _LOSSES = {diagonal_net.NAME: "logistic", matrix_factorization.NAME: "squared", relu_mlp.NAME: "cross_entropy"}

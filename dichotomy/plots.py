@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dichotomy.refimpl import files  # noqa: E402
-from dichotomy.refimpl.trajectory import Trajectory  # noqa: E402
+from dichotomy.run.trajectory import Trajectory
+from dichotomy.store import files
 
 _TRAIN, _TEST, _NORM = "tab:blue", "tab:red", "tab:gray"
 
@@ -45,7 +45,7 @@ def _distance_panel(ax, steps, curves: dict, marks: dict):
 
 
 def diagnosis_curves(diagnosis) -> tuple[dict, dict]:
-    """The distance curves and switch marks of a :class:`refimpl.limits.transition.Diagnosis`."""
+    """The distance curves and switch marks of a :class:`dichotomy.diagnosis.Diagnosis`."""
     curves = {f"to {p.name}": d for p, d in ((diagnosis.kernel, diagnosis.kernel_distance),
                                              (diagnosis.late, diagnosis.late_distance)) if p.outputs is not None}
     marks = {"t* = ln α / λ": diagnosis.predicted["steps"]}
@@ -59,7 +59,7 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
     """Write a PNG: accuracy (top) and loss with parameter norm (bottom) as in the paper's Figs. 1 and 3.
 
     For regression, the top panel is omitted and the loss is drawn on a log axis. With a
-    :class:`refimpl.limits.transition.Diagnosis`, a last panel shows the distances to the kernel and
+    :class:`dichotomy.diagnosis.Diagnosis`, a last panel shows the distances to the kernel and
     late-phase predictors crossing; ``curves`` and ``marks`` (see :func:`_distance_panel`) give that panel
     directly. ``norm_prediction`` (array aligned with ``traj.steps``) is drawn beside the measured norm.
     """

@@ -1,6 +1,6 @@
 """Checkpoints of training runs: resume a killed run and end bit for bit where the uninterrupted run ends.
 
-The driver (:func:`dichotomy.refimpl.train.drive`) saves its engine's ``state()``, the step, the metrics and
+The driver (:func:`dichotomy.run.driver.drive`) saves its engine's ``state()``, the step, the metrics and
 probe outputs recorded so far, and the index of the next record step, every ``every`` seconds, on SIGINT or
 SIGTERM, and once at the end. A checkpoint is two kinds of file in one folder:
 
@@ -18,7 +18,6 @@ claim). Nothing is unpickled: npz files load with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy.refimpl import errors, files, manifest
+from dichotomy import errors
+from dichotomy.refimpl import checks
+from dichotomy.store import files, manifest
 
-__all__ = ["DEFAULT_EVERY", "Checkpoints", "Slot", "fingerprint"]
+__all__ = ["DEFAULT_EVERY", "Checkpoints", "Slot"]
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +38,6 @@ SCHEMA_VERSION = 1
 DEFAULT_EVERY = 60.0  # seconds between checkpoints, unless one write costs more than OVERHEAD of that
 OVERHEAD = 0.01       # with the default interval, checkpoints take at most this fraction of the run's time
 KEEP = 2              # checkpoint files kept per run: the newest and the one before (if the newest is damaged)
-
-
-def fingerprint(*parts) -> str:
-    """A sha256 over JSON-able values and NumPy arrays (dtype, shape and bytes), nested in dicts and lists."""
-    h = hashlib.sha256()
-
-    def feed(x):
-        if isinstance(x, np.ndarray | np.generic):
-            a = np.ascontiguousarray(x)
-            h.update(f"ndarray:{a.dtype.str}:{a.shape}:".encode())
-            h.update(a.tobytes())
-        elif isinstance(x, dict):
-            h.update(b"dict:")
-            for k in sorted(x, key=str):
-                h.update(f"{k!s}=".encode())
-                feed(x[k])
-        elif isinstance(x, list | tuple):
-            h.update(f"list:{len(x)}:".encode())
-            for v in x:
-                feed(v)
-        else:
-            h.update(json.dumps(x, sort_keys=True, default=repr).encode())
-        h.update(b";")
-
-    for p in parts:
-        feed(p)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -91,7 +65,7 @@ class Checkpoints:
 
     def __post_init__(self):
         if self.every is not None:
-            errors.positive("checkpoint interval (seconds)", self.every, allow_zero=True)
+            checks.positive("checkpoint interval (seconds)", self.every, allow_zero=True)
         object.__setattr__(self, "folder", Path(self.folder))
 
     def slot(self, key: str, what) -> Slot:

@@ -3,7 +3,7 @@
 A :class:`Grid` names axes (any preset field or model option: alpha, wd, lr, L, d, n_train, ...) with their
 values, and seeds. :func:`plan` expands it into runs and packs the runs that share a dataset and a step count
 into *tasks*, each trained as one batch of the backend's engine. :func:`run` executes the tasks that are not
-done yet (in this process, in a pool of processes sized to the cores, or on Dask: validation/cluster.py) and
+done yet (in this process, in a pool of processes sized to the cores, or on Dask: dichotomy/experiments/cluster.py) and
 writes the store:
 
     DIR/sweep.json            the grid (what ``dichotomy phase`` and a rerun read)
@@ -38,13 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
+from dichotomy import errors
+from dichotomy.errors import ConfigError
+from dichotomy.experiments import presets
+from dichotomy.experiments import runs as claim_runs
 from dichotomy.kernels import cores as kcores
+from dichotomy.refimpl import checks, models
 from dichotomy.refimpl import data as datasets
-from dichotomy.refimpl import errors, files, manifest, models, presets, trajectory
-from dichotomy.refimpl.checkpoint import Checkpoints, fingerprint
-from dichotomy.refimpl.errors import ConfigError
-from dichotomy.refimpl.limits import transition
-from dichotomy.validation import runs as claim_runs
+from dichotomy.refimpl.limits import predictors
+from dichotomy.run import trajectory
+from dichotomy.run.checkpoint import Checkpoints
+from dichotomy.store import files, manifest
+from dichotomy.store.keys import fingerprint
 
 GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
 OWN_FOLDERS = ("runs", "checkpoints")  # a sweep's folders, there before its sweep.json when it was cut short
@@ -156,11 +161,11 @@ def grid(preset: str, axes: dict[str, list], seeds=(0,), steps: int | None = Non
         if len(set(parsed)) != len(parsed):
             raise ConfigError(f"--grid {name}: a value is repeated")
         checked[name] = parsed
-    seeds = [errors.positive_int("seed", s, minimum=0) for s in seeds]
+    seeds = [checks.positive_int("seed", s, minimum=0) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError("--seeds: give distinct seeds >= 0, e.g. 0:4")
     if steps is not None:
-        steps = errors.step_count("steps", steps, minimum=1)
+        steps = checks.step_count("steps", steps, minimum=1)
         if "steps" in checked:
             raise ConfigError("--steps sets every run's length, and steps is also a --grid axis: give one of them")
     g = Grid(preset, checked, seeds, steps)
@@ -301,7 +306,7 @@ def run_task(task: Task) -> list[str]:
     host = {"node": platform.node(), "machine": platform.machine(), "processor": platform.processor()}
     commit = _git_commit()
     for r, traj, config in zip(task.runs, trajs, configs, strict=True):
-        predicted = transition.predicted_time(module, config, r.preset.lr, r.preset.wd)
+        predicted = predictors.predicted_time(module, config, r.preset.lr, r.preset.wd)
         folder = run_folder(out, r.key)
         folder.mkdir(parents=True, exist_ok=True)
         manifest.invalidate(folder)
@@ -402,7 +407,7 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
         executor=None, threads: int | None = None) -> Outcome:
     """Train every run of ``g`` that ``out`` does not hold yet, then write ``out/sweep.nc``.
 
-    ``executor(tasks, on_done, on_failed)`` runs the tasks (validation/cluster.py's Dask executors); default:
+    ``executor(tasks, on_done, on_failed)`` runs the tasks (dichotomy/experiments/cluster.py's Dask executors); default:
     :func:`execute_local` with ``workers`` processes (default: one per available core, or per ``threads``
     cores, at most one per task; 1 trains in this process), each with at most ``threads`` threads (default:
     its share of the cores). Batches hold at most ``batch`` runs, and fewer when that leaves a worker

@@ -24,11 +24,13 @@ from types import ModuleType
 
 import numpy as np
 
+from dichotomy import errors
+from dichotomy.refimpl import checks, diagonal_net, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl import data as datasets
-from dichotomy.refimpl import diagonal_net, errors, files, matrix_factorization, models, relu_mlp
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.optim import sgd_step
-from dichotomy.refimpl.trajectory import versions
+from dichotomy.refimpl.steppers import sgd_step
+from dichotomy.run.trajectory import versions
+from dichotomy.store import files
 
 # name -> what it means, as a user would have written it
 CONVENTIONS = {
@@ -164,7 +166,7 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
     model = models.get(model) if isinstance(model, str) else model
     if forward is None and loss_and_grad is None and step is None:
         raise errors.ConfigError("give at least one of forward, loss_and_grad, step to compare")
-    steps = errors.step_count("steps", steps, minimum=1)
+    steps = checks.step_count("steps", steps, minimum=1)
     X, y, loss = data.X_train, data.y_train, data.loss
     comparisons, float32_seen, tried = [], False, {}
     if forward is not None:

@@ -28,7 +28,7 @@ from typing import IO
 
 import numpy as np
 
-from dichotomy.refimpl.errors import OutputLocked, StorageError
+from dichotomy.errors import OutputLocked, StorageError
 
 __all__ = ["OutputLocked", "StorageError", "atomic_write", "locked", "read_json", "save_npz", "sha256",
            "signals_held", "write_json", "write_text"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy.refimpl import files
-from dichotomy.refimpl.errors import ConfigError
+from dichotomy.errors import ConfigError
+from dichotomy.store import files
 
 FORMAT_VERSION = 1
 
@@ -53,7 +53,7 @@ class Trajectory:
 
     ``status`` is ``"completed"``, ``"diverged"`` or ``"interrupted"``; the last two keep what was recorded.
     ``outputs`` (m, n_probe) or (m, n_probe, out), when recorded, holds f(theta_s; x) on the run's probe
-    inputs at every recorded step (what :mod:`refimpl.limits.transition` compares with the two limits).
+    inputs at every recorded step (what :mod:`dichotomy.diagnosis` compares with the two limits).
     """
 
     steps: np.ndarray
@@ -81,7 +81,7 @@ class Trajectory:
                    outputs=None if outputs is None else np.array(outputs[: len(rows)]))
 
     def save(self, stem: str | Path) -> tuple[Path, Path]:
-        """Write ``STEM.npz`` and ``STEM.json``, each atomically (:mod:`refimpl.files`); return their paths.
+        """Write ``STEM.npz`` and ``STEM.json``, each atomically (:mod:`dichotomy.store.files`); return their paths.
         The sidecar is serialized first, so a config that is not JSON leaves neither file behind."""
         stem = Path(stem)
         if not stem.name or stem.name in (".", ".."):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from dichotomy.refimpl import files
+from dichotomy.store import files
 
 NAME = "manifest.json"
 SCHEMA_VERSION = 1

@@ -9,10 +9,11 @@ from types import ModuleType
 
 import numpy as np
 
-from dichotomy.refimpl import errors, presets
+from dichotomy import errors
+from dichotomy.experiments import presets
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.limits import transition
-from dichotomy.refimpl.trajectory import Trajectory, record_steps
+from dichotomy.refimpl.limits import predictors
+from dichotomy.run.trajectory import Trajectory, record_steps
 
 
 def schedule(steps: int) -> np.ndarray:
@@ -43,7 +44,7 @@ def train(spec: dict, backend, *, progress: bool = False, label: str = "") -> Ru
     """Train the preset ``spec`` names on ``backend``, recording the default probe outputs."""
     preset = preset_of(spec)
     module, config, params, data = presets.build(preset)
-    probe = transition.default_probe(data)
+    probe = predictors.default_probe(data)
     traj = _run(backend, module, config, params, data, preset.lr, preset.wd, preset.steps, probe, progress, label)
     return Run(traj, module, config, params, data, probe, preset)
 
@@ -54,7 +55,7 @@ def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -
     (on numba, the diagonal net's runs share one pass over X per step)."""
     preset = preset_of(spec)
     module, config, _, data = presets.build(preset)
-    probe = transition.default_probe(data)
+    probe = predictors.default_probe(data)
     configs, params, lrs, wds = [], [], [], []
     for change in changes:
         change = dict(change)

@@ -1,0 +1,82 @@
+"""dichotomy validate: the paper's claims, checked, into report.md and report.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dichotomy.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    add_checkpoint_options,
+    add_thread_options,
+    backend_of,
+    choices,
+    one_of,
+    path_arg,
+    writable_dir,
+    writable_file,
+)
+from dichotomy.kernels import BACKENDS
+from dichotomy.store import files
+from dichotomy.validation import suite
+
+NAME = "validate"
+
+
+def add(command) -> None:
+    """Add the command's parser (``command(name, summary, description)`` makes it)."""
+    val = command("validate", "reproduce the paper's claims and write report.md and report.json",
+                  "Run each claim of the paper, check its predictions against the measurements, and write "
+                  "OUT/report.md and OUT/report.json. Claims already computed in OUT with the same config are "
+                  "reused, so an interrupted run resumes where it stopped.")
+    scale = val.add_mutually_exclusive_group()
+    scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
+                       help="CPU scale, the whole suite in about 10 minutes on 2 cores (default)")
+    scale.add_argument("--paper", dest="scale", action="store_const", const="paper",
+                       help="the paper's exact configurations (hours to days on a CPU)")
+    scale.add_argument("--scale", dest="scale", **one_of("scale", suite.SCALES), help=argparse.SUPPRESS)
+    val.set_defaults(scale="quick")
+    val.add_argument("--backend", default="numba", **one_of("backend", BACKENDS),
+                     help="training backend (default numba)")
+    add_thread_options(val)
+    val.add_argument("--only", nargs="+", metavar="CLAIM", **one_of("claim", suite.CLAIMS),
+                     help=f"run only these claims (default: all): {choices(suite.CLAIMS)}")
+    val.add_argument("--out", type=path_arg, default=Path("runs/validate"), help="output directory "
+                     "(default runs/validate); claims already there with the same config are reused")
+    val.add_argument("--force", action="store_true", help="recompute claims even if saved results match (their "
+                     "checkpoints are discarded too)")
+    add_checkpoint_options(val, "each run of a claim")
+    val.add_argument("--reuse-other-version", action="store_true",
+                     help="reuse saved claims written by another version of the package (the report says so); "
+                          "by default they are recomputed")
+    val.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    val.add_argument("--docs", type=path_arg, default=None,
+                     help="also write the report and its figures into this markdown file (docs/validation.md), "
+                          "between its validate markers")
+
+
+def run(args) -> int:
+    names = suite.select(args.only)
+    backend = backend_of(args)
+    if args.docs is not None:
+        suite.check_docs(args.docs, args.scale)
+        writable_file(args.docs, "--docs")
+    writable_dir(args.out)
+    try:
+        with files.locked(args.out, "dichotomy validate"):
+            reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress,
+                                force=args.force, checkpoint_every=args.checkpoint_every,
+                                reuse_other_version=args.reuse_other_version)
+    except KeyboardInterrupt as stop:
+        print(f"dichotomy: interrupted ({getattr(stop, 'signal_name', 'SIGINT')}); the claims finished so far are "
+              f"in {args.out / 'report.md'}, and a rerun resumes from the first unfinished one", file=sys.stderr)
+        return getattr(stop, "exit_code", EXIT_SIGINT)
+    if args.docs is not None:
+        suite.write_docs(reports, args.scale, backend.name, args.docs)
+    failed = [r.name for r in reports if not r.passed]
+    print(f"{len(reports) - len(failed)} of {len(reports)} claims pass"
+          + (f" (failed: {', '.join(failed)})" if failed else "") + f"; report: {args.out / 'report.md'}")
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,60 @@
+"""The update rules: GD with coupled weight decay (the package's one rule) and the loss-normalized schedule.
+
+:func:`sgd_step` is p <- p - lr (g + wd p) (docs/math.md §5); :class:`LossNormalized` is GD without weight decay
+at eta / L(theta) (Fig. 4). Every engine applies these, each in its own arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dichotomy.errors import ConfigError
+from dichotomy.refimpl import checks
+
+
+def sgd_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float,
+             wd: float) -> dict[str, np.ndarray]:
+    """One step of ``p <- p - lr * (g + wd * p)`` for every parameter.
+
+    This is ``torch.optim.SGD(lr=lr, weight_decay=wd)`` without momentum, i.e. gradient descent on
+    L(theta) + (wd / 2) ||theta||^2. Returns new arrays; the inputs are not modified.
+    """
+    return {k: p - lr * (grads[k] + wd * p) for k, p in params.items()}
+
+
+@dataclass(frozen=True)
+class LossNormalized:
+    """GD without weight decay at the loss-normalized learning rate eta / L(theta) (Fig. 4, App. B.1).
+
+    As in the official no-weight-decay script, every step tests log L(theta): while it is above
+    ``switch_log_loss`` (-5) the step is plain GD at the run's ``lr`` (the warm-up rate); at or below it the step
+    is theta <- theta - eta (dL/dtheta) / L, formed in log space (:func:`refimpl.losses.log_normalized_grad`), so
+    training goes on where L underflows to 0. With ``warmup_steps`` set, the first ``warmup_steps`` steps are
+    plain and every later one normalized instead (the rule of earlier versions of this package).
+
+    The continuous time t = sum of the effective learning rates is kept as ``log_time`` = ln t.
+    """
+
+    eta: float
+    switch_log_loss: float = -5.0
+    warmup_steps: int | None = None
+
+    def __post_init__(self):
+        checks.positive("eta", self.eta)
+        if not isinstance(self.switch_log_loss, int | float) or not math.isfinite(self.switch_log_loss):
+            raise ConfigError(f"switch_log_loss must be a finite number, got {self.switch_log_loss!r}")
+        if self.warmup_steps is not None:
+            checks.positive_int("warmup_steps", self.warmup_steps, minimum=0)
+
+    def normalized(self, step: int, log_value: float) -> bool:
+        """Whether the step at ``step`` (steps done so far) with log L = ``log_value`` is loss-normalized."""
+        if self.warmup_steps is not None:
+            return step >= self.warmup_steps
+        return log_value <= self.switch_log_loss
+
+    def describe(self) -> dict:
+        return {"schedule": "eta / L(theta)", "eta": self.eta, "switch_log_loss": self.switch_log_loss,
+                "warmup_steps": self.warmup_steps}
