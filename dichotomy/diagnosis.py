@@ -132,7 +132,7 @@ class Diagnosis:
         """Everything as JSON-serializable values (arrays as lists, NaN and infinities as null; the predicted
         switch's ``note`` says why it is not a number)."""
         def clean(a):
-            return [None if not np.isfinite(x) else float(x) for x in np.asarray(a, dtype=float)]
+            return files.json_ready(np.asarray(a, dtype=float))
         predictors = {key: {"name": p.name, "info": p.info, "reason": p.reason}
                       for key, p in (("kernel", self.kernel), ("late", self.late))}
         return {"steps": self.steps.tolist(), "kernel_distance": clean(self.kernel_distance),

@@ -19,9 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from dichotomy.refimpl import losses
+from dichotomy.refimpl import losses, metrics
 from dichotomy.refimpl.data import Dataset
-from dichotomy.refimpl.params import param_norm
 from dichotomy.refimpl.steppers import LossNormalized, sgd_step
 
 SPLITS = ("train", "test", "probe")
@@ -85,16 +84,10 @@ def evaluate(model: ModuleType, config, params, data: Dataset, f_train: np.ndarr
     classification ``train_acc``, ``test_acc`` and ``margin`` = min_i margin_i / ||theta||^L.
     The state is the engine's, checked once by the driver, so the outputs come from the unchecked ``forward``.
     """
-    task, L = data.task, model.degree(config)
     f_test = model.forward(config, params, data.X_test if X_test is None else X_test)[0]
-    norm = param_norm(params)
-    out = {"train_loss": train_loss, "train_log_loss": losses.log_value(data.loss, f_train, data.y_train),
-           "test_loss": losses.value_and_grad(data.loss, f_test, data.y_test)[0], "param_norm": norm}
-    if task != "regression":
-        out["train_acc"] = losses.accuracy(task, f_train, data.y_train)
-        out["test_acc"] = losses.accuracy(task, f_test, data.y_test)
-        out["margin"] = losses.normalized_margin(task, f_train, data.y_train, norm, L) if norm > 0 else 0.0
-    return out
+    out = metrics.evaluate(np, data.task, data.loss, model.degree(config), f_train, data.y_train, f_test,
+                           data.y_test, params.values())
+    return {**out, "train_loss": train_loss}
 
 
 class ReferenceEngine:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dichotomy import errors
-from dichotomy.refimpl import checks, losses
+from dichotomy.refimpl import checks, objective
 
 NAME = "relu-mlp"  # the model's one name: registry key, CLI argument, trajectory field
 INPUTS = "features"  # rows of X are feature vectors
@@ -176,12 +176,8 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 
 
 def loss_and_grad(config: Config, params, X, y, loss: str):
-    """Mean loss over (X, y) and its gradient, a dict with the keys and shapes of ``params``. Checks every
-    argument, y against the loss (:func:`refimpl.losses.check_targets`)."""
-    params, X = checks.check_call(_THIS, config, params, X)
-    f, cache = forward(config, params, X)
-    value, g = losses.value_and_grad(loss, f, losses.check_targets(loss, f.shape, y))
-    return value, backward(config, params, cache, g)
+    """Mean loss over (X, y) and its gradient, shaped like ``params`` (:func:`refimpl.objective.loss_and_grad`)."""
+    return objective.loss_and_grad(_THIS, config, params, X, y, loss)
 
 
 def ntk_features(config: Config, params, X) -> np.ndarray:

@@ -670,3 +670,11 @@ def test_the_signature_check_catches_wrong_scalars_and_pointees(stub):
             check_launch("sgd_update", sig["sgd_update"], np.float64, (1,), (256,), bad)
     with pytest.raises(AssertionError, match="float32"):
         check_launch("sgd_update", sig["sgd_update"], np.float32, (1,), (256,), good)
+
+
+def test_the_cuda_loss_defines_are_the_one_table():
+    from dichotomy.kernels.codes import LOSS_CODES
+
+    text = (sources.HERE / "common.cuh").read_text()
+    defines = {m[1].lower(): int(m[2]) for m in re.finditer(r"#define LOSS_(\w+) (\d+)", text)}
+    assert defines == LOSS_CODES

@@ -12,8 +12,6 @@ and ``test`` scales; tolerances live in the config so that they are fixed before
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ import numpy as np
 from dichotomy.errors import ConfigError
 from dichotomy.run.trajectory import Trajectory, load
 from dichotomy.store import files, manifest
+from dichotomy.store.keys import fingerprint
 
 
 def _measured(x) -> float:
@@ -90,7 +89,7 @@ class Results:
         for name, traj in self.trajectories.items():
             paths += traj.save(folder / "trajectories" / name)
         paths.append(files.save_npz(folder / "results.npz", self.arrays))
-        doc = {"config": config, "config_hash": config_hash(config), "values": _clean(self.values),
+        doc = {"config": config, "config_hash": config_hash(config), "values": files.json_ready(self.values),
                "arrays": sorted(self.arrays), "trajectories": sorted(self.trajectories)}
         paths.append(files.write_json(folder / "results.json", doc))
         return paths
@@ -112,25 +111,10 @@ class Results:
 
 
 def config_hash(config: dict) -> str:
-    """A short stable hash of a JSON config (what decides whether saved results can be reused)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _clean(obj):
-    """JSON values: NumPy scalars as Python numbers, NaN/inf as None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """A short key of a JSON config (:func:`dichotomy.store.keys.fingerprint`): what decides reuse."""
+    return fingerprint(config)[:16]
 
 
 def check_to_json(check: Check) -> dict:
-    return _clean(asdict(check))
+    return files.json_ready(asdict(check))
 

@@ -33,7 +33,7 @@ from dichotomy.refimpl.models import MODELS
 from dichotomy.run.driver import DTYPES
 from dichotomy.run.trajectory import Trajectory, load
 from dichotomy.store import files, manifest
-from dichotomy.validation.claim import config_hash
+from dichotomy.store.keys import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
     """Train into ``out`` (locked): reuse a verified finished run, else resume from its checkpoint or start."""
     run_config = {"preset": name, "seed": preset.seed, "init_seed": preset.init_seed, "model": args.model,
                   "dataset": preset.dataset, "backend": backend.name}
-    key = config_hash({"preset": dataclasses.asdict(preset), **run_config, "dtype": args.dtype,
+    key = fingerprint({"preset": dataclasses.asdict(preset), **run_config, "dtype": args.dtype,
                        "limits": not args.no_limits})
     title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
     checkpoints = checkpoints_of(args, out / "checkpoint", exclusive=True, restart=args.restart)

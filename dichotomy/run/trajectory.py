@@ -100,19 +100,11 @@ class Trajectory:
         return npz, sidecar
 
 
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
-
-
 def sidecar_text(name: str, doc) -> str:
-    """``doc`` as the sidecar's JSON text (NumPy scalars and arrays as lists); anything else that JSON cannot
-    hold (an object, a set) is a one-line ConfigError naming ``name``."""
+    """``doc`` as the sidecar's JSON text (:func:`dichotomy.store.files.json_ready`: NaN as null, NumPy as lists);
+    anything else that JSON cannot hold (an object, a set) is a one-line ConfigError naming ``name``."""
     try:
-        return json.dumps(doc, indent=2, default=_jsonable, allow_nan=True) + "\n"
+        return json.dumps(files.json_ready(doc), indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{name} must hold only JSON values (numbers, strings, lists, dicts): {e}") from None
 

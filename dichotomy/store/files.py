@@ -125,11 +125,14 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def json_ready(obj):
-    """JSON values: non-finite floats as None, NumPy scalars as Python numbers, recursively."""
+    """The package's one JSON convention: NaN and infinities as null, NumPy scalars and arrays as Python numbers
+    and lists, keys as strings, recursively; anything else is left for :func:`json.dumps` to refuse."""
     if isinstance(obj, dict):
-        return {k: json_ready(v) for k, v in obj.items()}
+        return {k if isinstance(k, str) else str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

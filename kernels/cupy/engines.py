@@ -10,7 +10,7 @@ A step's loss is accumulated on the device and ``finish_step`` (common.cuh) free
 whose loss is not finite, recording that step from the run's own 64-bit step counter, so divergence is
 reported at the oracle's step with no host synchronization while advancing: :meth:`CupyEngine.advance`
 reads the divergence flags once per call. Metrics are computed on the device from the outputs
-(kernels/cupy/metrics.py) and cross to the host as a handful of scalars at recorded steps.
+(refimpl/metrics.py) and cross to the host as a handful of scalars at recorded steps.
 
 Every kernel is launched through :meth:`dichotomy.kernels.cupy.cuda_modules.Kernels.launch`; the kernel functions
 are looked up once per engine. Supported: float64 and float32, the constant learning rate; the diagonal net
@@ -22,13 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from dichotomy.errors import ConfigError
+from dichotomy.kernels import codes
 from dichotomy.kernels.cupy import cuda_modules
-from dichotomy.kernels.cupy import metrics as kmetrics
 from dichotomy.kernels.cupy.cuda_modules import THREADS, Kernels, blocks
 from dichotomy.kernels.registry import ModelEngines
-from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl import diagonal_net, matrix_factorization, metrics, relu_mlp
 
-LOSS_CODES = {"logistic": 0, "exponential": 1, "squared": 2, "cross_entropy": 3}  # point_loss (common.cuh)
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
@@ -84,7 +83,7 @@ class CupyEngine:
             raise ConfigError("the cupy engines train at a constant learning rate only")
         self.cp = cp = cuda_modules.cupy()  # looked up at call time: the tests put a stub there
         self.model, self.runs, self.task, self.loss = model, runs, data.task, data.loss
-        self.code = LOSS_CODES[data.loss]
+        self.code = codes.code_of(data.loss)
         self.dtype = DTYPES[dtype]
         self.real = np.dtype(self.dtype).type  # kernel scalars in the working dtype exactly
         self.kernels = Kernels(self.SOURCE, dtype, ("finish_step", *self.KERNELS))
@@ -97,7 +96,7 @@ class CupyEngine:
         self.slots = [(self.loss_acc[b:b + 1], self.diverged[b:b + 1], self.device_step[b:b + 1])
                       for b in range(self.B)]
         # Targets: the working dtype for the kernels (class labels int64), float64 for the metrics.
-        labels = self.code == 3
+        labels = self.code == codes.CROSS_ENTROPY
         self.y = {s: cp.asarray(_c(getattr(data, f"y_{s}"), np.int64 if labels else self.dtype))
                   for s in ("train", "test")}
         self.y_metric = {s: cp.asarray(_c(getattr(data, f"y_{s}"), np.int64 if labels else np.float64))
@@ -127,7 +126,7 @@ class CupyEngine:
         out = []
         for b, run in enumerate(self.runs):
             f_train, f_test = self.run_outputs(b, "train"), self.run_outputs(b, "test")
-            out.append(kmetrics.evaluate(self.cp, self.task, self.loss, self.model.degree(run.config), f_train,
+            out.append(metrics.evaluate(self.cp, self.task, self.loss, self.model.degree(run.config), f_train,
                                          self.y_metric["train"], f_test, self.y_metric["test"],
                                          list(self.run_arrays(b).values())))
         return out

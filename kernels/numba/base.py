@@ -13,12 +13,11 @@ others fix their count once per run. ``threads=N`` pins it. ``kernel_info()`` sa
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from dichotomy.kernels.numba import losses as klosses
+from dichotomy.kernels import codes
 from dichotomy.kernels.numba import threads as kthreads
+from dichotomy.refimpl import metrics
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -37,14 +36,16 @@ class NumbaEngine:
         self.model, self.runs, self.task = model, runs, data.task
         self.pinned = kthreads.check_threads(threads)
         self.governor = kthreads.Governor(kthreads.ceiling(), self.pinned)
-        self.code = klosses.CODES[data.loss]
+        self.code = codes.code_of(data.loss)
         self.dtype = DTYPES[dtype]
         self.real = np.dtype(self.dtype).type  # kernel scalars in the working dtype exactly
         self.B, self.step = len(runs), 0
         self.diverged_at = np.full(self.B, -1, np.int64)
-        label_type = np.int64 if self.code == 3 else self.dtype
+        label_type = np.int64 if self.code == codes.CROSS_ENTROPY else self.dtype
         self.y = {"train": np.ascontiguousarray(data.y_train, dtype=label_type),
                   "test": np.ascontiguousarray(data.y_test, dtype=label_type)}
+        self.y_metric = {"train": data.y_train, "test": data.y_test}  # float64 targets (int64 labels): the metrics'
+        self.loss = data.loss
         self.X = {"train": data.X_train, "test": data.X_test, "probe": probe}
 
     def advance(self, steps: int) -> None:
@@ -93,38 +94,7 @@ class NumbaEngine:
             self.set_run_arrays(b, {k: np.asarray(state[f"run{b}/{k}"], self.dtype) for k in self.run_arrays(b)})
 
     def metrics(self) -> list[dict[str, float]]:
-        """The metrics refimpl.engine.evaluate records, from compiled forward passes and losses."""
-        return [self._metrics(b) for b in range(self.B)]
-
-    def _metrics(self, b: int) -> dict[str, float]:
-        f_train, f_test = self.run_outputs(b, "train"), self.run_outputs(b, "test")
-        if self.code != 3:  # scalar losses: one output per sample, (n,) or (n, 1)
-            f_train, f_test = f_train.reshape(-1), f_test.reshape(-1)
-        y_train, y_test = self.y["train"], self.y["test"]
-        norm = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in self.run_arrays(b).values()))
-        out = {"train_loss": float(self._loss(f_train, y_train)),
-               "train_log_loss": float(self._log_loss(f_train, y_train)),
-               "test_loss": float(self._loss(f_test, y_test)), "param_norm": norm}
-        if self.task != "regression":
-            out["train_acc"] = float(self._accuracy(f_train, y_train))
-            out["test_acc"] = float(self._accuracy(f_test, y_test))
-            L = self.model.degree(self.runs[b].config)
-            out["margin"] = float(self._margins(f_train, y_train).min()) / norm**L if norm > 0 else 0.0
-        return out
-
-    def _loss(self, f, y) -> float:
-        """Mean loss of outputs f against y (the gradient written to scratch is discarded)."""
-        if self.code == 3:
-            return klosses.cross_entropy_value_grad(f, y, np.empty_like(f))
-        return klosses.scalar_value_grad(self.code, f, y, np.empty_like(f))
-
-    def _log_loss(self, f, y) -> float:
-        if self.code == 3:
-            return klosses.log_value_cross_entropy(f, y)
-        return klosses.log_value_scalar(self.code, f, y)
-
-    def _accuracy(self, f, y) -> float:
-        return klosses.accuracy_cross_entropy(f, y) if self.code == 3 else klosses.accuracy_scalar(f, y)
-
-    def _margins(self, f, y) -> np.ndarray:
-        return klosses.margins_cross_entropy(f, y) if self.code == 3 else klosses.margins_scalar(f, y)
+        """Per run, :func:`dichotomy.refimpl.metrics.evaluate` of its compiled outputs and its parameters."""
+        return [metrics.evaluate(np, self.task, self.loss, self.model.degree(run.config), self.run_outputs(b, "train"),
+                                 self.y_metric["train"], self.run_outputs(b, "test"), self.y_metric["test"],
+                                 self.run_arrays(b).values()) for b, run in enumerate(self.runs)]

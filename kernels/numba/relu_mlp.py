@@ -20,6 +20,7 @@ from numba import njit
 from numba.typed import List
 
 from dichotomy.kernels.blas import BlasPerRun
+from dichotomy.kernels.codes import CROSS_ENTROPY
 from dichotomy.kernels.numba import losses as klosses
 from dichotomy.kernels.numba.base import NumbaEngine
 
@@ -63,7 +64,7 @@ def forward(W1T, b1, Ws, two_hot, A, B, X, Hs, F):
 
 @njit(cache=True)
 def _loss(code, F, y, G):
-    if code == 3:
+    if code == CROSS_ENTROPY:
         return klosses.cross_entropy_value_grad(F, y, G)
     return klosses.scalar_value_grad(code, F[:, 0], y, G[:, 0])
 

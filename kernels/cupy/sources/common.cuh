@@ -12,6 +12,7 @@ __device__ __forceinline__ real_t neg_inf() { return -real_t(__int_as_float(0x7f
 #define LOSS_LOGISTIC 0
 #define LOSS_EXPONENTIAL 1
 #define LOSS_SQUARED 2
+#define LOSS_CROSS_ENTROPY 3  // the codes of kernels/codes.py (tested against it)
 
 __device__ __forceinline__ real_t softplus(real_t z) {
     // log(1 + e^z) without overflow: z + log1p(e^-z) for z > 0

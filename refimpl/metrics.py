@@ -1,7 +1,8 @@
-"""The recorded metrics, computed where the outputs are (twin of ``refimpl.engine.evaluate``).
+"""The recorded metrics: one array-generic definition that every engine evaluates where its outputs are.
 
-Array-generic code: ``xp`` is the array module of the outputs (CuPy on the device, NumPy in the tests), and
-only the final scalars cross to the host, in one transfer per call. Outputs are promoted to float64 first,
+``xp`` is the array module of the outputs (NumPy for the reference and the numba engines, CuPy on the device),
+and only the final scalars cross to the host, in one transfer per call. Each engine computes its outputs in its
+own way; what is recorded from them is defined here once. Outputs are promoted to float64 first,
 so a float32 engine's metrics are float64 functions of its float32 outputs, as refimpl computes them.
 
 Losses are means over samples (refimpl/losses.py); ``train_log_loss`` = log L is formed in log space, finite
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import special
 
 LOG_SOFTPLUS_SWITCH = -20.0
 
@@ -25,7 +27,13 @@ def _host(a) -> np.ndarray:
 
 
 def logsumexp(xp, a, axis=None):
-    """log sum exp(a) along ``axis``; -inf for an empty or all -inf set, inf/nan propagated."""
+    """log sum exp(a) along ``axis``; -inf for an empty or all -inf set, inf/nan propagated.
+
+    On NumPy arrays this is SciPy's (the one :mod:`refimpl.losses` uses, so the reference's numbers are its
+    own); elsewhere the shifted sum log(sum e^(a - max)) + max.
+    """
+    if xp is np:
+        return special.logsumexp(a, axis=axis)
     top = xp.max(a, axis=axis, keepdims=True)
     safe = xp.where(xp.isfinite(top), top, 0.0)
     out = xp.log(xp.sum(xp.exp(a - safe), axis=axis, keepdims=True)) + safe
@@ -40,13 +48,19 @@ def log_softplus(xp, z):
     return xp.where(low, zl + xp.log1p(-0.5 * xp.exp(zl)), xp.log(xp.logaddexp(0.0, zh)))
 
 
-def _true_and_gaps(xp, F, y):
-    """F_{i,y_i} (n,) and the gaps F_ic - F_{i,y_i} with -inf at c = y_i (n, C)."""
-    rows = xp.arange(F.shape[0])
-    true = F[rows, y]
-    gaps = F - true[:, None]
-    gaps[rows, y] = -math.inf
-    return true, gaps
+def _others_minus_true(xp, F, y):
+    """F_ic - F_{i,y_i} for every c != y_i, shape (n, C - 1) (as :mod:`refimpl.losses` forms them)."""
+    n, C = F.shape
+    rows = xp.arange(n)
+    gaps = F - F[rows, y][:, None]
+    mask = xp.ones((n, C), dtype=bool)
+    mask[rows, y] = False
+    return gaps[mask].reshape(n, C - 1)
+
+
+def _one_column(f, y):
+    """Outputs (n, 1) of a one-output model against targets (n,): their column, so y * f is (n,), not (n, n)."""
+    return f[:, 0] if f.ndim == 2 and f.shape[1] == 1 and y.ndim == 1 else f
 
 
 def loss_value(xp, loss: str, f, y):
@@ -58,9 +72,10 @@ def loss_value(xp, loss: str, f, y):
     if loss == "squared":
         r = f - y
         return xp.mean(r * r)
-    if loss == "cross_entropy":
-        true, _ = _true_and_gaps(xp, f, y)
-        return xp.mean(logsumexp(xp, f, axis=1) - true)
+    if loss == "cross_entropy":  # one pass of shifted exponentials, as refimpl.losses.value_and_grad
+        shifted = f - xp.max(f, axis=1, keepdims=True)
+        total = xp.sum(xp.exp(shifted), axis=1)
+        return xp.mean(xp.log(total) - shifted[xp.arange(f.shape[0]), y])
     raise ValueError(f"unknown loss {loss!r}")
 
 
@@ -75,7 +90,7 @@ def log_loss(xp, loss: str, f, y):
     elif loss == "exponential":
         per_sample = -y * f
     elif loss == "cross_entropy":
-        per_sample = log_softplus(xp, logsumexp(xp, _true_and_gaps(xp, f, y)[1], axis=1))
+        per_sample = log_softplus(xp, logsumexp(xp, _others_minus_true(xp, f, y), axis=1))
     else:
         raise ValueError(f"unknown loss {loss!r}")
     return logsumexp(xp, per_sample) - math.log(n)
@@ -92,22 +107,40 @@ def min_margin(xp, task: str, f, y):
     """min_i margin_i: y_i f_i (binary) or F_{i,y_i} - max_{c != y_i} F_ic (multiclass)."""
     if task == "binary":
         return xp.min(y * f)
-    return -xp.max(xp.max(_true_and_gaps(xp, f, y)[1], axis=1))
+    return -xp.max(xp.max(_others_minus_true(xp, f, y), axis=1))
 
 
 def evaluate(xp, task: str, loss: str, L: int, f_train, y_train, f_test, y_test, arrays) -> dict[str, float]:
-    """Every metric of ``refimpl.engine.evaluate``: train_loss, train_log_loss, test_loss, param_norm, and for
-    classification train_acc, test_acc and margin = min_i margin_i / ||theta||^L (0 when theta = 0).
+    """Every metric recorded at one step, from the outputs and the parameters.
 
-    ``f_*`` are the outputs (n,) or logits (n, C) in any real dtype, ``y_*`` the targets (float64, or int64
-    class labels), ``arrays`` the parameters in any layout (only their squared sum is used).
+    Parameters
+    ----------
+    xp : module
+        The array module of the outputs (numpy or cupy).
+    task, loss : str
+        The dataset's task and loss (:data:`refimpl.losses.TASKS`).
+    L : int
+        The model's homogeneity degree.
+    f_train, f_test : array
+        Outputs (n,) or logits (n, C), any real dtype (promoted to float64 first).
+    y_train, y_test : array
+        Targets (float64) or class labels (int64).
+    arrays : iterable of array
+        The parameters in any layout; only ||theta||_2 is used (a sum of dot products, as
+        :func:`refimpl.params.param_norm`).
+
+    Returns
+    -------
+    dict
+        ``train_loss``, ``train_log_loss`` (log L in log space), ``test_loss``, ``param_norm``, and for
+        classification ``train_acc``, ``test_acc`` and ``margin`` = min_i margin_i / ||theta||^L (0 when theta = 0).
     """
     with np.errstate(all="ignore"):  # NumPy arrays (tests): log(0) and overflow are meant, not warned about
-        f_train, f_test = f_train.astype(np.float64), f_test.astype(np.float64)
+        f_train, f_test = (_one_column(f.astype(np.float64), y) for f, y in ((f_train, y_train), (f_test, y_test)))
         values = {"train_loss": loss_value(xp, loss, f_train, y_train),
                   "train_log_loss": log_loss(xp, loss, f_train, y_train),
                   "test_loss": loss_value(xp, loss, f_test, y_test),
-                  "sum_squares": sum(xp.sum(xp.square(a.astype(np.float64))) for a in arrays)}
+                  "sum_squares": sum(xp.vdot(a.astype(np.float64), a.astype(np.float64)) for a in arrays)}
         if task != "regression":
             values["train_acc"] = accuracy(xp, task, f_train, y_train)
             values["test_acc"] = accuracy(xp, task, f_test, y_test)
