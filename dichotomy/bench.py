@@ -26,7 +26,7 @@ from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_
 from dichotomy.kernels.numba import ENGINE  # noqa: F401  (its package sets the OpenMP wait before _triad starts a pool)
 from dichotomy.kernels.tuning import host
 from dichotomy.peers.timing import PEERS
-from dichotomy.refimpl import checks, data, diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl import checks, data, diagonal_net, matrix_factorization, models, relu_mlp
 from dichotomy.run.trajectory import versions
 from dichotomy.store import files
 
@@ -62,44 +62,33 @@ WORKLOADS = {w.name: w for w in (
 
 
 def build(w: Workload):
-    """(module, config, params, dataset) of a workload, seeded."""
-    rng = np.random.default_rng(SEED)
-    if w.model == diagonal_net.NAME:
-        ds = data.sparse_linear_classification(rng, d=w.size["d"], n_train=w.size["n"], n_test=1, k=3)
-        config = diagonal_net.Config(d=w.size["d"], alpha=128.0)
-        return diagonal_net, config, diagonal_net.init(config), ds
-    if w.model == matrix_factorization.NAME:
-        ds = data.multiplication_table(rng, d=w.size["d"], train_fraction=0.05)
-        config = matrix_factorization.Config(d=w.size["d"], alpha=10.0)
-        return matrix_factorization, config, matrix_factorization.init(config), ds
-    ds = data.modular_arithmetic(rng, p=w.size["p"], train_fraction=0.4)
-    p = w.size["p"]
-    config = relu_mlp.Config(D=2 * p, h=w.size["h"], out=p)
-    return relu_mlp, config, relu_mlp.init(config, rng), ds
+    """(module, config, params, dataset) of a workload, seeded: the model's ``bench_problem`` of its size."""
+    module, rng = models.get(w.model), np.random.default_rng(SEED)
+    generator, data_args, model_args = module.bench_problem(w.size)
+    ds = data.GENERATORS[generator](rng, **data_args)
+    config = module.config_for(ds, **model_args)
+    return module, config, module.init(config, rng), ds
 
 
 def floor(w: Workload, ds, ceiling: dict) -> dict:
-    """The least work a step of this workload needs, and the time it takes at the measured ceilings.
+    """The least work a step of this workload needs (the model's ``step_work``) and the time it takes.
 
-    diag: one pass over X as int8 (n d bytes) and its two products (2 n d multiply-adds); mc: the observed
-    entries (2 n d multiply-adds) and the update (4 n d); mlp: the three products of the output layer
-    (3 n h out multiply-adds; the first layer of two-hot inputs is a gather). ``seconds`` is the larger of
-    the bytes over the triad bandwidth and the FLOPs over the GEMM rate.
+    It is the time at the measured ceilings: the larger of the bytes over the triad bandwidth and the FLOPs over the
+    GEMM rate.
     """
-    n = len(ds.y_train)
-    if w.model == diagonal_net.NAME:
-        nbytes, flops = n * w.size["d"], 4 * n * w.size["d"]
-    elif w.model == matrix_factorization.NAME:
-        nbytes, flops = 0, 12 * n * w.size["d"]
-    else:
-        nbytes, flops = 0, 6 * n * w.size["h"] * w.size["p"]
+    module = models.get(w.model)
+    generator, data_args, model_args = module.bench_problem(w.size)
+    nbytes, flops = module.step_work(module.config_for(ds, **model_args), len(ds.y_train))
     seconds = max(nbytes / (1e9 * ceiling["bandwidth_GBps"]), flops / (1e9 * ceiling["gemm_GFLOPs"]))
     return {"bytes": nbytes, "flops": flops, "ms": 1e3 * seconds}
 
 
 def _backend_engine(backend: str, module, config, params, ds, lr, wd, B: int, **options):
-    """A backend's engine on the protocol: B runs (run 0 has the workload's wd, so it can be checked against
-    the oracle; the others' weight decays are spread by up to 2x). Returns (advance(steps), run 0's params)."""
+    """A backend's engine on the protocol with B runs; returns (advance(steps), run 0's params).
+
+    Run 0 has the workload's wd, so it can be checked against the oracle; the others' weight decays are spread by up to
+    2x.
+    """
     return _backend_with_kernel(backend, module, config, params, ds, lr, wd, B, **options)[:2]
 
 
@@ -138,7 +127,7 @@ def engines(module, config, params, ds, lr, wd, names, batch: int = 1) -> dict:
             elif batch > 1:
                 out[name] = "batched workloads compare the backends' batches with NumPy's single run"
             else:
-                out[name] = PEERS[name](module, params, X, ds.y_train, lr, wd)
+                out[name] = PEERS[name](module, params, X, ds.y_train, lr, wd)  # the model's STANDARD_LOSS
         except (BackendUnavailable, ConfigError) as e:
             out[name] = str(e)
     return out
@@ -207,8 +196,10 @@ BUSY = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile tim
 
 @contextmanager
 def busy(n: int, seconds: float = 900.0):
-    """``n`` competitor processes spinning on a core each for the block (each stops by itself after
-    ``seconds``, so none outlives a killed bench)."""
+    """``n`` competitor processes spinning on a core each for the block.
+
+    Each stops by itself after ``seconds``, so none outlives a killed bench.
+    """
     procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)], stdin=subprocess.DEVNULL)
              for _ in range(n)]
     try:
@@ -294,9 +285,11 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
 
 
 def _choose_kernels(names: list[str], engine_names: list[str]) -> None:
-    """Make the backends' host-dependent choices (kernels/tuning.py) for every workload before any peer runs:
-    JAX's worker threads keep spinning after it ran and slowed the timed trials beside them (the numpy backend's
-    BLAS at d = 1e5 measured 25-32 ms at 2 threads instead of 14, and chose 1)."""
+    """Make the backends' host-dependent choices (kernels/tuning.py) for every workload before any peer runs.
+
+    Choosing later would be timed wrong: JAX's worker threads keep spinning after it ran and slowed the timed trials
+    beside them (the numpy backend's BLAS at d = 1e5 measured 25-32 ms at 2 threads instead of 14, and chose 1).
+    """
     for wname in names:
         w = WORKLOADS[wname]
         module, config, params, ds = build(w)
@@ -310,8 +303,10 @@ def _choose_kernels(names: list[str], engine_names: list[str]) -> None:
 
 
 def _loaded(advance, name, w, module, config, params, ds, load, per) -> tuple[float, float | None]:
-    """ms per (run-)step of ``advance`` beside ``load`` busy processes, and for numba, of the same engine
-    pinned to one thread beside the same load."""
+    """ms per (run-)step of ``advance`` beside ``load`` busy processes, and the same on one thread for numba.
+
+    The second value is for numba only: the same engine pinned to one thread beside the same load.
+    """
     with busy(load), np.errstate(over="ignore", invalid="ignore"):
         loaded = 1e3 * _time(advance) / per
         one = None
@@ -336,8 +331,11 @@ def threading_env() -> dict:
 
 
 def _ratios(rows, w, least):
-    """Each compiled engine's speed-up (single runs: over the fastest peer; batches: over NumPy's single
-    run) and every engine's roofline fraction (the floor's time over its step time)."""
+    """Each compiled engine's speed-up and every engine's roofline fraction.
+
+    The speed-up is over the fastest peer for single runs and over NumPy's single run for batches; the roofline fraction
+    is the floor's time over the engine's step time.
+    """
     timed = {r.engine: r.ms_per_step for r in rows if r.ms_per_step}
     peers = [t for name, t in timed.items() if name in PEERS or name == "numpy"]
     for r in rows:

@@ -26,9 +26,12 @@ __all__ = ["Diagnosis", "Switch", "diagnose", "fit_step", "measured_switch"]
 
 @dataclass(frozen=True)
 class Switch:
-    """A switch measured on one test metric: its plateau (median over the decade after the training set is
-    fit) and final value; the first steps at which it has gone 10%, 50% and 90% of the way (linear
-    interpolation between recorded steps); ``width`` = step_90 - step_10."""
+    """A switch measured on one test metric: its plateau, final value, 10/50/90% steps and width.
+
+    The plateau is the median over the decade after the training set is fit. The 10%, 50% and 90% steps are the first
+    steps at which the metric has gone that far of the way (linear interpolation between recorded steps); ``width`` =
+    step_90 - step_10.
+    """
 
     metric: str
     plateau: float
@@ -43,8 +46,10 @@ class Switch:
 
 
 def fit_step(traj: Trajectory) -> int:
-    """First recorded step at which the training set is fit: 100% train accuracy (classification), or the
-    train loss below 1e-3 of its initial value (regression); the last step if never."""
+    """The first recorded step at which the training set is fit, or the last step if never.
+
+    Fit means 100% train accuracy (classification), or the train loss below 1e-3 of its initial value (regression).
+    """
     m = traj.metrics
     done = m["train_acc"] >= 1.0 if "train_acc" in m else m["train_loss"] <= 1e-3 * m["train_loss"][0]
     return int(traj.steps[np.argmax(done)] if done.any() else traj.steps[-1])
@@ -63,9 +68,11 @@ def _crossing(steps, values, start, level, direction) -> float:
 
 def measured_switch(traj: Trajectory, metric: str | None = None, *, min_change: float = 0.1,
                         ) -> Switch | None:
-    """The switch of ``metric`` (default: test_acc, or test_loss for regression), None if it moves by less
-    than ``min_change`` between the plateau and the end of the run: absolute for accuracies (0.1 = ten
-    points), relative to the larger of the two values for losses."""
+    """The switch of ``metric``, or None if it moves by less than ``min_change`` from plateau to end of run.
+
+    ``metric`` defaults to test_acc, or test_loss for regression. ``min_change`` is absolute for accuracies (0.1 = ten
+    points) and relative to the larger of the plateau and final values for losses.
+    """
     metric = metric or ("test_acc" if "test_acc" in traj.metrics else "test_loss")
     if metric not in traj.metrics:
         raise ConfigError(f"the trajectory has no metric {metric!r}; it has {', '.join(traj.metrics)}")
@@ -129,8 +136,10 @@ class Diagnosis:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        """Everything as JSON-serializable values (arrays as lists, NaN and infinities as null; the predicted
-        switch's ``note`` says why it is not a number)."""
+        """Everything as JSON-serializable values.
+
+        Arrays become lists and NaN and infinities null; the predicted switch's ``note`` says why it is not a number.
+        """
         def clean(a):
             return files.json_ready(np.asarray(a, dtype=float))
         predictors = {key: {"name": p.name, "info": p.info, "reason": p.reason}

@@ -16,8 +16,10 @@ class ConfigError(DichotomyError, ValueError):
 
 
 class StorageError(DichotomyError, OSError):
-    """The file system refused a write (full disk, read-only folder); the message names the file and says that
-    nothing under that name changed."""
+    """The file system refused a write (full disk, read-only folder).
+
+    The message names the file and says that nothing under that name changed.
+    """
 
 
 class OutputLocked(DichotomyError):
@@ -45,8 +47,11 @@ class TrainingDiverged(DichotomyError, FloatingPointError):
 
 
 class TrainingInterrupted(DichotomyError, KeyboardInterrupt):
-    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM; ``trajectory`` holds everything recorded until then
-    (``trajectories``: every run of a batch). ``exit_code`` is 130 for SIGINT and 143 for SIGTERM."""
+    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM.
+
+    ``trajectory`` holds everything recorded until then (``trajectories``: every run of a batch). ``exit_code`` is 130
+    for SIGINT and 143 for SIGTERM.
+    """
 
     def __init__(self, step: int, trajectory=None, *, signal_name: str = "SIGINT", trajectories=None):
         self.step = step

@@ -31,8 +31,10 @@ def _norm_twin(ax, traj: Trajectory):
 
 
 def _distance_panel(ax, steps, curves: dict, marks: dict):
-    """Distances to the limits (``curves``: label -> array aligned with ``steps``) on a log axis, with
-    vertical lines at ``marks`` (label -> step)."""
+    """Distances to the limits on a log axis, with vertical lines at ``marks``.
+
+    ``curves`` maps label -> array aligned with ``steps``; ``marks`` maps label -> step.
+    """
     colors = iter(("tab:purple", "tab:green", "tab:orange", "tab:brown"))
     for label, dist in curves.items():
         ax.plot(steps, dist, color=next(colors), label=label)

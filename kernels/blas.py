@@ -32,8 +32,10 @@ class Blas:
                                  for i in self.controller.info()})) or "none found"
 
     def most(self) -> int:
-        """The most threads a run may take: the available cores, within the libraries' own setting (a user's
-        ``OPENBLAS_NUM_THREADS`` is a ceiling)."""
+        """The most threads a run may take: the available cores, within the libraries' own setting.
+
+        A user's ``OPENBLAS_NUM_THREADS`` is a ceiling.
+        """
         own = [i["num_threads"] for i in self.controller.info() if i.get("num_threads")]
         return max(1, min(available_cores(), max(own, default=1)))
 

@@ -52,8 +52,11 @@ def available_cores(root: Path = CGROUP) -> int:
 
 
 def threads_per_worker(workers: int, threads: int | None = None) -> int:
-    """Each worker's share of the available cores (at least 1), or ``threads`` if given; ``workers`` x that
-    may not exceed them (a ConfigError when ``threads`` was asked for, a warning when the workers alone do)."""
+    """Each worker's share of the available cores (at least 1), or ``threads`` if given.
+
+    ``workers`` x that may not exceed them (a ConfigError when ``threads`` was asked for, a warning when the workers
+    alone do).
+    """
     have = available_cores()
     share = threads or max(1, have // workers)
     if workers * share > have:

@@ -112,8 +112,11 @@ def choose(kind: str, size: str, candidates: Sequence, trial: Callable[[object],
 
 
 def time_per_step(advance: Callable[[int], None], budget: float = 0.02, most: int = 64) -> float:
-    """Seconds per step of ``advance(k)``: one warm-up step, k doubled until a call lasts ``budget``, then the
-    fastest of three calls of k steps (a lone call of a slow step would time a pool waking up, or a neighbour)."""
+    """Seconds per step of ``advance(k)``, from the fastest of three calls of k steps.
+
+    One warm-up step, then k doubled until a call lasts ``budget``, then the fastest of three calls of k steps (a lone
+    call of a slow step would time a pool waking up, or a neighbour).
+    """
     advance(1)
     k = 1
     while True:

@@ -59,8 +59,24 @@ def fraction(name: str, value) -> float:
 
 
 def finite_array(name: str, a, *, ndim: int | None = None, real: bool = False) -> np.ndarray:
-    """Return ``np.asarray(a)`` after checking it is numeric (real with ``real``), finite and (optionally)
-    ``ndim``-dimensional."""
+    """Return ``np.asarray(a)`` after checking it is numeric, finite and (optionally) ``ndim``-dimensional.
+
+    With ``real`` the array must be real: complex dtypes are refused.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the messages.
+    a : array_like, any shape
+        ``ndim`` dimensions when ``ndim`` is given.
+    ndim : int, optional
+    real : bool
+
+    Returns
+    -------
+    ndarray, shape of ``a``
+        ``np.asarray(a)``, its dtype unchanged.
+    """
     a = np.asarray(a)
     if a.dtype.kind not in ("biuf" if real else "biufc"):
         kind = "real" if real else "numeric"
@@ -76,13 +92,31 @@ def finite_array(name: str, a, *, ndim: int | None = None, real: bool = False) -
 
 def check_params(name: str, shapes: dict[str, tuple[int, ...]], params, *, what: str = "params",
                  keep_dtype: bool = False) -> dict[str, np.ndarray]:
-    """Float64 copies of ``params`` after checking them against ``shapes`` (model ``name``'s ``shapes(config)``):
-    the same keys, the same shapes, real numbers, all finite. ``what`` names the dict in the messages
+    """Float64 copies of ``params`` after checking them against ``shapes`` (model ``name``'s ``shapes(config)``).
+
+    The checks: the same keys, the same shapes, real numbers, all finite. ``what`` names the dict in the messages
     (``params``, or ``tangent`` for a params-shaped direction).
 
     With ``keep_dtype`` (the model functions' checks, :func:`check_call`) float and complex arrays are returned as
     they are, so a float32 or a complex-step evaluation computes in its own dtype; integers still become float64
-    (an int8 u**L would wrap around silently)."""
+    (an int8 u**L would wrap around silently).
+
+    Parameters
+    ----------
+    name : str
+        The model's ``NAME``, for the messages.
+    shapes : dict of str to tuple of int
+        Each parameter's shape.
+    params : dict of str to array_like
+        One array per key of ``shapes``, of that shape.
+    what : str
+    keep_dtype : bool
+
+    Returns
+    -------
+    dict of str to ndarray
+        Keyed and shaped as ``shapes``: float64 copies, or with ``keep_dtype`` float and complex arrays as given.
+    """
     if not isinstance(params, dict):
         raise errors.ConfigError(f"{what} must be a dict of arrays, got {type(params).__name__}")
     if set(params) != set(shapes):
@@ -105,11 +139,34 @@ def check_params(name: str, shapes: dict[str, tuple[int, ...]], params, *, what:
 
 
 def check_call(module, config, params, X, tangent=None):
-    """The checks a model's public functions (predict, loss_and_grad, jvp, ntk_features) make before any math:
+    """The checks a model's public functions (predict, loss_and_grad, jvp, ntk_features) make before any math.
+
     ``config`` is the module's Config, ``params`` (and ``tangent``) match ``shapes(config)`` (:func:`check_params`),
     X passes the module's ``check_inputs``. Float and complex params keep their dtype (complex-step derivatives
-    go through these functions). Returns ``(params, X)``, or ``(params, X, tangent)`` with a tangent.
-    ``forward`` and ``backward`` skip these checks: they are the engine's per-step path on checked state."""
+    go through these functions). ``forward`` and ``backward`` skip these checks: they are the engine's per-step
+    path on checked state.
+
+    Parameters
+    ----------
+    module : model module
+        One of :data:`refimpl.models.MODELS`.
+    config : module.Config
+    params : dict of str to array_like
+        One array per key of ``module.shapes(config)``, of that shape.
+    X : array_like, shape (n, ...)
+        The model's inputs: feature rows (n, d) or (n, D), or index pairs (n, 2).
+    tangent : dict of str to array_like, optional
+        A direction shaped like ``params``.
+
+    Returns
+    -------
+    params : dict of str to ndarray
+        Shaped as ``module.shapes(config)``; float and complex dtypes kept, integers as float64.
+    X : ndarray, shape (n, ...)
+        As returned by ``module.check_inputs``.
+    tangent : dict of str to ndarray
+        Only with a tangent: ``(params, X)`` is returned without one, ``(params, X, tangent)`` with one.
+    """
     check_config(module, config)
     shapes = module.shapes(config)
     params = check_params(module.NAME, shapes, params, keep_dtype=True)
@@ -127,8 +184,10 @@ def check_config(module, config) -> None:
 
 
 def config_number(name: str, value, *, allow_zero: bool = False) -> float:
-    """A Config's real-valued field: an int or float (not a string or None; bools are refused by
-    :func:`positive`), finite, > 0 (>= 0 with ``allow_zero``)."""
+    """A Config's real-valued field: a finite int or float > 0 (>= 0 with ``allow_zero``).
+
+    A string or None is refused here; bools are refused by :func:`positive`.
+    """
     if not isinstance(value, numbers.Real):
         raise errors.ConfigError(f"{name} must be a number, got {value!r}")
     return positive(name, value, allow_zero=allow_zero)
@@ -142,17 +201,51 @@ def config_flag(name: str, value) -> bool:
 
 
 def model_params(module: ModuleType, config, params) -> dict[str, np.ndarray]:
-    """Float64 copies of ``params`` after checking them against the model's ``shapes(config)``: the same keys,
-    the same shapes, real numbers, all finite (:func:`check_params`). Every engine is given
-    parameters checked here, once."""
+    """Float64 copies of ``params`` after checking them against the model's ``shapes(config)``.
+
+    The checks: the same keys, the same shapes, real numbers, all finite (:func:`check_params`). Every engine is
+    given parameters checked here, once.
+
+    Parameters
+    ----------
+    module : model module
+    config : module.Config
+    params : dict of str to array_like
+        One array per key of ``module.shapes(config)``, of that shape.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Float64 copies, keyed and shaped as ``module.shapes(config)``.
+    """
     return check_params(module.NAME, module.shapes(config), params)
 
 
 def examples(module: ModuleType, config, params: dict[str, np.ndarray], X, y, loss: str, *,
                    empty: str) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) after checking X by the model's ``check_inputs`` and y against ``loss`` and the model's outputs (n,)
-    or (n, out) (:func:`refimpl.losses.check_targets`), for ``params`` already checked by :func:`check_params`.
-    X with no rows is a ConfigError saying ``empty``."""
+    """(X, y) after checking X by the model's ``check_inputs`` and y against ``loss`` and the model's outputs.
+
+    The outputs are (n,) or (n, out) (:func:`refimpl.losses.check_targets`), for ``params`` already checked by
+    :func:`check_params`. X with no rows is a ConfigError saying ``empty``.
+
+    Parameters
+    ----------
+    module : model module
+    config : module.Config
+    params : dict of str to ndarray
+        Checked parameters, shaped as ``module.shapes(config)``.
+    X : array_like, shape (n, ...)
+        The model's inputs, n >= 1.
+    y : array_like, shape (n,) or (n, out)
+        Targets of ``loss``.
+    loss : str
+    empty : str
+
+    Returns
+    -------
+    X : ndarray, shape (n, ...)
+    y : ndarray, shape (n,) or (n, out)
+    """
     X = module.check_inputs(config, X)
     if X.shape[0] == 0:
         raise errors.ConfigError(empty)
@@ -163,9 +256,30 @@ def examples(module: ModuleType, config, params: dict[str, np.ndarray], X, y, lo
 
 def model_data(module: ModuleType, config, params, X, y, loss: str,
                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """(params as float64 copies, X, y) after checking them for ``module``: params against ``shapes(config)``
-    (:func:`model_params`), X by the model's ``check_inputs`` with at least one row, y against
-    ``loss`` and the model's outputs (n,) or (n, out) (:func:`examples`)."""
+    """(params as float64 copies, X, y) after checking them for ``module``.
+
+    params are checked against ``shapes(config)`` (:func:`model_params`), X by the model's ``check_inputs`` with
+    at least one row, y against ``loss`` and the model's outputs (n,) or (n, out) (:func:`examples`).
+
+    Parameters
+    ----------
+    module : model module
+    config : module.Config
+    params : dict of str to array_like
+        One array per key of ``module.shapes(config)``, of that shape.
+    X : array_like, shape (n, ...)
+        The model's inputs, n >= 1.
+    y : array_like, shape (n,) or (n, out)
+        Targets of ``loss``.
+    loss : str
+
+    Returns
+    -------
+    params : dict of str to ndarray
+        Float64 copies, shaped as ``module.shapes(config)``.
+    X : ndarray, shape (n, ...)
+    y : ndarray, shape (n,) or (n, out)
+    """
     params = model_params(module, config, params)
     X, y = examples(module, config, params, X, y, loss,
                                  empty="X has no rows: the limits need at least one training example")

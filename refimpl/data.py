@@ -188,8 +188,10 @@ GENERATORS = {
 
 
 def make(generator: str, seed: int, **kwargs) -> Dataset:
-    """Draw dataset ``generator`` with ``np.random.default_rng(seed)``, ``seed`` an integer >= 0; ``kwargs`` are its
-    arguments."""
+    """Draw dataset ``generator`` with ``np.random.default_rng(seed)``.
+
+    ``seed`` is an integer >= 0; ``kwargs`` are the generator's arguments.
+    """
     if generator not in GENERATORS:
         raise errors.ConfigError(f"unknown dataset {generator!r}; choose one of {sorted(GENERATORS)}")
     seed = checks.positive_int("seed", seed, minimum=0)

@@ -50,8 +50,11 @@ class Engine(Protocol):
     diverged_at: np.ndarray   # (B,) int64: -1 while a run goes on, else its first step with a non-finite loss
 
     def advance(self, steps: int) -> None:
-        """Apply ``steps`` fused updates to every run still going. A run whose loss L(theta_s) is not finite is
-        frozen at theta_s and ``diverged_at[b] = s``; the others go on. ``step`` grows by ``steps``."""
+        """Apply ``steps`` fused updates to every run still going.
+
+        A run whose loss L(theta_s) is not finite is frozen at theta_s and ``diverged_at[b] = s``; the others go
+        on. ``step`` grows by ``steps``.
+        """
 
     def metrics(self) -> list[dict[str, float]]:
         """Per run, the metrics of :func:`dichotomy.run.driver.evaluate` at the current parameters."""
@@ -100,7 +103,7 @@ class ReferenceEngine:
 
     @classmethod
     def unsupported(cls, model, runs, data, dtype, schedule) -> str | None:
-        return None if dtype == "float64" else "the numpy reference computes in float64 only"
+        return None if dtype == "float64" else f"the numpy reference computes in float64 only, not {dtype}"
 
     def __init__(self, model: ModuleType, runs: list[RunSpec], data: Dataset, *, probe=None, dtype="float64",
                  schedule: LossNormalized | None = None):

@@ -37,7 +37,22 @@ def task_of(loss: str) -> str:
 
 
 def check_targets(loss: str, f_shape: tuple, y) -> np.ndarray:
-    """Check that targets ``y`` suit ``loss`` and outputs of shape ``f_shape``; return them as an array."""
+    """Check that targets ``y`` suit ``loss`` and outputs of shape ``f_shape``; return them as an array.
+
+    Parameters
+    ----------
+    loss : str
+        One of ``logistic``, ``exponential``, ``squared``, ``cross_entropy``.
+    f_shape : tuple of int
+        The outputs' shape, (n,) or (n, C).
+    y : array_like, shape (n,) or ``f_shape``
+        Labels in {-1, +1} (binary), class labels in [0, C) (multiclass) or finite real targets (regression).
+
+    Returns
+    -------
+    ndarray, shape (n,) or ``f_shape``
+        ``np.asarray(y)``.
+    """
     y = np.asarray(y)
     task = task_of(loss)
     n = f_shape[0]
@@ -66,8 +81,10 @@ def check_targets(loss: str, f_shape: tuple, y) -> np.ndarray:
 
 
 def _one_column(f: np.ndarray, y) -> np.ndarray:
-    """Outputs (n, 1) of a one-output model (a ReLU MLP with out = 1) against targets (n,): their column (n,),
-    so that y * f never broadcasts to (n, n). Anything else is returned as it is."""
+    """Outputs (n, 1) of a one-output model (a ReLU MLP with out = 1) against targets (n,): their column (n,).
+
+    Taking the column means y * f never broadcasts to (n, n). Anything else is returned as it is.
+    """
     f = np.asarray(f)
     if f.ndim == 2 and f.shape[1] == 1 and np.ndim(y) == 1:
         return f[:, 0]
@@ -141,7 +158,21 @@ def value_and_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float, np.n
 
 
 def log_value(loss: str, f: np.ndarray, y: np.ndarray) -> float:
-    """log of the mean loss, computed in log space (finite where the loss underflows to 0)."""
+    """log of the mean loss, computed in log space (finite where the loss underflows to 0).
+
+    Parameters
+    ----------
+    loss : str
+        One of ``logistic``, ``exponential``, ``squared``, ``cross_entropy``.
+    f : ndarray, shape (n,) or (n, C)
+        Model outputs (logits for ``cross_entropy``).
+    y : ndarray, shape (n,) or like ``f``
+        Targets.
+
+    Returns
+    -------
+    float
+    """
     f = _one_column(f, y)
     n = f.shape[0]
     if loss == "logistic":
@@ -159,7 +190,21 @@ def log_value(loss: str, f: np.ndarray, y: np.ndarray) -> float:
 
 
 def margins(task: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-sample margins: y_i f_i (binary) or F_{i,y_i} - max_{j != y_i} F_ij (multiclass), shape (n,)."""
+    """Per-sample margins: y_i f_i (binary) or F_{i,y_i} - max_{j != y_i} F_ij (multiclass), shape (n,).
+
+    Parameters
+    ----------
+    task : str
+        ``binary`` or ``multiclass``.
+    f : ndarray, shape (n,) or (n, C)
+        Outputs (binary; (n, 1) is taken as (n,)) or logits F (multiclass).
+    y : ndarray, shape (n,)
+        Labels in {-1, +1} (binary) or class labels in [0, C) (multiclass).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
     if task == "binary":
         return y * _one_column(f, y)
     if task == "multiclass":
@@ -168,7 +213,21 @@ def margins(task: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def accuracy(task: str, f: np.ndarray, y: np.ndarray) -> float:
-    """Fraction correct. Binary ties (f = 0) count 1/2, as in the official code; multiclass uses argmax."""
+    """Fraction correct. Binary ties (f = 0) count 1/2, as in the official code; multiclass uses argmax.
+
+    Parameters
+    ----------
+    task : str
+        ``binary`` or ``multiclass``.
+    f : ndarray, shape (n,) or (n, C)
+        Outputs (binary; (n, 1) is taken as (n,)) or logits (multiclass).
+    y : ndarray, shape (n,)
+        Labels in {-1, +1} (binary) or class labels in [0, C) (multiclass).
+
+    Returns
+    -------
+    float
+    """
     if task == "binary":
         f = _one_column(f, y)
         return float(np.mean((y * f > 0) + 0.5 * (f == 0)))
@@ -178,7 +237,21 @@ def accuracy(task: str, f: np.ndarray, y: np.ndarray) -> float:
 
 
 def normalized_margin(task: str, f: np.ndarray, y: np.ndarray, norm: float, L: int) -> float:
-    """min_i margin_i / ||theta||^L, the quantity whose maximization is problem (R1) (docs/math.md §1.4)."""
+    """min_i margin_i / ||theta||^L, the quantity whose maximization is problem (R1) (docs/math.md §1.4).
+
+    Parameters
+    ----------
+    task, f, y
+        As in :func:`margins`: f (n,) or (n, C), y (n,).
+    norm : float
+        ||theta||_2.
+    L : int
+        The model's homogeneity degree.
+
+    Returns
+    -------
+    float
+    """
     return float(np.min(margins(task, f, y)) / norm**L)
 
 
@@ -188,6 +261,22 @@ def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float,
     This is what the loss-normalized learning rate eta / L(theta) of the no-weight-decay experiments
     (Fig. 4, Appendix B.1) needs: the step eta (dL/dtheta) / L never forms L or its gradient. Per sample,
     (dl_i/df_i) / sum_j l_j = sign * exp(log |dl_i/df_i| - logsumexp_j log l_j) (docs/math.md §1.3).
+
+    Parameters
+    ----------
+    loss : str
+        One of ``logistic``, ``exponential``, ``squared``, ``cross_entropy``.
+    f : ndarray, shape (n,) or (n, C)
+        Model outputs (logits for ``cross_entropy``).
+    y : ndarray, shape (n,) or like ``f``
+        Targets.
+
+    Returns
+    -------
+    log_value : float
+        log L.
+    g : ndarray, shape of ``f``
+        (dL/df) / L.
     """
     shape, f = np.shape(f), _one_column(f, y)
     if f.shape != shape:

@@ -31,6 +31,19 @@ def logsumexp(xp, a, axis=None):
 
     On NumPy arrays this is SciPy's (the one :mod:`refimpl.losses` uses, so the reference's numbers are its
     own); elsewhere the shifted sum log(sum e^(a - max)) + max.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``a`` (numpy or cupy).
+    a : array, any shape
+    axis : int, optional
+        None reduces over every entry.
+
+    Returns
+    -------
+    array
+        ``a``'s shape without ``axis``; 0-d when ``axis`` is None.
     """
     if xp is np:
         return special.logsumexp(a, axis=axis)
@@ -41,7 +54,18 @@ def logsumexp(xp, a, axis=None):
 
 
 def log_softplus(xp, z):
-    """log(log(1 + e^z)) elementwise, accurate far below 0 where softplus(z) underflows."""
+    """log(log(1 + e^z)) elementwise, accurate far below 0 where softplus(z) underflows.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``z`` (numpy or cupy).
+    z : array, any shape
+
+    Returns
+    -------
+    array, shape of ``z``
+    """
     low = z < LOG_SOFTPLUS_SWITCH
     zl = xp.where(low, z, LOG_SOFTPLUS_SWITCH)  # each branch evaluated only where it is taken
     zh = xp.where(low, 0.0, z)
@@ -64,7 +88,23 @@ def _one_column(f, y):
 
 
 def loss_value(xp, loss: str, f, y):
-    """Mean loss (0-d array) of outputs f against targets y."""
+    """Mean loss (0-d array) of outputs f against targets y.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``f`` and ``y`` (numpy or cupy).
+    loss : str
+        ``logistic``, ``exponential``, ``squared`` or ``cross_entropy``.
+    f : array, shape (n,) or (n, C)
+        Outputs, or logits (n, C) for ``cross_entropy``.
+    y : array, shape (n,) or like ``f``
+        Targets, or class labels (n,) for ``cross_entropy``.
+
+    Returns
+    -------
+    array, shape ()
+    """
     if loss == "logistic":
         return xp.mean(xp.logaddexp(0.0, -y * f))
     if loss == "exponential":
@@ -80,7 +120,23 @@ def loss_value(xp, loss: str, f, y):
 
 
 def log_loss(xp, loss: str, f, y):
-    """log of the mean loss (0-d array), in log space."""
+    """log of the mean loss (0-d array), in log space.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``f`` and ``y`` (numpy or cupy).
+    loss : str
+        ``logistic``, ``exponential``, ``squared`` or ``cross_entropy``.
+    f : array, shape (n,) or (n, C)
+        Outputs, or logits (n, C) for ``cross_entropy``.
+    y : array, shape (n,) or like ``f``
+        Targets, or class labels (n,) for ``cross_entropy``.
+
+    Returns
+    -------
+    array, shape ()
+    """
     n = f.shape[0]
     if loss == "squared":
         r = f - y
@@ -97,14 +153,46 @@ def log_loss(xp, loss: str, f, y):
 
 
 def accuracy(xp, task: str, f, y):
-    """Fraction correct: binary ties (f = 0) count 1/2; multiclass takes the first maximal logit."""
+    """Fraction correct: binary ties (f = 0) count 1/2; multiclass takes the first maximal logit.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``f`` and ``y`` (numpy or cupy).
+    task : str
+        ``binary`` or ``multiclass``.
+    f : array, shape (n,) or (n, C)
+        Outputs (n,) (binary) or logits (n, C) (multiclass).
+    y : array, shape (n,)
+        Labels in {-1, +1} (binary) or class labels in [0, C) (multiclass).
+
+    Returns
+    -------
+    array, shape ()
+    """
     if task == "binary":
         return xp.mean((y * f > 0) + 0.5 * (f == 0))
     return xp.mean(xp.argmax(f, axis=1) == y)
 
 
 def min_margin(xp, task: str, f, y):
-    """min_i margin_i: y_i f_i (binary) or F_{i,y_i} - max_{c != y_i} F_ic (multiclass)."""
+    """min_i margin_i: y_i f_i (binary) or F_{i,y_i} - max_{c != y_i} F_ic (multiclass).
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``f`` and ``y`` (numpy or cupy).
+    task : str
+        ``binary`` or ``multiclass``.
+    f : array, shape (n,) or (n, C)
+        Outputs (n,) (binary) or logits F (n, C) (multiclass).
+    y : array, shape (n,)
+        Labels in {-1, +1} (binary) or class labels in [0, C) (multiclass).
+
+    Returns
+    -------
+    array, shape ()
+    """
     if task == "binary":
         return xp.min(y * f)
     return -xp.max(xp.max(_others_minus_true(xp, f, y), axis=1))

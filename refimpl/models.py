@@ -1,32 +1,68 @@
-"""The model families by name. Each is a module exporting the same functions (docs/user-guide.md):
+"""The model families by name, and the protocol every model module keeps (docs/architecture.md).
 
-``Config`` (frozen dataclass), ``init(config, rng)``, ``check_inputs(config, X)``, ``forward``,
-``predict(config, params, X)``, ``backward(config, params, cache, g)``,
-``loss_and_grad(config, params, X, y, loss)``, ``jvp(config, params, X, tangent)`` (forward-mode
-derivative of the outputs along a params-shaped tangent) and ``ntk_features(config, params, X)``;
-
-and its facts (docs/architecture.md): ``NAME`` (its one name), ``degree(config)`` (homogeneity degree),
-``init_scale(config)`` and ``SCALE_CONVENTION`` (alpha in theta(0) = alpha theta_bar), ``n_outputs(config)``,
-``config_for(data, **model_args)`` (dimensions from the dataset), ``late_limit(config, task)`` (which convex
-late limit applies, or None), ``ntk_gram(config, params, X1, X2)`` and ``shapes(config)`` (parameter names and
-shapes, checked by :func:`check_params`).
+A model is a module. :class:`Model` lists what it exports: the math (``Config``, ``init``, ``forward``,
+``backward``, ``predict``, ``loss_and_grad``, ``jvp``, ``ntk_features``, ``ntk_gram``), the facts the rest of the
+package asks of it (``NAME``, ``INPUTS``, ``SCALE_CONVENTION``, ``degree``, ``init_scale``, ``n_outputs``,
+``shapes``, ``config_for``, ``late_limit``) and the plain-data facts of its standard problems (``QUICK_PRESET``,
+``STANDARD_LOSS``, ``SMALL_PROBLEM``, ``bench_problem``, ``step_work``). :data:`MODELS` registers them, and
+:func:`missing` names what a module lacks (tests/test_interface.py runs it on every entry).
 
 ``predict``, ``loss_and_grad``, ``jvp`` and ``ntk_features`` check their arguments (:func:`refimpl.checks.check_call`);
 ``forward`` and ``backward`` do not: they are the engine's per-step path, on state checked once by
-:func:`dichotomy.run.driver.check_run` (params by :func:`check_params` here).
+:func:`dichotomy.run.driver.check_run` (params by :func:`refimpl.checks.model_params`).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from dichotomy.errors import ConfigError
 from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
 
-# A fourth model is its own module (with the facts below) and one entry in this tuple.
+
+@runtime_checkable
+class Model(Protocol):
+    """What every model module exports; ``isinstance(module, Model)`` checks that each name is there."""
+
+    NAME: str               # its one name: registry key, CLI argument, trajectory field
+    INPUTS: str             # "features" (rows of X) or "index-pairs" (matrix entries (i, j))
+    SCALE_CONVENTION: str   # what alpha means in theta(0) = alpha theta_bar
+    QUICK_PRESET: str       # the preset `dichotomy train MODEL` runs by default
+    STANDARD_LOSS: str      # the loss of its standard problems
+    SMALL_PROBLEM: dict     # {"dataset", "data", "model", "lr", "wd"}: crosscheck and golden files
+    Config: type            # a frozen dataclass, checked in __post_init__
+
+    def init(self, config, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]: ...
+    def check_inputs(self, config, X) -> np.ndarray: ...
+    def forward(self, config, params, X) -> tuple[np.ndarray, Any]: ...
+    def backward(self, config, params, cache, g) -> dict[str, np.ndarray]: ...
+    def predict(self, config, params, X) -> np.ndarray: ...
+    def loss_and_grad(self, config, params, X, y, loss: str) -> tuple[float, dict[str, np.ndarray]]: ...
+    def jvp(self, config, params, X, tangent) -> np.ndarray: ...
+    def ntk_features(self, config, params, X) -> np.ndarray: ...
+    def ntk_gram(self, config, params, X1, X2) -> np.ndarray: ...
+    def shapes(self, config) -> dict[str, tuple[int, ...]]: ...
+    def degree(self, config) -> int: ...
+    def init_scale(self, config) -> float: ...
+    def n_outputs(self, config) -> int: ...
+    def config_for(self, data, **model_args): ...
+    def late_limit(self, config, task: str) -> str | None: ...
+    def bench_problem(self, size: dict) -> tuple[str, dict, dict]: ...
+    def step_work(self, config, n: int) -> tuple[int, int]: ...
+
+
+def missing(module: ModuleType) -> list[str]:
+    """The names of :class:`Model` that ``module`` does not export (empty for a complete model)."""
+    names = [n for n in Model.__annotations__] + [n for n in vars(Model) if not n.startswith("_")
+                                                   and callable(vars(Model)[n])]
+    return sorted(n for n in set(names) if not hasattr(module, n))
+
+
+# A fourth model is its own module (keeping the protocol above) and one entry in this tuple.
 MODELS: dict[str, ModuleType] = {m.NAME: m for m in (diagonal_net, matrix_factorization, relu_mlp)}
-
-
 def get(name: str) -> ModuleType:
     """The model module registered under ``name``."""
     try:

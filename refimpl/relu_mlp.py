@@ -21,6 +21,11 @@ NAME = "relu-mlp"  # the model's one name: registry key, CLI argument, trajector
 INPUTS = "features"  # rows of X are feature vectors
 SCALE_CONVENTION = "theta(0) = alpha x He init, alpha = init_scale"
 MAX_JACOBIAN_BYTES = 1 << 30  # the largest Jacobian ntk_gram forms; beyond, a one-line ConfigError
+# What the layers above ask of this model (plain data: the oracle imports nothing above it).
+QUICK_PRESET = "fig2a-quick"  # what `dichotomy train` runs when no --preset is given
+STANDARD_LOSS = "cross_entropy"  # the loss of its standard problems (peer timing)
+SMALL_PROBLEM = {"dataset": "modular_arithmetic", "data": {"p": 7, "train_fraction": 0.5},
+                 "model": {"h": 16, "L": 2}, "lr": 0.1, "wd": 1e-3}  # crosscheck, golden files
 _THIS = sys.modules[__name__]  # for the shared argument checks (checks.check_call)
 
 
@@ -60,9 +65,11 @@ def n_outputs(config: Config) -> int:
 
 
 def config_for(data, **model_args) -> Config:
-    """The Config of ``model_args`` with D = input width and ``out`` = the number of classes from the dataset
-    (``info["p"]`` for modular arithmetic; else 1 for binary or regression targets, max label + 1 for
-    cross-entropy)."""
+    """The Config of ``model_args`` with D = input width and ``out`` = the number of classes from the dataset.
+
+    ``out`` is ``info["p"]`` for modular arithmetic; else 1 for binary or regression targets, max label + 1 for
+    cross-entropy.
+    """
     D = int(np.shape(data.X_train)[1])
     if "p" in data.info:
         out = int(data.info["p"])
@@ -79,7 +86,20 @@ def late_limit(config: Config, task: str) -> str | None:
 
 
 def ntk_gram(config: Config, params, X1, X2) -> np.ndarray:
-    """J(X1) J(X2)^T from the hand-written Jacobian; shape (n1, out, n2, out) (docs/limits.md §2)."""
+    """J(X1) J(X2)^T from the hand-written Jacobian; shape (n1, out, n2, out) (docs/limits.md §2).
+
+    Parameters
+    ----------
+    config : Config
+    params : dict of ndarray
+        Shaped as :func:`shapes`.
+    X1 : ndarray, shape (n1, D)
+    X2 : ndarray, shape (n2, D)
+
+    Returns
+    -------
+    ndarray, shape (n1, out, n2, out)
+    """
     P = sum(math.prod(s) for s in shapes(config).values())
     need = 8 * P * config.out * (len(X1) + (0 if X2 is X1 else len(X2)))
     if need > MAX_JACOBIAN_BYTES:
@@ -99,8 +119,21 @@ def shapes(config: Config) -> dict[str, tuple[int, ...]]:
 
 
 def init(config: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """He (kaiming_normal_, fan_in) init times ``init_scale``: std sqrt(2/fan_in) for hidden layers, relu gain;
-    std sqrt(1/fan_in) for the last, linear gain; b1 = 0; the last layer zeroed if ``zero_last_layer``."""
+    """He (kaiming_normal_, fan_in) init times ``init_scale``.
+
+    std sqrt(2/fan_in) for hidden layers, relu gain; std sqrt(1/fan_in) for the last, linear gain; b1 = 0; the
+    last layer zeroed if ``zero_last_layer``.
+
+    Parameters
+    ----------
+    config : Config
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict of ndarray
+        ``W1`` (h, D), ``b1`` (h,), ``W2`` ... ``W{L-1}`` (h, h), ``W{L}`` (out, h), float64.
+    """
     if not isinstance(rng, np.random.Generator):
         raise errors.ConfigError("relu_mlp.init draws random weights: pass rng=np.random.default_rng(seed)")
     params = {}
@@ -116,7 +149,19 @@ def init(config: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def check_inputs(config: Config, X) -> np.ndarray:
-    """X must be a finite (n, D) numeric array."""
+    """X must be a finite (n, D) numeric array.
+
+    Parameters
+    ----------
+    config : Config
+    X : array_like, shape (n, D)
+        Real.
+
+    Returns
+    -------
+    ndarray, shape (n, D)
+        ``np.asarray(X)``, its dtype kept.
+    """
     X = checks.finite_array("X", X, ndim=2, real=True)
     if X.shape[1] != config.D:
         raise errors.ConfigError(f"X has {X.shape[1]} columns but the MLP has input width D={config.D}")
@@ -125,7 +170,22 @@ def check_inputs(config: Config, X) -> np.ndarray:
 
 def forward(config: Config, params, X):
     """Logits (n, out) and the cache (activations a_0 = X, ..., a_{L-1}; pre-activations z_1..z_{L-1}).
-    Unchecked: the engine's per-step path (use :func:`predict` on untrusted input)."""
+
+    Unchecked: the engine's per-step path (use :func:`predict` on untrusted input).
+
+    Parameters
+    ----------
+    config : Config
+    params : dict of ndarray
+        Shaped as :func:`shapes`.
+    X : ndarray, shape (n, D)
+
+    Returns
+    -------
+    f : ndarray, shape (n, out)
+    cache : tuple of two lists of ndarray
+        The activations a_0 = X (n, D), a_1 ... a_{L-1} (n, h), and the pre-activations z_1 ... z_{L-1} (n, h).
+    """
     a, acts, pre = X, [X], []
     for layer in range(1, config.L):
         z = a @ params[f"W{layer}"].T
@@ -138,14 +198,43 @@ def forward(config: Config, params, X):
 
 
 def predict(config: Config, params, X) -> np.ndarray:
-    """Logits f(theta; x_i) for every row of X (n, D); shape (n, out)."""
+    """Logits f(theta; x_i) for every row of X (n, D); shape (n, out).
+
+    Parameters
+    ----------
+    config : Config
+    params : dict of array_like
+        Shaped as :func:`shapes`.
+    X : array_like, shape (n, D)
+
+    Returns
+    -------
+    ndarray, shape (n, out)
+    """
     params, X = checks.check_call(_THIS, config, params, X)
     return forward(config, params, X)[0]
 
 
 def backward(config: Config, params, cache, g: np.ndarray) -> dict[str, np.ndarray]:
     """Gradient of sum_ik g_ik f_ik by backpropagation (docs/math.md §4.1); g has shape (n, out).
-    Unchecked, like :func:`forward`."""
+
+    Unchecked, like :func:`forward`.
+
+    Parameters
+    ----------
+    config : Config
+    params : dict of ndarray
+        Shaped as :func:`shapes`.
+    cache : tuple
+        From :func:`forward` on the same params.
+    g : ndarray, shape (n, out)
+        The output cotangent.
+
+    Returns
+    -------
+    dict of ndarray
+        Keyed and shaped as :func:`shapes`.
+    """
     acts, pre = cache
     grads = {}
     delta = g
@@ -162,6 +251,17 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
     """Directional derivative of the logits along ``tangent`` by forward-mode differentiation; (n, out).
 
     z_l = W_l a_{l-1} (+ b_1), dz_l = T_l a_{l-1} + W_l da_{l-1} (+ T_b1), da_l = relu'(z_l) dz_l.
+
+    Parameters
+    ----------
+    config : Config
+    params, tangent : dict of array_like
+        Shaped as :func:`shapes`; ``tangent`` holds the directions T_l and T_b1.
+    X : array_like, shape (n, D)
+
+    Returns
+    -------
+    ndarray, shape (n, out)
     """
     params, X, tangent = checks.check_call(_THIS, config, params, X, tangent)
     a, da = X, np.zeros_like(X, dtype=np.result_type(X, tangent["W1"]))
@@ -176,14 +276,42 @@ def jvp(config: Config, params, X, tangent) -> np.ndarray:
 
 
 def loss_and_grad(config: Config, params, X, y, loss: str):
-    """Mean loss over (X, y) and its gradient, shaped like ``params`` (:func:`refimpl.objective.loss_and_grad`)."""
+    """Mean loss over (X, y) and its gradient, shaped like ``params`` (:func:`refimpl.objective.loss_and_grad`).
+
+    Parameters
+    ----------
+    config : Config
+    params : dict of array_like
+        Shaped as :func:`shapes`.
+    X : array_like, shape (n, D)
+    y : array_like, shape (n,) or (n, out)
+        Targets of ``loss``: labels (n,) for classification, (n,) or (n, out) for ``squared``.
+    loss : str
+
+    Returns
+    -------
+    value : float
+    grad : dict of ndarray
+        Keyed and shaped as :func:`shapes`.
+    """
     return objective.loss_and_grad(_THIS, config, params, X, y, loss)
 
 
 def ntk_features(config: Config, params, X) -> np.ndarray:
     """Jacobian of every output, by one backward pass per (sample, output); shape (n, out, P).
 
-    P is the total parameter count, flattened in :func:`shapes` order (refimpl.checks.flatten).
+    P is the total parameter count, flattened in :func:`shapes` order (refimpl.params.flatten).
+
+    Parameters
+    ----------
+    config : Config
+    params : dict of array_like
+        Shaped as :func:`shapes`.
+    X : array_like, shape (n, D)
+
+    Returns
+    -------
+    ndarray, shape (n, out, P)
     """
     params, X = checks.check_call(_THIS, config, params, X)
     n = X.shape[0]
@@ -195,3 +323,17 @@ def ntk_features(config: Config, params, X) -> np.ndarray:
             g[0, k] = 1.0
             J[i, k] = np.concatenate([a.ravel() for a in backward(config, params, cache, g).values()])
     return J
+
+
+def bench_problem(size: dict) -> tuple[str, dict, dict]:
+    """``dichotomy bench``'s problem of ``size`` ({"p", "h"}): (dataset generator, its arguments, Config arguments)."""
+    return "modular_arithmetic", {"p": size["p"], "train_fraction": 0.4}, {"h": size["h"]}
+
+
+def step_work(config: Config, n: int) -> tuple[int, int]:
+    """The least work of one GD step on n examples: (bytes, FLOPs).
+
+    FLOPs: the three products of the output layer (3 n h out multiply-adds; the first layer of two-hot inputs is
+    a gather).
+    """
+    return 0, 6 * n * config.h * config.out

@@ -21,6 +21,20 @@ def sgd_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: fl
 
     This is ``torch.optim.SGD(lr=lr, weight_decay=wd)`` without momentum, i.e. gradient descent on
     L(theta) + (wd / 2) ||theta||^2. Returns new arrays; the inputs are not modified.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        Arrays of any shapes.
+    grads : dict of str to ndarray
+        g for each key of ``params``, of the same shape.
+    lr, wd : float
+        Learning rate and weight decay.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Keyed and shaped as ``params``.
     """
     return {k: p - lr * (grads[k] + wd * p) for k, p in params.items()}
 

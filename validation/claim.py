@@ -21,7 +21,7 @@ import numpy as np
 
 from dichotomy.errors import ConfigError
 from dichotomy.run.trajectory import Trajectory, load
-from dichotomy.store import files, manifest
+from dichotomy.store import files
 from dichotomy.store.keys import fingerprint
 
 
@@ -67,8 +67,10 @@ class Check:
 
     @classmethod
     def holds(cls, name: str, prediction: str, measured: float, condition: bool, tolerance: str) -> Check:
-        """A check whose pass condition is computed by the caller (an ordering, a sign); it never passes on
-        a NaN or infinite measurement."""
+        """A check whose pass condition is computed by the caller (an ordering, a sign).
+
+        It never passes on a NaN or infinite measurement.
+        """
         measured = _measured(measured)
         return cls(name, prediction, None, measured, tolerance, bool(condition) and math.isfinite(measured))
 
@@ -82,9 +84,11 @@ class Results:
     trajectories: dict[str, Trajectory] = field(default_factory=dict)
 
     def save(self, folder: Path, config: dict) -> list[Path]:
-        """Write ``results.json`` (config, its hash, values), ``results.npz`` and ``trajectories/``, each file
-        atomically; return their paths. The caller writes the set's manifest last (:mod:`dichotomy.store.manifest`)."""
-        manifest.invalidate(folder)  # a kill from here on leaves no manifest: the set is not taken as finished
+        """Write ``results.json``, ``results.npz`` and ``trajectories/``, each file atomically; return their paths.
+
+        ``results.json`` holds the config, its hash and the values. The caller began the set first and seals it after
+        (:class:`dichotomy.store.resultset.ResultSet`).
+        """
         paths = []
         for name, traj in self.trajectories.items():
             paths += traj.save(folder / "trajectories" / name)

@@ -3,8 +3,8 @@
 Without weight decay nothing pulls the net out of the kernel regime in (1/lambda) log alpha time; the
 implicit bias of the loss alone (Lyu & Li's margin maximization) still moves it towards a max-margin
 solution, but only on a log-log time scale, with ||theta||^2 growing like log t (L = 2). The loss-normalized
-schedule makes that regime reachable; the loss and the time live in log space (dichotomy.run.driver.
-run_loss_normalized).
+schedule makes that regime reachable; the loss and the time live in log space (``driver.run(...,
+schedule=LossNormalized(eta))``, refimpl/steppers.py).
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ CONFIGS = {
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
-    """Trains on ``backend`` if it has the loss-normalized schedule, else on the NumPy reference (said in the
-    report's notes)."""
+    """Trains on ``backend`` if it has the loss-normalized schedule, else on the NumPy reference.
+
+    The report's notes say which.
+    """
     preset = runs.preset_of(config["run"])
     module, cfg, params, data = presets.build(preset)
     schedule = LossNormalized(eta=config["eta"], switch_log_loss=config["switch_log_loss"])

@@ -3,7 +3,7 @@
 A reading is ``(metric, step, value, atol, rtol)``: the paper's curve passes through ``value`` at ``step``. The
 run reproduces it when its own curve comes within ``atol + rtol |value|`` of ``value`` somewhere in the window
 [step / (1 + s), step (1 + s)], s = ``step_rtol``: a reading off a log-scale axis is uncertain in the step by
-~10%, and the data the paper drew (its RNG) differ from ours, which moves a transition by a similar amount. Both
+~10%, and the data the paper drew (its RNG) differ from ours, which moves a switch by a similar amount. Both
 tolerances are part of the claim's config, fixed before the run.
 """
 
@@ -33,8 +33,10 @@ def _window(traj: Trajectory, metric: str, step: float, step_rtol: float) -> tup
 
 
 def checks(traj: Trajectory, readings: list[dict], step_rtol: float, figure: str) -> list[Check]:
-    """One :class:`Check` per reading: pass when the measured curve reaches the paper's value (within its
-    tolerance) inside the step window."""
+    """One :class:`Check` per reading.
+
+    Each passes when the measured curve reaches the paper's value (within its tolerance) inside the step window.
+    """
     out = []
     for r in readings:
         value, atol, rtol = float(r["value"]), float(r.get("atol", 0.0)), float(r.get("rtol", 0.0))

@@ -1,4 +1,4 @@
-"""When does the switch happen? The transition time against ln(alpha) and against 1/lambda (docs/paper.md §4).
+"""When does the switch happen? The switch time against ln(alpha) and against 1/lambda (docs/paper.md §4).
 
 Theorems 3.4/3.5 put the switch at t* = (1/lambda) ln(alpha) up to lower-order terms, and the window
 [(1 - c), (1 + c)] t* shrinks relative to t* as alpha grows. Measured on the diagonal net of Fig. 1a (one
@@ -50,8 +50,10 @@ CONFIGS = {
 
 @contextmanager
 def _workdir(backend):
-    """Where the claim's two sweeps live while it computes: its checkpoints folder (a killed claim resumes them),
-    or a temporary folder when it does not checkpoint; removed when the claim is computed."""
+    """Where the claim's two sweeps live while it computes; removed when the claim is computed.
+
+    That is its checkpoints folder (a killed claim resumes them), or a temporary folder when it does not checkpoint.
+    """
     if backend.checkpoints is None:
         with tempfile.TemporaryDirectory(prefix="dichotomy-scaling-") as tmp:
             yield Path(tmp)
@@ -62,9 +64,11 @@ def _workdir(backend):
 
 
 def _sweep(config: dict, folder: Path, backend, axis: str, values: list, fixed: dict, steps: int, progress: bool):
-    """One axis swept at the run's overrides plus ``fixed``, through ``dichotomy sweep``'s path (one batch of
-    the backend's engine), analyzed by ``dichotomy phase``'s: (the cells in ``values`` order, the axis's fits,
-    the runs' trajectories)."""
+    """One axis swept at the run's overrides plus ``fixed``: (cells, fits, trajectories).
+
+    The sweep goes through ``dichotomy sweep``'s path (one batch of the backend's engine) and is analyzed by
+    ``dichotomy phase``'s. It returns (the cells in ``values`` order, the axis's fits, the runs' trajectories).
+    """
     overrides = {k: v for k, v in {**config["run"].get("overrides", {}), **fixed}.items() if k != "steps"}
     g = sweep.grid(config["run"]["preset"], {**{k: [v] for k, v in overrides.items()}, axis: list(values)},
                    seeds=[0], steps=steps)

@@ -22,6 +22,7 @@ from dichotomy import errors
 from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.run.trajectory import versions
 from dichotomy.store import files, manifest
+from dichotomy.store.resultset import ResultSet
 from dichotomy.validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
 from dichotomy.validation.claim import Check, Results, check_to_json, config_hash
 
@@ -73,11 +74,12 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
     if scale not in module.CONFIGS:
         raise errors.ConfigError(f"claim {name} has no {scale!r} config; it has {', '.join(module.CONFIGS)}")
     config = {**module.CONFIGS[scale], "scale": scale, "backend": backend.name}
-    folder, key = out / name, config_hash(config)
+    folder = out / name
+    results_set = ResultSet(folder, config_hash(config))
     start = time.perf_counter()
     notes, results, verdict = [], None, None
     if not force:
-        verdict = manifest.check(folder, key, other_version=reuse_other_version)
+        verdict = results_set.check(other_version=reuse_other_version)
         if verdict:
             try:
                 results = Results.load(folder)
@@ -92,20 +94,18 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
     reused = results is not None
     checkpoints = None if checkpoint_every == 0 else Checkpoints(folder / "checkpoints", every=checkpoint_every)
     if not reused:
-        manifest.invalidate(folder)
+        results_set.begin()
         if force and checkpoints is not None:
             checkpoints.clear()
         results = module.compute(config, backend.checkpointed(checkpoints), progress=progress)
         results.values["compute_seconds"] = time.perf_counter() - start
         paths = results.save(folder, config)
     else:
-        paths = [folder / rel for rel in manifest.listed(folder)]
+        paths = results_set.listed()
     figures = module.plot(results, folder)
     checks = module.check(results, config)
-    manifest.write(folder, sorted(set(paths) | set(figures)), key, claim=name, scale=scale,
-                   version=verdict.version if reused else None)
-    if checkpoints is not None:
-        checkpoints.clear()
+    results_set.seal(sorted(set(paths) | set(figures)), checkpoints=checkpoints, claim=name, scale=scale,
+                     version=verdict.version if reused else None)
     notes += list(results.values.get("notes", []))
     seconds = results.values.get("compute_seconds") or time.perf_counter() - start
     return ClaimReport(name, module.TITLE, module.CLAIM, config, checks, figures, seconds, reused, notes)
@@ -196,14 +196,18 @@ def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tu
 
 
 def markers(scale: str) -> tuple[str, str]:
-    """The comments that delimit the report of ``scale`` in a docs file (docs/validation.md: quick;
-    docs/validation-paper.md: paper)."""
+    """The comments that delimit the report of ``scale`` in a docs file.
+
+    The file is docs/validation.md for quick and docs/validation-paper.md for paper.
+    """
     return f"<!-- validate:{scale}:start -->", f"<!-- validate:{scale}:end -->"
 
 
 def check_docs(docs: Path, scale: str) -> str:
-    """The text of ``docs`` after checking it has the section :func:`write_docs` fills (a ConfigError if not,
-    so that ``validate --docs`` fails before any claim is computed)."""
+    """The text of ``docs`` after checking it has the section :func:`write_docs` fills.
+
+    A ConfigError if not, so that ``validate --docs`` fails before any claim is computed.
+    """
     try:
         text = Path(docs).read_text()
     except OSError as e:
@@ -215,8 +219,10 @@ def check_docs(docs: Path, scale: str) -> str:
 
 
 def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path) -> Path:
-    """Put the report between the markers of ``docs`` (docs/validation.md), its figures beside it in a folder
-    named after it (``validation/NAME.png``); the report's own headings move one level down."""
+    """Put the report between the markers of ``docs`` (docs/validation.md), its figures beside it.
+
+    The figures go in a folder named after it (``validation/NAME.png``); the report's own headings move one level down.
+    """
     text = check_docs(docs, scale)
     figures = docs.parent / docs.stem
     for r in reports:

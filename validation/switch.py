@@ -21,12 +21,12 @@ from dichotomy.validation.claim import Check, Results
 
 
 def kernel_phase_end(t_star: float, measured) -> float:
-    """The end of the window in which the kernel-phase predictions (the kernel limit, the norm decay) are
-    checked: half the measured switch time (its 50% point), or t*/2 when no switch was measured.
+    """The end of the window in which the kernel-phase predictions (the kernel limit, the norm decay) are checked.
 
-    The theorems hold at (1 - c) t* for every c in (0, 1) as alpha -> infinity; at finite alpha the switch is
-    shifted by O(log log A / lambda) (docs/paper.md §4.2), so the window is placed relative to the measured switch,
-    with c = 1/2.
+    It is half the measured switch time (its 50% point), or t*/2 when no switch was measured.
+
+    The theorems hold at (1 - c) t* for every c in (0, 1) as alpha -> infinity; at finite alpha the switch is shifted by
+    O(log log A / lambda) (docs/paper.md §4.2), so the window is placed relative to the measured switch, with c = 1/2.
     """
     if measured is not None and math.isfinite(measured.step_50):
         return 0.5 * float(measured.step_50)
@@ -34,8 +34,11 @@ def kernel_phase_end(t_star: float, measured) -> float:
 
 
 def norm_decay(traj, lr: float, wd: float, end: float) -> tuple[np.ndarray, float | None]:
-    """The kernel phase's norm ||theta_0|| (1 - lr wd)^s at every recorded step s, and the largest relative
-    deviation of the measured norm from it over steps 1..``end`` (None if no step lies there)."""
+    """The kernel phase's norm at every recorded step, and the measured norm's largest relative deviation from it.
+
+    The kernel phase's norm is ||theta_0|| (1 - lr wd)^s at step s; the deviation is taken over steps 1..``end`` (None
+    if no step lies there).
+    """
     norm = traj.metrics["param_norm"]
     predicted = norm[0] * (1.0 - lr * wd) ** traj.steps.astype(float)
     early = (traj.steps >= 1) & (traj.steps <= end)
@@ -89,8 +92,10 @@ def plot(results: Results, out: Path, title: str) -> list[Path]:
 
 
 def limit_checks(v: dict, c: dict) -> list[Check]:
-    """The checks fig1a and fig1b share: the plateau and the end at the two limits, the kernel-phase
-    distance, and the switch time against t*."""
+    """The checks fig1a and fig1b share.
+
+    They are the plateau and the end at the two limits, the kernel-phase distance, and the switch time against t*.
+    """
     plateau = v["plateau_test_acc"] if v["plateau_test_acc"] is not None else math.nan
     return [
         Check.close("plateau = kernel", "plateau test acc = max-L2-margin classifier's", v["l2_test_acc"],

@@ -63,8 +63,11 @@ def choices(names) -> str:
 
 
 def one_of(what: str, names) -> dict:
-    """add_argument keywords for a closed set: choices (for --help and introspection), and a type that names
-    the set in its error ("unknown engine 'x'; choose from ..."), checked before argparse's own choices test."""
+    """add_argument keywords for a closed set: choices, and a type that names the set in its error.
+
+    The choices serve --help and introspection; the type's error reads "unknown engine 'x'; choose from ..." and is
+    checked before argparse's own choices test.
+    """
     names = tuple(names)
 
     def check(text: str) -> str:

@@ -34,6 +34,7 @@ from dichotomy.run.driver import DTYPES
 from dichotomy.run.trajectory import Trajectory, load
 from dichotomy.store import files, manifest
 from dichotomy.store.keys import fingerprint
+from dichotomy.store.resultset import ResultSet
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
                        "limits": not args.no_limits})
     title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
     checkpoints = checkpoints_of(args, out / "checkpoint", exclusive=True, restart=args.restart)
-    verdict = manifest.check(out, key)
+    results = ResultSet(out, key)
+    verdict = results.check()
     if verdict and not args.restart:
         traj = load(out / "trajectory")
         print(f"{out} already holds this run (every file matches its manifest): {preset.steps} steps of "
@@ -152,7 +154,7 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
         log.warning("training again: %s", verdict.reason)
     module, config, params, dataset = presets.build(preset)
     probe = predictors.default_probe(dataset)
-    manifest.invalidate(out)
+    results.begin()
     try:
         traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
                            probe=probe, progress=not args.no_progress, run_config=run_config, dtype=args.dtype,
@@ -183,9 +185,7 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
         paths.append(files.write_json(out / "diagnosis.json", diag.to_json()))
     if not args.no_plot:
         paths += plot(traj, out, title, diag)
-    manifest.write(out, paths, key, command="train")
-    if checkpoints is not None:
-        checkpoints.clear()
+    results.seal(paths, checkpoints=checkpoints, command="train")
     print(f"{args.model} ({name}), {preset.steps} steps on {backend.name} ({args.dtype}):\n{summary(traj)}")
     if diag is not None:
         print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diag.summary()}")

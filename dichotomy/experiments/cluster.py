@@ -36,8 +36,11 @@ _PROLOGUE = ["export NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What each job of a job queue asks for: ``cores`` (one worker process each), ``memory`` (Dask's
-    notation, "8GB"), ``walltime`` ([D-]HH:MM[:SS]) and optionally a ``queue``; ``jobs`` jobs in all."""
+    """What each of the ``jobs`` jobs of a job queue asks for.
+
+    Each job asks for ``cores`` (one worker process each), ``memory`` (Dask's notation, "8GB"), ``walltime``
+    ([D-]HH:MM[:SS]) and optionally a ``queue``.
+    """
 
     kind: str
     jobs: int = 1
@@ -100,9 +103,11 @@ def job_script(spec: JobSpec) -> str:
 
 
 class DaskExecutor:
-    """Runs a sweep's tasks on a ``distributed.Client``: every task submitted at once, results taken as they
-    come; ``threads`` sets each task's engine threads (None: the worker's default); ``workers`` is how many
-    tasks run at once (None: unknown), which the sweep uses to size its batches."""
+    """Runs a sweep's tasks on a ``distributed.Client``: every task submitted at once, results taken as they come.
+
+    ``threads`` sets each task's engine threads (None: the worker's default); ``workers`` is how many tasks run at once
+    (None: unknown), which the sweep uses to size its batches.
+    """
 
     def __init__(self, client, threads: int | None, workers: int | None):
         self.client = client
@@ -130,10 +135,12 @@ class DaskExecutor:
 @contextmanager
 def executor(*, scheduler: str | None = None, cluster: str | None = None, workers: int = 1,
              job: JobSpec | None = None, threads: int | None = None):
-    """A :class:`DaskExecutor` on a running ``scheduler``, or on a cluster this call starts and stops:
-    ``cluster="local"`` (``workers`` processes on 127.0.0.1) or a job queue (``job``). Closed on exit. Each task's
-    engine runs at most ``threads`` threads (default: a local worker's share of the cores this process may use,
-    one on a job queue's cores, the worker's own setting on a running scheduler)."""
+    """A :class:`DaskExecutor` on a running ``scheduler``, or on a cluster this call starts and stops.
+
+    The cluster is ``cluster="local"`` (``workers`` processes on 127.0.0.1) or a job queue (``job``). Closed on exit.
+    Each task's engine runs at most ``threads`` threads (default: a local worker's share of the cores this process may
+    use, one on a job queue's cores, the worker's own setting on a running scheduler).
+    """
     if (scheduler is None) == (cluster is None):
         raise ConfigError("give either --scheduler ADDRESS or --cluster KIND, not both")
     distributed = _require("--scheduler" if scheduler is not None else f"--cluster {cluster}")

@@ -1,7 +1,7 @@
 """Phase diagrams: when each cell of a sweep switched, against t* = ln α / (ηλ), and which way (docs/sweeps.md).
 
 :func:`analyze` reads a sweep store (``DIR/sweep.nc``, written by ``dichotomy sweep``) and, for every run, finds
-the switch of the test metric (:func:`dichotomy.diagnosis.measured_transition`: the step at which it has gone
+the switch of the test metric (:func:`dichotomy.diagnosis.measured_switch`: the step at which it has gone
 half-way from its plateau after the training set is fit to its final value) and its direction:
 
 - **grokking**: the test metric got better (accuracy up, loss down): the late predictor generalizes better;
@@ -44,7 +44,7 @@ from dichotomy.store import files
 JSON_FILE, FIGURE_FILE = "phase.json", "phase.png"
 CLASSES = ("grokking", "misgrokking", "no switch")
 SWITCHES = CLASSES[:2]  # the classes of a run that switched
-MIN_CHANGE = 0.1  # the least move of the test metric that counts as a switch (measured_transition's)
+MIN_CHANGE = 0.1  # the least move of the test metric that counts as a switch (measured_switch's)
 LEVEL = 0.95      # of the fits' confidence intervals
 MAX_DIAGRAMS = 8  # (α, λ) panels in phase.png, one per setting of the other axes; phase.json holds every cell
 
@@ -82,8 +82,11 @@ def load(folder: Path):
 
 def run_switch(steps: np.ndarray, metrics: dict[str, np.ndarray], metric: str,
                min_change: float = MIN_CHANGE) -> dict:
-    """One run's switch of ``metric``: ``class``, ``step`` (its 50% point, NaN without a switch), ``grid`` (half
-    the recorded interval holding it), ``width`` (10-90%), ``plateau`` and ``final``."""
+    """One run's switch of ``metric``, as a dict.
+
+    Its keys are ``class``, ``step`` (its 50% point, NaN without a switch), ``grid`` (half the recorded interval holding
+    it), ``width`` (10-90%), ``plateau`` and ``final``.
+    """
     series = _Series(np.asarray(steps), {k: np.asarray(v, np.float64) for k, v in metrics.items()})
     t = diagnosis.measured_switch(series, metric, min_change=min_change)
     if t is None:
@@ -97,8 +100,11 @@ def run_switch(steps: np.ndarray, metrics: dict[str, np.ndarray], metric: str,
 
 
 def fit(x, y, predicted_slope: float | None = None, x_name: str = "", y_name: str = "") -> dict:
-    """Least-squares line through the finite points with its 95% intervals (None where there are fewer than 3
-    points: no degrees of freedom left for an interval; slope None with fewer than 2 distinct x)."""
+    """Least-squares line through the finite points with its 95% intervals.
+
+    The intervals are None where there are fewer than 3 points (no degrees of freedom left for an interval); the slope
+    is None with fewer than 2 distinct x.
+    """
     from scipy import stats
 
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -229,8 +235,10 @@ COLORS = {"grokking": "tab:green", "misgrokking": "tab:red", "no switch": "tab:g
 
 def write(folder: Path, metric: str | None = None, min_change: float = MIN_CHANGE, *,
           store=None) -> tuple[dict, list[Path]]:
-    """Analyze the store in ``folder`` (``store``: it, already loaded); write ``phase.json`` and ``phase.png``
-    there. Returns (analysis, paths)."""
+    """Analyze the store in ``folder`` and write ``phase.json`` and ``phase.png`` there.
+
+    ``store`` is that store, already loaded. Returns (analysis, paths).
+    """
     folder = Path(folder)
     result = analyze(load(folder) if store is None else store, metric, min_change)
     result["figure"] = FIGURE_FILE
@@ -263,8 +271,10 @@ def summary(result: dict) -> str:
 
 
 def figure(result: dict, path: Path) -> Path:
-    """The phase diagram over (α, λ), one panel per value of the sweep's other axes (at most
-    :data:`MAX_DIAGRAMS`), and measured against predicted switch time, as one PNG."""
+    """The phase diagrams over (α, λ) and measured against predicted switch time, as one PNG.
+
+    There is one diagram panel per value of the sweep's other axes (at most :data:`MAX_DIAGRAMS`).
+    """
     import matplotlib.pyplot as plt
 
 
@@ -289,8 +299,11 @@ def figure(result: dict, path: Path) -> Path:
 
 
 def facets(result: dict) -> list[tuple[list[dict], str]]:
-    """The cells of each (α, λ) diagram, with its label: one diagram per combination of the values of the axes
-    other than α's and λ's that take more than one value, in the store's order ("" when there are none)."""
+    """The cells of each (α, λ) diagram, with its label.
+
+    There is one diagram per combination of the values of the axes other than α's and λ's that take more than one value,
+    in the store's order (the label is "" when there are none).
+    """
     others = [a for a in result["axes"] if a not in result["alpha_axes"] and a != "wd"]
     many = [a for a in others if len({c["coords"][a] for c in result["cells"]}) > 1]
     groups: dict[tuple, list[dict]] = {}

@@ -78,7 +78,7 @@ PRESETS: dict[str, Preset] = {
                                      "sooner"),
 }
 
-DEFAULT_PRESET = {"diagonal-net": "fig1a-quick", "matrix-completion": "fig3-quick", "relu-mlp": "fig2a-quick"}
+DEFAULT_PRESET = {name: module.QUICK_PRESET for name, module in models.MODELS.items()}  # each model says which
 
 
 def get(name: str) -> Preset:

@@ -17,8 +17,10 @@ from dichotomy.run.trajectory import Trajectory, record_steps
 
 
 def schedule(steps: int) -> np.ndarray:
-    """The claims' record schedule: every step to 100, then 100 log-spaced steps per decade (a switch's
-    position is read to ~2%; the training driver's default, 1000 dense steps, costs more than the run)."""
+    """The claims' record schedule: every step to 100, then 100 log-spaced steps per decade.
+
+    A switch's position is read to ~2%; the training driver's default, 1000 dense steps, costs more than the run.
+    """
     return record_steps(steps, dense=100, per_decade=100)
 
 
@@ -50,9 +52,11 @@ def train(spec: dict, backend, *, progress: bool = False, label: str = "") -> Ru
 
 
 def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -> list[Run]:
-    """Runs of one preset (one dataset) that differ in the model's config or in lr/wd: ``changes[b]`` maps a
-    model Config field, ``lr`` or ``wd`` to its value for run b. They train as one batch of the backend's engine
-    (on numba, the diagonal net's runs share one pass over X per step)."""
+    """Runs of one preset (one dataset) that differ in the model's config or in lr/wd, trained as one batch.
+
+    ``changes[b]`` maps a model Config field, ``lr`` or ``wd`` to its value for run b. They train as one batch of the
+    backend's engine (on numba, the diagonal net's runs share one pass over X per step).
+    """
     preset = preset_of(spec)
     module, config, _, data = presets.build(preset)
     probe = predictors.default_probe(data)
@@ -87,8 +91,10 @@ def at_steps(traj: Trajectory, metric: str, steps) -> np.ndarray:
 
 
 def linear_fit(x, y, min_points: int = 2) -> tuple[float, float, float]:
-    """Least-squares line through the finite points (x_i, y_i): (slope, intercept, R^2); NaNs with fewer
-    than ``min_points`` points (R^2 is NaN when y is constant)."""
+    """Least-squares line through the finite points (x_i, y_i): (slope, intercept, R^2).
+
+    NaNs with fewer than ``min_points`` points (R^2 is NaN when y is constant).
+    """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < min_points:

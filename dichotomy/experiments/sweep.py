@@ -50,6 +50,7 @@ from dichotomy.run import trajectory
 from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.store import files, manifest
 from dichotomy.store.keys import fingerprint
+from dichotomy.store.resultset import ResultSet
 
 GRID_FILE, STORE_FILE = "sweep.json", "sweep.nc"
 OWN_FOLDERS = ("runs", "checkpoints")  # a sweep's folders, there before its sweep.json when it was cut short
@@ -142,8 +143,10 @@ def _parse(name: str, text, like):
 
 
 def grid(preset: str, axes: dict[str, list], seeds=(0,), steps: int | None = None) -> Grid:
-    """A checked :class:`Grid`: known preset, known axis names, values of the field's type, distinct values,
-    seeds >= 0. Every error is one line, raised before anything runs."""
+    """A checked :class:`Grid`: known preset, known axis names, values of the field's type, distinct values, seeds >= 0.
+
+    Every error is one line, raised before anything runs.
+    """
     base = presets.get(preset)
     known = _defaults(base)
     checked = {}
@@ -201,8 +204,11 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def read_config(path: Path) -> dict:
-    """A sweep TOML file: ``preset``, optional ``steps``, ``seeds`` ("A:B" or a list), ``backend``, and a
-    ``[grid]`` table of lists. Returns the keyword arguments of :func:`grid` plus any ``backend``."""
+    """Read a sweep TOML file into the keyword arguments of :func:`grid` plus any ``backend``.
+
+    The file holds ``preset``, optional ``steps``, ``seeds`` ("A:B" or a list), ``backend``, and a ``[grid]`` table of
+    lists.
+    """
     try:
         doc = tomllib.loads(Path(path).read_text())
     except OSError as e:
@@ -274,7 +280,7 @@ def run_folder(out: Path, key: str) -> Path:
 
 
 def is_done(out: Path, r: RunPlan) -> bool:
-    return manifest.check(run_folder(out, r.key), r.key).ok
+    return ResultSet(run_folder(out, r.key), r.key).check().ok
 
 
 def _git_commit() -> str | None:
@@ -288,7 +294,9 @@ def _git_commit() -> str | None:
 
 def run_task(task: Task) -> list[str]:
     """Train the task's runs as one batch (resuming from its checkpoint), store each run, clear the checkpoint.
-    Returns the keys stored. Runs in a worker process or in this one."""
+
+    Returns the keys stored. Runs in a worker process or in this one.
+    """
     from dichotomy.kernels import get_backend  # validation may import kernels; workers import it here
 
     backend = get_backend(task.backend)
@@ -309,7 +317,8 @@ def run_task(task: Task) -> list[str]:
         predicted = predictors.predicted_time(module, config, r.preset.lr, r.preset.wd)
         folder = run_folder(out, r.key)
         folder.mkdir(parents=True, exist_ok=True)
-        manifest.invalidate(folder)
+        results = ResultSet(folder, r.key)
+        results.begin()
         paths = list(traj.save(folder / "trajectory"))
         provenance = {"key": r.key, "coords": r.coords, "seed": r.seed, "preset": dataclasses.asdict(r.preset),
                       "backend": task.backend, "dtype": task.dtype, "status": traj.status,
@@ -318,8 +327,8 @@ def run_task(task: Task) -> list[str]:
                       "versions": trajectory.versions(), "host": host, "task": task.key,
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         paths.append(files.write_json(folder / "provenance.json", provenance, indent=2))
-        manifest.write(folder, paths, r.key)
-    cp.clear()
+        results.seal(paths)
+    cp.clear()  # after every run of the batch is sealed
     return [r.key for r in task.runs]
 
 
@@ -334,9 +343,12 @@ def _attempts_file(task: Task) -> Path:
 
 
 def run_attempt(task: Task, threads: int | None = None) -> list[str]:
-    """:func:`run_task`, counting its starts: a task is started again only when the process running it died
-    (a task's own error is reported, not retried), so a third start means its worker died twice. Every
-    executor runs tasks through this; ``threads`` sets the engine's threads in this process (None: leave it)."""
+    """:func:`run_task`, counting its starts.
+
+    A task is started again only when the process running it died (a task's own error is reported, not retried), so a
+    third start means its worker died twice. Every executor runs tasks through this; ``threads`` sets the engine's
+    threads in this process (None: leave it).
+    """
     path = _attempts_file(task)
     started = json.loads(path.read_text())["started"] if path.is_file() else 0
     if started > RETRIES:
@@ -349,10 +361,12 @@ def run_attempt(task: Task, threads: int | None = None) -> list[str]:
 
 
 def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads: int | None = None) -> None:
-    """Run the tasks in this process (``workers`` = 1) or in a pool of ``workers`` processes, each with an equal
-    share of the cores for its engine's threads (or ``threads`` each). A pool whose worker dies is replaced and the
-    tasks it had not finished are submitted again: each resumes from its checkpoint, and :func:`run_attempt`
-    reports a task failed when its worker has died more than :data:`RETRIES` times."""
+    """Run the tasks in this process (``workers`` = 1) or in a pool of ``workers`` processes.
+
+    Each pool process has an equal share of the cores for its engine's threads (or ``threads`` each). A pool whose
+    worker dies is replaced and the tasks it had not finished are submitted again: each resumes from its checkpoint, and
+    :func:`run_attempt` reports a task failed when its worker has died more than :data:`RETRIES` times.
+    """
     share = kcores.threads_per_worker(workers, threads)
     if workers == 1:
         if threads is not None:
@@ -467,10 +481,13 @@ PER_RUN = ("alpha", "lr", "wd", "t_star")  # the store's per-run variables besid
 
 
 def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
-    """``out/sweep.nc``: every stored run's metrics, dims (axes..., seed, step), NaN where a run has no record
-    (missing, failed, or stopped early); ``status`` (axes..., seed); and per run (axes..., seed) its init scale
-    ``run_alpha``, ``run_lr``, ``run_wd`` and the predicted switch ``run_t_star`` = ln(alpha)/(lr wd) in steps
-    (NaN where the theory predicts none). Written atomically."""
+    """Write ``out/sweep.nc`` atomically: every stored run's metrics, their ``status`` and per-run values.
+
+    The metrics have dims (axes..., seed, step), NaN where a run has no record (missing, failed, or stopped early);
+    ``status`` has dims (axes..., seed); and per run (axes..., seed) the file holds its init scale ``run_alpha``,
+    ``run_lr``, ``run_wd`` and the predicted switch ``run_t_star`` = ln(alpha)/(lr wd) in steps (NaN where the theory
+    predicts none).
+    """
     import xarray as xr
 
     names = list(g.axes)
@@ -478,7 +495,7 @@ def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
     loaded, predicted, steps = {}, {}, set()
     for r in everything:
         folder = run_folder(out, r.key)
-        if manifest.check(folder, r.key).ok:
+        if ResultSet(folder, r.key).check().ok:
             traj = trajectory.load(folder / "trajectory")
             loaded[r.key] = traj
             predicted[r.key] = json.loads((folder / "provenance.json").read_text()).get("predicted") or {}

@@ -25,7 +25,7 @@ from types import ModuleType
 import numpy as np
 
 from dichotomy import errors
-from dichotomy.refimpl import checks, diagonal_net, matrix_factorization, models, relu_mlp
+from dichotomy.refimpl import checks, models
 from dichotomy.refimpl import data as datasets
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.steppers import sgd_step
@@ -200,8 +200,10 @@ def crosscheck(model: ModuleType | str, config, params: dict[str, np.ndarray], d
 
 
 def _trajectory_alternatives(model, config, params, data, lr, wd, trajectory, reference) -> dict[str, float]:
-    """Largest error over the first 20 steps (enough to separate the conventions, cheap for big models)
-    between the run and the reference replayed under each alternative convention."""
+    """Largest error between the run and the reference replayed under each alternative convention.
+
+    The error is taken over the first 20 steps: enough to separate the conventions, and cheap for big models.
+    """
     short = min(len(trajectory) - 1, 20)
     tried = {}
     for name in CONVENTIONS:
@@ -240,37 +242,27 @@ def _explain(tried: dict[str, float], float32_seen: bool) -> str | None:
 
 # --- small standard problems and golden trajectories -----------------------------------------------------
 
-def _diagonal_net(rng):
-    ds = datasets.sparse_linear_classification(rng, d=64, n_train=32, n_test=16, k=3)
-    config = diagonal_net.Config(d=64, alpha=4.0, L=2)
-    return diagonal_net, config, diagonal_net.init(config), ds, 0.05, 1e-2
-
-
-def _matrix_completion(rng):
-    ds = datasets.multiplication_table(rng, d=12, train_fraction=0.3)
-    config = matrix_factorization.Config(d=12, alpha=1.0, sigma=0.1)
-    return matrix_factorization, config, matrix_factorization.init(config, rng), ds, 0.05, 1e-3
-
-
-def _relu_mlp(rng):
-    ds = datasets.modular_arithmetic(rng, p=7, train_fraction=0.5)
-    config = relu_mlp.Config(D=14, h=16, out=7, L=2)
-    return relu_mlp, config, relu_mlp.init(config, rng), ds, 0.1, 1e-3
-
-
-PROBLEMS = {"diagonal-net": _diagonal_net, "matrix-completion": _matrix_completion, "relu-mlp": _relu_mlp}
+# Every model's small standard problem, by name: the models' own SMALL_PROBLEM facts.
+PROBLEMS = {name: module.SMALL_PROBLEM for name, module in models.MODELS.items()}
 
 
 def problem(model: str, seed: int = 0):
-    """A small standard problem per model (:data:`PROBLEMS`): (module, config, params, dataset, lr, wd)."""
-    if model not in PROBLEMS:
-        raise errors.ConfigError(f"unknown model {model!r}; choose one of {', '.join(PROBLEMS)}")
-    return PROBLEMS[model](np.random.default_rng(seed))
+    """The model's small standard problem (its ``SMALL_PROBLEM``): (module, config, params, dataset, lr, wd).
+
+    One generator draws the dataset and then the initial parameters, so a seed fixes both."""
+    module = models.get(model)
+    spec, rng = module.SMALL_PROBLEM, np.random.default_rng(seed)
+    ds = datasets.GENERATORS[spec["dataset"]](rng, **spec["data"])
+    config = module.config_for(ds, **spec["model"])
+    return module, config, module.init(config, rng), ds, spec["lr"], spec["wd"]
 
 
 def golden(model: str, steps: int = 20, seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
-    """A reference trajectory of :func:`problem` (model): arrays (data, params at every step, loss at every
-    step) and a JSON description (config, update rule, shapes, versions)."""
+    """A reference trajectory of :func:`problem` (model): arrays and a JSON description.
+
+    The arrays are the data, the params at every step and the loss at every step; the description holds the config,
+    update rule, shapes and versions.
+    """
     module, config, params, ds, lr, wd = problem(model, seed)
     traj = reference_trajectory(module, config, params, ds, lr, wd, steps)
     arrays = {"X_train": ds.X_train, "y_train": ds.y_train,

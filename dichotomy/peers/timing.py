@@ -11,16 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from dichotomy.peers.adapters import import_jax, import_torch, jax_loss, outputs, torch_loss
-from dichotomy.refimpl import diagonal_net, matrix_factorization, relu_mlp
-
-_LOSSES = {diagonal_net.NAME: "logistic", matrix_factorization.NAME: "squared", relu_mlp.NAME: "cross_entropy"}
 
 
-def make_torch(module, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd: float):
+def make_torch(module, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd: float, loss: str | None = None):
     """PyTorch eager CPU, float64: autograd + torch.optim.SGD (coupled weight decay), one step per call."""
     torch = import_torch()
     P = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
-    kind, loss = module.NAME, _LOSSES[module.NAME]
+    kind, loss = module.NAME, loss or module.STANDARD_LOSS
     Xt = torch.tensor(X, dtype=torch.int64 if module.INPUTS == "index-pairs" else torch.float64)
     yt = torch.tensor(y, dtype=torch.int64 if loss == "cross_entropy" else torch.float64)
     opt = torch.optim.SGD(list(P.values()), lr=lr, weight_decay=wd)
@@ -34,11 +31,11 @@ def make_torch(module, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd
     return advance, lambda: {k: v.detach().numpy().copy() for k, v in P.items()}
 
 
-def make_jax(module, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd: float):
+def make_jax(module, params: dict, X: np.ndarray, y: np.ndarray, lr: float, wd: float, loss: str | None = None):
     """JAX CPU, float64: jax.grad and p <- p - lr (g + wd p) inside one jit-compiled lax.fori_loop."""
     jax = import_jax()
     jnp = jax.numpy
-    stem, name = module.NAME, _LOSSES[module.NAME]
+    stem, name = module.NAME, loss or module.STANDARD_LOSS
 
     def loss(P):
         return jax_loss(jax, name, outputs(jnp, jax.nn.relu, stem, 2, P, X), y)

@@ -318,8 +318,10 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
 
 
 def _periodic(checkpoint: Slot, s: int, snapshot: dict) -> None:
-    """A periodic checkpoint; if the disk refuses it, warn and train on (the previous one is intact, and the run
-    may still end well: its final save is not optional and fails loudly)."""
+    """A periodic checkpoint; if the disk refuses it, warn and train on.
+
+    The previous one is intact, and the run may still end well: its final save is not optional and fails loudly.
+    """
     try:
         checkpoint.save(s, snapshot)
     except errors.StorageError as e:
@@ -336,7 +338,9 @@ def _stop(name: str, s: int, checkpoint, snapshot: dict, trajectories) -> None:
 
 def _record(engine, s: int, recorded: bool, rows, outputs) -> None:
     """Metrics of every run still going at step ``s``; a non-finite train loss there is its divergence step.
-    Past the last recorded step (``recorded`` False) only that check is made."""
+
+    Past the last recorded step (``recorded`` False) only that check is made.
+    """
     going = np.flatnonzero(engine.diverged_at < 0)
     metrics = engine.metrics()
     probe = engine.outputs("probe") if outputs is not None and recorded else None

@@ -70,9 +70,11 @@ class Trajectory:
     @classmethod
     def from_rows(cls, record: np.ndarray, rows: list[dict], params: dict, config: dict, status: str, *,
                   lr: float | None = None, outputs: list | None = None) -> Trajectory:
-        """The trajectory of a run that recorded ``rows`` (one dict of metrics each) at the first
-        ``len(rows)`` steps of ``record``; ``time`` = lr * step is added when ``lr`` is given. Every training
-        driver builds its result (and what it keeps on divergence or Ctrl-C) this way."""
+        """The trajectory of a run that recorded ``rows`` at the first ``len(rows)`` steps of ``record``.
+
+        Each row is one dict of metrics; ``time`` = lr * step is added when ``lr`` is given. Every training driver
+        builds its result (and what it keeps on divergence or Ctrl-C) this way.
+        """
         steps = np.asarray(record)[: len(rows)]
         metrics = {k: np.array([r[k] for r in rows]) for k in (rows[0] if rows else {})}
         if lr is not None:
@@ -82,7 +84,9 @@ class Trajectory:
 
     def save(self, stem: str | Path) -> tuple[Path, Path]:
         """Write ``STEM.npz`` and ``STEM.json``, each atomically (:mod:`dichotomy.store.files`); return their paths.
-        The sidecar is serialized first, so a config that is not JSON leaves neither file behind."""
+
+        The sidecar is serialized first, so a config that is not JSON leaves neither file behind.
+        """
         stem = Path(stem)
         if not stem.name or stem.name in (".", ".."):
             raise ConfigError(f"save needs a file stem such as runs/a/trajectory, got {str(stem)!r}")
@@ -101,8 +105,11 @@ class Trajectory:
 
 
 def sidecar_text(name: str, doc) -> str:
-    """``doc`` as the sidecar's JSON text (:func:`dichotomy.store.files.json_ready`: NaN as null, NumPy as lists);
-    anything else that JSON cannot hold (an object, a set) is a one-line ConfigError naming ``name``."""
+    """``doc`` as the sidecar's JSON text, in the convention of :func:`dichotomy.store.files.json_ready`.
+
+    That is NaN as null, NumPy as lists; anything else that JSON cannot hold (an object, a set) is a one-line
+    ConfigError naming ``name``.
+    """
     try:
         return json.dumps(files.json_ready(doc), indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:

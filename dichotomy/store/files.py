@@ -62,12 +62,14 @@ HELD = (signal.SIGINT, signal.SIGTERM)
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block, so that a Ctrl-C or a ``kill`` lands between two files, never
-    inside a library's half-written zip: while it runs, their handlers only note them; at its end the handlers
-    in force before are put back and the first signal noted is raised again for them. (Masking the signal with
-    ``pthread_sigmask`` would not do: it masks one thread, and the kernel hands the signal to another, a BLAS
-    worker, while CPython still runs the handler in the main thread.) Outside the main thread it does nothing:
-    handlers can only be set there."""
+    """Hold SIGINT and SIGTERM back for the block, so that a Ctrl-C or a ``kill`` lands between two files.
+
+    Such a signal never lands inside a library's half-written zip: while the block runs, their handlers only note them;
+    at its end the handlers in force before are put back and the first signal noted is raised again for them. (Masking
+    the signal with ``pthread_sigmask`` would not do: it masks one thread, and the kernel hands the signal to another, a
+    BLAS worker, while CPython still runs the handler in the main thread.) Outside the main thread it does nothing:
+    handlers can only be set there.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -86,9 +88,12 @@ def signals_held() -> Iterator[None]:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically: ``write(f)`` fills a temporary file ``f`` (binary) beside it, then it is fsynced
-    and renamed over ``path``. On any error the temporary file is removed and ``path`` is untouched; an OSError
-    becomes a one-line :class:`StorageError`. SIGINT and SIGTERM wait until the file is in place."""
+    """Write ``path`` atomically, through a temporary file beside it.
+
+    ``write(f)`` fills the temporary file ``f`` (binary), then it is fsynced and renamed over ``path``. On any error the
+    temporary file is removed and ``path`` is untouched; an OSError becomes a one-line :class:`StorageError`. SIGINT and
+    SIGTERM wait until the file is in place.
+    """
     with signals_held():
         return _atomic_write(Path(path), write)
 
@@ -125,8 +130,11 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def json_ready(obj):
-    """The package's one JSON convention: NaN and infinities as null, NumPy scalars and arrays as Python numbers
-    and lists, keys as strings, recursively; anything else is left for :func:`json.dumps` to refuse."""
+    """The package's one JSON convention, applied recursively.
+
+    NaN and infinities become null, NumPy scalars and arrays Python numbers and lists, and keys strings; anything else
+    is left for :func:`json.dumps` to refuse.
+    """
     if isinstance(obj, dict):
         return {k if isinstance(k, str) else str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -176,8 +184,10 @@ def read_json(path: str | Path) -> dict | None:
 
 def _take(path: Path) -> int | None:
     """An fd holding the exclusive flock on ``path`` (created if missing), or None when a live process holds it.
-    Retries when the file was unlinked (by :func:`remove_lock`) between our open and our flock, so that a lock is
-    always on the file that is under the name."""
+
+    Retries when the file was unlinked (by :func:`remove_lock`) between our open and our flock, so that a lock is always
+    on the file that is under the name.
+    """
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -33,9 +33,11 @@ def package_version() -> str:
 
 
 def write(folder: str | Path, paths, config_hash: str, *, version: str | None = None, **extra) -> Path:
-    """Write ``folder/manifest.json`` over ``paths`` (files inside ``folder``), last, atomically. ``version`` is
-    the package version that computed the results (default this one; a set reused from another version keeps
-    its own)."""
+    """Write ``folder/manifest.json`` over ``paths`` (files inside ``folder``), last, atomically.
+
+    ``version`` is the package version that computed the results (default this one; a set reused from another version
+    keeps its own).
+    """
     folder = Path(folder)
     entries = {}
     for p in sorted(Path(p) for p in paths):
@@ -59,9 +61,11 @@ class Verdict:
 
 
 def check(folder: str | Path, config_hash: str, *, other_version: bool = False) -> Verdict:
-    """May ``folder``'s results be reused for ``config_hash``? Every file the manifest lists must be there with
-    its recorded size and sha256. A set written by another package version is refused unless ``other_version``
-    (the caller then records that it reused one)."""
+    """Whether ``folder``'s results may be reused for ``config_hash``.
+
+    Every file the manifest lists must be there with its recorded size and sha256. A set written by another package
+    version is refused unless ``other_version`` (the caller then records that it reused one).
+    """
     folder = Path(folder)
     path = folder / NAME
     if not path.exists():

@@ -47,8 +47,10 @@ def as_int8(X) -> np.ndarray | None:
 
 
 def two_hot_columns(X, D: int):
-    """(A, B) int32, the hot columns of each row of X (n, D): one 1 among the first D/2 columns and one among
-    the last D/2, zeros elsewhere; None if X is not of that form."""
+    """(A, B) int32, the hot columns of each row of X (n, D); None if X is not two-hot.
+
+    Two-hot means one 1 among the first D/2 columns and one among the last D/2, zeros elsewhere.
+    """
     X = np.asarray(X)
     if D % 2 or X.ndim != 2 or X.shape[1] != D or not np.all((X == 0) | (X == 1)):
         return None
@@ -186,8 +188,10 @@ class CupyEngine:
 
 
 class DiagonalNetEngine(CupyEngine):
-    """Twin of kernels/numba/diagonal_net.py: int8 X and its transposed copy on the device; run b's u, v are
-    row b of (B, d) arrays. A step is four launches: weights, forward + loss, update, finish_step."""
+    """Twin of kernels/numba/diagonal_net.py, with int8 X and its transposed copy on the device.
+
+    Run b's u, v are row b of (B, d) arrays. A step is four launches: weights, forward + loss, update, finish_step.
+    """
 
     SOURCE = "diagonal_net"
     KERNELS = ("diag_weights", "diag_forward_loss", "diag_update", "diag_outputs")
@@ -261,14 +265,16 @@ class DiagonalNetEngine(CupyEngine):
 
 
 class MatrixFactorizationEngine(CupyEngine):
-    """Twin of kernels/numba/matrix_factorization.py; whole blocks of ``GRAPH_STEPS`` steps are replayed from
-    CUDA graphs, since launches dominate a step at the paper's sizes.
+    """Twin of kernels/numba/matrix_factorization.py that replays its steps from CUDA graphs.
 
-    Each run has two buffers, ``Us[p, b]`` / ``Vs[p, b]`` for p = 0, 1: a step reads buffer p and writes
-    buffer 1 - p, and ``parity[b]`` says which holds run b's parameters now. A graph records the device
-    pointers it was captured with, so it is only correct for the parity it was captured at: one graph per
-    (run, parity) is captured on first need, and an even ``GRAPH_STEPS`` brings the parameters back to the
-    buffer they started in. Replays are then right whatever number of eager steps came before or after.
+    Whole blocks of ``GRAPH_STEPS`` steps are replayed from CUDA graphs, since launches dominate a step at the paper's
+    sizes.
+
+    Each run has two buffers, ``Us[p, b]`` / ``Vs[p, b]`` for p = 0, 1: a step reads buffer p and writes buffer 1 - p,
+    and ``parity[b]`` says which holds run b's parameters now. A graph records the device pointers it was captured with,
+    so it is only correct for the parity it was captured at: one graph per (run, parity) is captured on first need, and
+    an even ``GRAPH_STEPS`` brings the parameters back to the buffer they started in. Replays are then right whatever
+    number of eager steps came before or after.
     """
 
     SOURCE = "matrix_factorization"
@@ -363,10 +369,12 @@ class MatrixFactorizationEngine(CupyEngine):
 
 
 class ReluMlpEngine(CupyEngine):
-    """Twin of kernels/numba/relu_mlp.py: two-hot gather/scatter kernels for the first layer, cuBLAS for the
-    others. W1 is kept transposed on the device, W1T (D, h), as the numba engine keeps it, so the gather and
-    the scatter-add run along contiguous rows; ``params``/``state`` give W1 (h, D) and ``load_state`` takes it.
-    Each run has its own width and depth."""
+    """Twin of kernels/numba/relu_mlp.py: two-hot gather/scatter kernels for the first layer, cuBLAS for the others.
+
+    W1 is kept transposed on the device, W1T (D, h), as the numba engine keeps it, so the gather and the scatter-add
+    run along contiguous rows; ``params``/``state`` give W1 (h, D) and ``load_state`` takes it. Each run has its own
+    width and depth.
+    """
 
     SOURCE = "relu_mlp"
     KERNELS = ("mlp_gather", "mlp_scatter", "ce_slopes", "sgd_update")

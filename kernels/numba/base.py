@@ -66,9 +66,11 @@ class NumbaEngine:
         self.step += steps
 
     def advance_together(self, steps: int, kernel) -> None:
-        """:meth:`advance` for a kernel that advances every live run in one call: ``kernel(active, done)`` gets
-        ``active`` (B,) bool, which it may clear, and ``done`` (B,) = ``steps``, in which it sets the steps run b
-        did before a non-finite loss."""
+        """:meth:`advance` for a kernel that advances every live run in one call.
+
+        ``kernel(active, done)`` gets ``active`` (B,) bool, which it may clear, and ``done`` (B,) = ``steps``, in which
+        it sets the steps run b did before a non-finite loss.
+        """
         live = self.diverged_at < 0
         done = np.full(self.B, steps, np.int64)
         kernel(live.copy(), done)

@@ -93,15 +93,16 @@ def blocked(X: np.ndarray, block: int = BLOCK) -> np.ndarray:
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def advance(U, V, L, Xb, y, code, lr, wd, steps, F, G, part, wbuf, gbuf, xbuf, active, done):
-    """``steps`` GD steps in place for the B runs with ``active[b]`` (rows of U, V; depth L[b], rates lr[b] and
-    wd[b]), one pass over X per step for all of them. ``F`` (B, n) holds X w_b for the current u, v on entry
-    and on return. A run whose loss stops being finite is frozen (``active`` cleared, ``done[b]`` = the steps
-    it did); the others go on.
+    """``steps`` GD steps in place for the B runs with ``active[b]``, one pass over X per step for all of them.
 
-    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, converted once into the
-    working dtype (``xbuf``) and while it sits in cache, gives, for every run, X[:, J]^T g_s, the update of u_J
-    and v_J, and X[:, J] w_{s+1, J}: its share of the next step's outputs. The shares are summed in
-    :data:`CHUNKS` fixed partial sums (one per group of blocks), in a fixed order.
+    Run b is row b of U, V, with depth L[b] and rates lr[b] and wd[b]. ``F`` (B, n) holds X w_b for the current u, v on
+    entry and on return. A run whose loss stops being finite is frozen (``active`` cleared, ``done[b]`` = the steps it
+    did); the others go on.
+
+    w_{s+1, j} depends only on (X^T g_s)_j, u_j and v_j, so each column block of X, converted once into the working
+    dtype (``xbuf``) and while it sits in cache, gives, for every run, X[:, J]^T g_s, the update of u_J and v_J, and
+    X[:, J] w_{s+1, J}: its share of the next step's outputs. The shares are summed in :data:`CHUNKS` fixed partial sums
+    (one per group of blocks), in a fixed order.
     """
     nb, n, bs = Xb.shape
     B, d = U.shape
@@ -147,9 +148,12 @@ GROUPS = 4   # column groups of 8 whose output shares are added in one sweep ove
 
 
 def packed(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """+-1 data X (n, d) as bits: ``colbits`` (d, ceil(n/8)), bit t of [j, r] set when X[8r + t, j] = +1, and
-    ``rowbits`` (ceil(d/8), n), bit t of [q, i] set when X[i, 8q + t] = +1. Padding bits are 0 (-1); padded rows
-    and columns meet a zero (g of a padded row, w of a padded column), so they add nothing."""
+    """+-1 data X (n, d) as bits: ``colbits`` column by column and ``rowbits`` row by row.
+
+    ``colbits`` (d, ceil(n/8)) has bit t of [j, r] set when X[8r + t, j] = +1, and ``rowbits`` (ceil(d/8), n) has bit t
+    of [q, i] set when X[i, 8q + t] = +1. Padding bits are 0 (-1); padded rows and columns meet a zero (g of a padded
+    row, w of a padded column), so they add nothing.
+    """
     n, d = X.shape
     n8, d8 = -(-n // 8), -(-d // 8)
     P = np.zeros((n8 * 8, d8 * 8), np.uint8)
@@ -161,8 +165,10 @@ def packed(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True, inline="always")
 def signed_sums(vals, base, T, row):
-    """T[row, b] = sum_t s_t vals[base + t] over t < 8, s_t = +1 where bit t of b is set and -1 where not: all
-    256 sign patterns of 8 values, by doubling (T[b + 2^t] = T[b] + 2 vals[t])."""
+    """The signed sums of 8 values in all 256 sign patterns: T[row, b] = sum_t s_t vals[base + t] over t < 8.
+
+    s_t = +1 where bit t of b is set and -1 where not. The table is filled by doubling (T[b + 2^t] = T[b] + 2 vals[t]).
+    """
     s = 0.0
     for t in range(8):
         s -= vals[base + t]
@@ -177,13 +183,15 @@ def signed_sums(vals, base, T, row):
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def advance_signs(u, v, L, colbits, rowbits, y, code, lr, wd, steps, f, g, gp, TG, part, wq, TW):
-    """:func:`advance` for +-1 data held as bits (:func:`packed`): the same steps, with every product formed
-    from tables of signed sums (the "four Russians" method), exact up to the order of the additions.
+    """:func:`advance` for +-1 data held as bits (:func:`packed`): the same steps, from tables of signed sums.
 
-    X^T g: the rows in groups of 8; per group a table of the 256 signed sums of its 8 g_i; (X^T g)_j is the sum
-    of ceil(n/8) entries, one per group, picked by column j's bits. X w: the same with the columns in groups of
-    8: per group the 256 signed sums of its 8 new w_j, and output i adds the entry its bits pick. Lookups and
-    additions replace 2 n d multiply-adds and int8 conversions: ~4x fewer operations.
+    Every product is formed from tables of signed sums (the "four Russians" method), exact up to the order of the
+    additions.
+
+    X^T g: the rows in groups of 8; per group a table of the 256 signed sums of its 8 g_i; (X^T g)_j is the sum of
+    ceil(n/8) entries, one per group, picked by column j's bits. X w: the same with the columns in groups of 8: per
+    group the 256 signed sums of its 8 new w_j, and output i adds the entry its bits pick. Lookups and additions replace
+    2 n d multiply-adds and int8 conversions: ~4x fewer operations.
     """
     d, n8 = colbits.shape
     d8, n = rowbits.shape
@@ -246,12 +254,14 @@ def check_layout(layout) -> str | None:
 
 
 class DiagonalNetEngine(NumbaEngine):
-    """B diagonal nets on one dataset; run b's u, v are row b of (B, d) arrays, and its train outputs X w_b
-    (row b of ``F``) are carried from step to step. +-1 data: the bit-table loop (:func:`advance_signs`), one
-    run after another, or the int8 column-block loop, whichever a timed trial on this host found faster for
-    this size (:mod:`dichotomy.kernels.tuning`; they round differently, so the choice is kept for the
+    """B diagonal nets on one dataset, run b's u, v being row b of (B, d) arrays.
+
+    Run b's train outputs X w_b (row b of ``F``) are carried from step to step. +-1 data: the bit-table loop
+    (:func:`advance_signs`), one run after another, or the int8 column-block loop, whichever a timed trial on this host
+    found faster for this size (:mod:`dichotomy.kernels.tuning`; they round differently, so the choice is kept for the
     run and saved in its state); anything else: the column-block loop (:func:`advance`), every run per block.
-    ``layout="bits"`` or ``"blocks"`` pins it."""
+    ``layout="bits"`` or ``"blocks"`` pins it.
+    """
 
     OPTIONS = ("threads", "layout")
 
@@ -339,8 +349,10 @@ class DiagonalNetEngine(NumbaEngine):
         return (blocked(self.X["train"]),), scratch
 
     def state(self):
-        """The runs' u, v and the train outputs the next step starts from: computed once and then carried, they
-        are part of what makes a resumed run continue bit for bit."""
+        """The runs' u, v and the train outputs the next step starts from.
+
+        Computed once and then carried, the train outputs are part of what makes a resumed run continue bit for bit.
+        """
         out = super().state()
         if self.f_valid:
             out["train_outputs"] = self.F.copy()

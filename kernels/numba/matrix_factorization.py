@@ -89,9 +89,11 @@ def update(U, V, U2, V2, indptr, neighbor, obs, g, c, keep, bounds):
 
 @njit(cache=True)
 def advance(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, obs, g, bounds):
-    """``steps`` GD steps ping-ponging between two buffers: theta' = (1 - lr wd) theta - lr grad (the update
-    of refimpl, rounded differently). Returns (steps done before a non-finite loss, the last loss, whether
-    the current parameters ended in the second buffer)."""
+    """``steps`` GD steps ping-ponging between two buffers.
+
+    The update is theta' = (1 - lr wd) theta - lr grad (the update of refimpl, rounded differently). Returns (steps done
+    before a non-finite loss, the last loss, whether the current parameters ended in the second buffer).
+    """
     value, swapped = 0.0, False
     keep, c = 1.0 - lr * wd, lr / rows.shape[0]
     for s in range(steps):
@@ -124,8 +126,10 @@ def advance_serial(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, nei
 
 @njit(cache=True, parallel=True)
 def advance_runs(U, V, U2, V2, rows, cols, y, code, lr, wd, steps, indptr, neighbor, obs, g, active, done):
-    """Runs b with active[b] (U, V: (B, d, r) stacks; lr, wd: (B,)) advance ``steps`` steps each, one run per
-    thread; done[b] = the steps run b did before a non-finite loss."""
+    """Runs b with active[b] advance ``steps`` steps each, one run per thread.
+
+    U, V are (B, d, r) stacks; lr, wd are (B,). done[b] = the steps run b did before a non-finite loss.
+    """
     for b in prange(U.shape[0]):
         if active[b]:
             done[b] = advance_serial(U[b], V[b], U2[b], V2[b], rows, cols, y, code, lr[b], wd[b], steps, indptr,

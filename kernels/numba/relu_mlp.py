@@ -53,8 +53,10 @@ def relu_inplace(H):
 
 @njit(cache=True)
 def forward(W1T, b1, Ws, two_hot, A, B, X, Hs, F):
-    """Activations Hs[l] (n, h_l) of the L - 1 hidden layers and the logits F = H_{L-1} W_L^T (n, out),
-    written into the given arrays."""
+    """Activations Hs[l] (n, h_l) of the L - 1 hidden layers and the logits F = H_{L-1} W_L^T (n, out).
+
+    Both are written into the given arrays.
+    """
     first_layer(W1T, b1, two_hot, A, B, X, Hs[0])
     for layer in range(len(Ws) - 1):
         np.dot(Hs[layer], Ws[layer].T, Hs[layer + 1])
@@ -71,8 +73,11 @@ def _loss(code, F, y, G):
 
 @njit(cache=True)
 def first_layer_grads(two_hot, A, B, X, H, Dl, dW1T, db1):
-    """The mask H > 0 applied to the back-propagated Dl (n, h), fused with db1 = sum_i Dl_i and, for two-hot
-    inputs, the scatter dW1^T[A_i] += Dl_i, dW1^T[B_i] += Dl_i; dense inputs take dW1^T = X^T Dl."""
+    """The mask H > 0 applied to the back-propagated Dl (n, h), fused with the first layer's gradients.
+
+    Fused are db1 = sum_i Dl_i and, for two-hot inputs, the scatter dW1^T[A_i] += Dl_i, dW1^T[B_i] += Dl_i; dense inputs
+    take dW1^T = X^T Dl.
+    """
     n, h = H.shape
     db1[:] = 0
     if two_hot:
@@ -103,8 +108,10 @@ def decay_step(W, grad, lr, wd):
 
 @njit(cache=True)
 def advance(W1T, b1, Ws, two_hot, A, B, X, y, code, lr, wd, steps, Hs, Ds, F, G, grads, dW1T, db1):
-    """``steps`` GD steps in place (``Ws`` = [W2, ..., WL]; the other arrays are the workspace); returns
-    (steps done before a non-finite loss, the last loss)."""
+    """``steps`` GD steps in place; returns (steps done before a non-finite loss, the last loss).
+
+    ``Ws`` = [W2, ..., WL]; the other arrays are the workspace.
+    """
     value = 0.0
     k = len(Ws)
     for s in range(steps):

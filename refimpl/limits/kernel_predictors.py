@@ -91,7 +91,7 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
     lr, wd : float
         Learning rate (finite, > 0) and weight decay (finite, >= 0).
     steps : int or 1-D array of int
-        The steps s at which to return the outputs, integers in [0, :data:`dichotomy.errors.MAX_STEPS`].
+        The steps s at which to return the outputs, integers in [0, :data:`refimpl.checks.MAX_STEPS`].
     X_test : array, optional
         Inputs at which to also return f_s (through K(X_test, X) beta_s).
 
@@ -132,8 +132,11 @@ def linearized_gd(module: ModuleType, config, params0: dict[str, np.ndarray], X,
 
 
 def _step_list(steps) -> np.ndarray:
-    """``steps`` (an int or a 1-D sequence of ints; whole floats such as 10.0 count as ints, like ``record`` in
-    :func:`dichotomy.run.driver.run`) as int64, each checked by :func:`dichotomy.errors.step_count`."""
+    """``steps`` as int64, each checked by :func:`refimpl.checks.step_count`.
+
+    ``steps`` is an int or a 1-D sequence of ints; whole floats such as 10.0 count as ints, like ``record`` in
+    :func:`dichotomy.run.driver.run`.
+    """
     s = np.atleast_1d(np.asarray(steps))
     if s.ndim != 1:
         raise ConfigError(f"steps must be an int or a 1-D sequence of ints, got shape {s.shape}")

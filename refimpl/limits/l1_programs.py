@@ -29,8 +29,11 @@ PRICE_TOL = 1e-9  # a column enters when |A^T mu|_j > 1 + PRICE_TOL
 
 @dataclass(frozen=True)
 class L1Solution:
-    """w (d,) minimizing ||w||_1; ``dual`` mu (n,); ``gap`` = relative duality gap; ``rounds`` of pricing;
-    ``columns`` = size of the final restricted program."""
+    """w (d,) minimizing ||w||_1, with its dual, duality gap and pricing counts.
+
+    ``dual`` mu (n,); ``gap`` = relative duality gap; ``rounds`` of pricing; ``columns`` = size of the final
+    restricted program.
+    """
 
     w: np.ndarray
     dual: np.ndarray
@@ -44,8 +47,11 @@ class L1Solution:
 
 
 def _silent_highs() -> highspy.Highs:
-    """A HiGHS instance with logging off. HiGHS prints a banner from C++ the first time one is made in a process,
-    before any option can be set; file descriptor 1 is pointed at /dev/null for that moment only."""
+    """A HiGHS instance with logging off.
+
+    HiGHS prints a banner from C++ the first time one is made in a process, before any option can be set; file
+    descriptor 1 is pointed at /dev/null for that moment only.
+    """
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -100,9 +106,12 @@ SUPPORT_TOL = 1e-9  # |w_j| <= SUPPORT_TOL * max|w| is simplex round-off, not su
 
 
 def _polish(A: np.ndarray, b: np.ndarray, w: np.ndarray, equality: bool) -> np.ndarray:
-    """The simplex's w with round-off cleaned: entries below SUPPORT_TOL * max|w| set to 0, then the support's
-    values re-solved from the tight constraints (A_TJ w_J = b_T) by least squares, so the vertex is exact to
-    rounding. The re-solve is kept only if it keeps every sign and every constraint; else the cleaned w is."""
+    """The simplex's w with round-off cleaned and the support's values re-solved.
+
+    Entries below SUPPORT_TOL * max|w| are set to 0, then the support's values re-solved from the tight
+    constraints (A_TJ w_J = b_T) by least squares, so the vertex is exact to rounding. The re-solve is kept only
+    if it keeps every sign and every constraint; else the cleaned w is.
+    """
     top = np.abs(w).max(initial=0.0)
     w = np.where(np.abs(w) > SUPPORT_TOL * top, w, 0.0)
     J = np.flatnonzero(w)

@@ -19,8 +19,11 @@ from dichotomy.refimpl.limits import l1_programs, qp
 
 @dataclass(frozen=True)
 class LinearClassifier:
-    """w (d,) with min_i y_i <w, x_i> = 1 at the optimum; ``margin`` = min_i y_i <w, x_i> / ||w||_q for the
-    problem's norm q; ``gap`` = relative duality gap of the solve; ``stats``: the solver's counters."""
+    """w (d,) with min_i y_i <w, x_i> = 1 at the optimum, with its margin, duality gap and solver counters.
+
+    ``margin`` = min_i y_i <w, x_i> / ||w||_q for the problem's norm q; ``gap`` = relative duality gap of the
+    solve; ``stats``: the solver's counters.
+    """
 
     w: np.ndarray
     margin: float

@@ -34,8 +34,11 @@ def min_l1_interpolation(X, y) -> l1_programs.L1Solution:
 
 @dataclass(frozen=True)
 class Completion:
-    """The symmetric W (d, d) of least nuclear norm with W_ij = y on the observed pairs; ``nuclear_norm`` =
-    ||W||_*; ``gap`` = relative gap between ||W||_* and the dual objective; ``residual`` = max |W_ij - y|."""
+    """The symmetric W (d, d) of least nuclear norm with W_ij = y on the observed pairs.
+
+    ``nuclear_norm`` = ||W||_*; ``gap`` = relative gap between ||W||_* and the dual objective; ``residual`` =
+    max |W_ij - y|.
+    """
 
     W: np.ndarray
     nuclear_norm: float

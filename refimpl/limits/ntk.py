@@ -22,8 +22,10 @@ MAX_BYTES = 1 << 30  # the largest Gram matrix formed; beyond, a one-line Config
 
 
 def scale_of(module: ModuleType, config) -> float:
-    """The init scale alpha with theta(0) = alpha * theta_bar: the model's own ``init_scale`` (its
-    ``SCALE_CONVENTION`` says how theta_bar is normalized)."""
+    """The init scale alpha with theta(0) = alpha * theta_bar: the model's own ``init_scale``.
+
+    The model's ``SCALE_CONVENTION`` says how theta_bar is normalized.
+    """
     return module.init_scale(config)
 
 
@@ -36,8 +38,9 @@ def unit_init(module: ModuleType, config, params: dict[str, np.ndarray]) -> dict
 
 
 def gram(module: ModuleType, config, params, X1, X2=None) -> np.ndarray:
-    """NTK Gram K(X1, X2) = J(X1) J(X2)^T at ``params`` (the model's ``ntk_gram``): shape (n1, n2), or
-    (n1, out, n2, out) for a model with several outputs.
+    """NTK Gram K(X1, X2) = J(X1) J(X2)^T at ``params`` (the model's ``ntk_gram``).
+
+    Shape (n1, n2), or (n1, out, n2, out) for a model with several outputs.
 
     Pass theta_bar (:func:`unit_init`) for the paper's NTK; any params give the tangent kernel there.
     """

@@ -45,8 +45,10 @@ def _factor(G: np.ndarray, rtol: float | None = None) -> np.ndarray:
 
 
 def _check_gram(G) -> np.ndarray:
-    """G as float64 after checking it is a finite, real, square matrix with at least one row (SciPy's NNLS
-    aborts the whole process on an empty problem)."""
+    """G as float64 after checking it is a finite, real, square matrix with at least one row.
+
+    At least one row, because SciPy's NNLS aborts the whole process on an empty problem.
+    """
     G = np.asarray(G)
     if G.dtype.kind not in "biuf":
         raise ConfigError(f"a Gram matrix must hold real numbers, got dtype {G.dtype}")
