@@ -1,7 +1,7 @@
 """The loss codes every compiled kernel shares: one table, which the CUDA defines are tested against.
 
 A kernel takes the loss as a small integer (Numba and CUDA branch on it); ``common.cuh`` defines the same numbers
-as ``LOSS_*`` macros (tests/test_cupy_sources.py reads them back).
+as ``LOSS_*`` macros (tests/kernels/cupy/test_sources.py reads them back).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 :func:`unavailable_reason` says why the backend cannot run here (CuPy missing, or no CUDA device), and
 ``kernels.get_backend("cupy")`` raises :class:`kernels.BackendUnavailable` with that reason.
 
-Without a GPU the test suite (tests/test_cupy_sources.py) compiles the CUDA sources in ``sources/`` to PTX
+Without a GPU the test suite (tests/kernels/cupy/test_sources.py) compiles the CUDA sources in ``sources/`` to PTX
 with NVRTC on the CPU, and drives the engines on a stub of CuPy whose kernels are NumPy emulations, checking
 every launch against the kernel's CUDA signature. The kernels themselves have not yet run on a GPU
 (docs/benchmarks.md, "GPU").

@@ -45,7 +45,7 @@ class Kernels:
 
         A grid with a zero dimension is an invalid launch with nothing to do: it is skipped. Array
         arguments must be C-contiguous, since every kernel indexes them row-major; scalars must already be
-        NumPy scalars of the kernel's parameter type (tests/test_cupy_sources.py checks every launch).
+        NumPy scalars of the kernel's parameter type (tests/kernels/cupy/test_sources.py checks every launch).
         """
         if min(grid) <= 0:
             return

@@ -13,7 +13,7 @@
    state round trips are compared with the float64 oracle.
 
 What this does not cover: whether the CUDA code computes what its emulator says (indexing, reductions,
-atomics, races): only a GPU run tells (the ``backend`` fixture of tests/test_backends.py, marked ``gpu``);
+atomics, races): only a GPU run tells (the ``backend`` fixture of tests/kernels/test_backends.py, marked ``gpu``);
 nor CuPy's own behaviour (kernel argument passing, graph capture rules, matmul layouts), which the stub
 imitates from CuPy's documentation.
 """

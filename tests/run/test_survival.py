@@ -35,7 +35,7 @@ from dichotomy.run.checkpoint import Checkpoints, Slot
 from dichotomy.run.trajectory import Trajectory, load
 from dichotomy.store import files, manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECORD = [0, 1, 2, 5, 9, 16, 63, 64, 65, 129, 194, 300]
 
 
