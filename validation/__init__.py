@@ -1,1 +1,1 @@
-"""Reproductions of the paper's predictions and figures (compute -> plot -> check), and their plots."""
+"""The paper's claims, one module each (compute -> plot -> check), and the suite that reports them."""
