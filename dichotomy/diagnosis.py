@@ -23,6 +23,8 @@ from dichotomy.store import files
 
 __all__ = ["Diagnosis", "Switch", "diagnose", "fit_step", "measured_switch"]
 
+SLACK = 1e-9  # a move within this relative distance of min_change counts as min_change (decimal accuracies)
+
 
 @dataclass(frozen=True)
 class Switch:
@@ -70,8 +72,9 @@ def measured_switch(traj: Trajectory, metric: str | None = None, *, min_change: 
                         ) -> Switch | None:
     """The switch of ``metric``, or None if it moves by less than ``min_change`` from plateau to end of run.
 
-    ``metric`` defaults to test_acc, or test_loss for regression. ``min_change`` is absolute for accuracies (0.1 = ten
-    points) and relative to the larger of the plateau and final values for losses.
+    ``metric`` defaults to test_acc, or test_loss for regression. A move of at least ``min_change`` counts (to
+    rounding: within 1e-9 of it, so 0.5 -> 0.6 is a move of 0.1): absolute for accuracies (0.1 = ten points),
+    and for losses relative to the larger of |plateau| and |final| (a loss falling from 0.2 to 0.1 moved by 0.5).
     """
     metric = metric or ("test_acc" if "test_acc" in traj.metrics else "test_loss")
     if metric not in traj.metrics:
@@ -82,7 +85,7 @@ def measured_switch(traj: Trajectory, metric: str | None = None, *, min_change: 
     plateau = float(np.median(values[window])) if window.any() else float(values[0])
     final = float(values[-1])
     scale = 1.0 if metric.endswith("acc") else max(abs(plateau), abs(final))
-    if abs(final - plateau) <= min_change * scale:
+    if abs(final - plateau) < min_change * scale * (1 - SLACK):
         return None
     start = int(np.argmax(steps >= s0))
     direction = 1.0 if final > plateau else -1.0

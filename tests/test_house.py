@@ -13,7 +13,7 @@ FOLDERS = {"dichotomy": "dichotomy", "refimpl": "dichotomy.refimpl", "kernels": 
            "validation": "dichotomy.validation"}
 
 # The layers, bottom up: a module may import its own layer and those below it, never one above.
-LAYERS = ("errors", "refimpl", "store", "run", "kernels", "peers diagnosis plots", "bench", "experiments",
+LAYERS = ("errors signals", "refimpl", "store", "run", "kernels", "peers diagnosis plots", "bench", "experiments",
           "validation", "cli", "__main__")
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms.split()}
 

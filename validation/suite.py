@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from dichotomy import errors
+from dichotomy import errors, signals
 from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.run.trajectory import versions
 from dichotomy.store import files, manifest
@@ -123,6 +123,7 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
     out.mkdir(parents=True, exist_ok=True)
     reports = []
     for i, name in enumerate(names, 1):
+        signals.check()  # between two claims: a signal noted while Numba compiled is honoured here
         echo(f"[{i}/{len(names)}] {name}: {CLAIMS[name].TITLE}")
         start = time.perf_counter()
         try:

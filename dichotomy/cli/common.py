@@ -33,12 +33,6 @@ def path_arg(text: str) -> Path:
     return Path(text)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside a training loop (the driver turns it into TrainingInterrupted inside one)."""
-
-    signal_name, exit_code = "SIGTERM", EXIT_SIGTERM
-
-
 def seed(text: str) -> int:
     try:
         value = int(text)

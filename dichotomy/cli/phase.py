@@ -20,8 +20,9 @@ def add(command) -> None:
     ph.add_argument("--metric", default=None, help="the metric whose switch is measured (default test_acc, or "
                     "test_loss for regression)")
     ph.add_argument("--min-change", type=float, default=phase_module.MIN_CHANGE,
-                    help="the least move of the metric that counts as a switch: absolute for accuracies, relative "
-                         f"for losses (default {phase_module.MIN_CHANGE})")
+                    help="the least move of the metric that counts as a switch (a move of at least this much counts): "
+                         "absolute for accuracies, for losses relative to the larger of |plateau| and |final| "
+                         f"(default {phase_module.MIN_CHANGE})")
 
 
 def run(args) -> int:

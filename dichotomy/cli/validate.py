@@ -71,8 +71,11 @@ def run(args) -> int:
                                 force=args.force, checkpoint_every=args.checkpoint_every,
                                 reuse_other_version=args.reuse_other_version)
     except KeyboardInterrupt as stop:
-        print(f"dichotomy: interrupted ({getattr(stop, 'signal_name', 'SIGINT')}); the claims finished so far are "
-              f"in {args.out / 'report.md'}, and a rerun resumes from the first unfinished one", file=sys.stderr)
+        report = args.out / "report.md"
+        kept = (f"the claims finished so far are in {report}" if report.is_file()
+                else "no claim had finished, so there is no report yet")
+        print(f"dichotomy: interrupted ({getattr(stop, 'signal_name', 'SIGINT')}); {kept}, and a rerun resumes "
+              "from the first unfinished one", file=sys.stderr)
         return getattr(stop, "exit_code", EXIT_SIGINT)
     if args.docs is not None:
         suite.write_docs(reports, args.scale, backend.name, args.docs)

@@ -11,7 +11,8 @@ half-way from its plateau after the training set is fit to its final value) and 
 Per cell (the runs that differ only in seed): the mean switch step over the seeds that switched, with an
 uncertainty sqrt(sem² + grid²), where sem is the seeds' standard error and grid the mean half-width of the
 recorded interval that holds each run's crossing (the crossing lies in that interval; where in it depends on
-the interpolation); the cell's class is the seeds' majority ("mixed" on a tie).
+the interpolation); with one switched seed sem is unknown (NaN, null in phase.json, not 0) and the
+uncertainty is grid alone. The cell's class is the seeds' majority ("mixed" on a tie).
 
 The fits (scipy.stats.linregress on every switched run, 95% intervals from Student's t):
 
@@ -181,14 +182,14 @@ def _cell(coords: dict, per_seed: list[dict]) -> dict:
     switched = np.array([e["step"] for e in moved])
     grids = np.array([e["grid"] for e in moved])
     step = float(switched.mean()) if switched.size else math.nan
-    sem = float(switched.std(ddof=1) / math.sqrt(switched.size)) if switched.size >= 2 else 0.0
+    sem = float(switched.std(ddof=1) / math.sqrt(switched.size)) if switched.size >= 2 else math.nan  # 1 seed: unknown
     grid = float(grids.mean()) if grids.size else math.nan
     first = done[0] if done else per_seed[0]  # alpha, lr, wd and t* do not depend on the seed; a missing run has NaN
     t_star = first["t_star"]
     return {"coords": coords, "alpha": first["alpha"], "lr": first["lr"], "wd": first["wd"], "t_star": t_star,
             "class": kind, "classes": dict(counts), "seeds_switched": int(switched.size), "switch_step": step,
-            "uncertainty": {"total": math.hypot(sem, grid) if switched.size else math.nan,
-                            "seeds": sem if switched.size else math.nan, "record_grid": grid},
+            "uncertainty": {"total": (math.hypot(sem, grid) if switched.size >= 2 else grid) if switched.size
+                            else math.nan, "seeds": sem, "record_grid": grid},
             "width": float(np.mean([e["width"] for e in moved])) if moved else math.nan,
             "ratio": step / t_star if switched.size and t_star > 0 else math.nan, "runs": per_seed}
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy import errors
+from dichotomy import errors, signals
 from dichotomy.errors import ConfigError
 from dichotomy.experiments import presets
 from dichotomy.experiments import runs as claim_runs
@@ -372,6 +372,7 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads
         if threads is not None:
             kcores.limit_process(share)
         for t in todo:
+            signals.check()  # between two tasks: a signal noted while Numba compiled is honoured here
             try:
                 keys = run_attempt(t)
             except (errors.DichotomyError, ArithmeticError, ValueError, OSError) as e:

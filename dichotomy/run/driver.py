@@ -23,13 +23,12 @@ from types import ModuleType
 import numpy as np
 from tqdm.auto import tqdm
 
-from dichotomy import errors
+from dichotomy import errors, signals
 from dichotomy.refimpl import checks, models
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import ReferenceEngine, RunSpec, evaluate
 from dichotomy.refimpl.steppers import LossNormalized
 from dichotomy.run.checkpoint import Checkpoints, Slot
-from dichotomy.run.signals import Deferred
 from dichotomy.run.trajectory import Trajectory, record_steps, sidecar_text
 from dichotomy.store.keys import fingerprint
 from dichotomy.store.manifest import package_version
@@ -273,9 +272,8 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
     bar = tqdm(total=steps, initial=engine.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=label or None)
     chunk, s = 1, engine.step
-    signals = Deferred()
     try:
-        with signals, np.errstate(over="ignore", invalid="ignore"):
+        with signals.deferred(), np.errstate(over="ignore", invalid="ignore"):
             for i in range(first, len(targets)):
                 target = targets[i]
                 while s < target and np.any(engine.diverged_at < 0):
@@ -286,22 +284,20 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
                     rate = (time.perf_counter() - start) / k
                     chunk = max(1, min(16 * chunk, int(CHUNK_SECONDS / max(rate, 1e-9))))
                     bar.update(s - bar.n)
-                    if signals.caught:
+                    if signals.pending():
                         break
                     if checkpoint is not None and checkpoint.due():
                         _periodic(checkpoint, s, _snapshot(engine, rows, outputs, i))
-                if signals.caught:
-                    signals.handled = True
-                    _stop(signals.caught, s, checkpoint, _snapshot(engine, rows, outputs, i), trajectories)
+                if signals.pending():
+                    _stop(signals.take(), s, checkpoint, _snapshot(engine, rows, outputs, i), trajectories)
                 if np.any(engine.diverged_at < 0):
                     s = int(target)
                     _record(engine, s, s in record, rows, outputs)
                 if rows[0]:
                     bar.set_postfix({k: f"{rows[0][-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
                                      if k in rows[0][-1]}, refresh=False)
-                if signals.caught:
-                    signals.handled = True
-                    _stop(signals.caught, s, checkpoint, _snapshot(engine, rows, outputs, i + 1), trajectories)
+                if signals.pending():
+                    _stop(signals.take(), s, checkpoint, _snapshot(engine, rows, outputs, i + 1), trajectories)
                 if not np.any(engine.diverged_at < 0):
                     break
             if checkpoint is not None and first < len(targets):

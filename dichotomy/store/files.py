@@ -16,10 +16,8 @@ import io
 import json
 import math
 import os
-import signal
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +26,7 @@ from typing import IO
 
 import numpy as np
 
+from dichotomy import signals
 from dichotomy.errors import OutputLocked, StorageError
 
 __all__ = ["OutputLocked", "StorageError", "atomic_write", "locked", "read_json", "save_npz", "sha256",
@@ -57,34 +56,18 @@ def _refused(path: Path, e: OSError) -> StorageError:
     return StorageError(f"cannot write {path}: {why}; the file under that name (if any) is unchanged{hint}")
 
 
-HELD = (signal.SIGINT, signal.SIGTERM)
-
-
 @contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back for the block, so that a Ctrl-C or a ``kill`` lands between two files.
 
-    Such a signal never lands inside a library's half-written zip: while the block runs, their handlers only note them;
-    at its end the handlers in force before are put back and the first signal noted is raised again for them. (Masking
-    the signal with ``pthread_sigmask`` would not do: it masks one thread, and the kernel hands the signal to another, a
-    BLAS worker, while CPython still runs the handler in the main thread.) Outside the main thread it does nothing:
-    handlers can only be set there.
+    Such a signal never lands inside a library's half-written zip: the block is one of the signal policy's
+    deferred blocks (:func:`dichotomy.signals.deferred`), whose handlers only note the signal; it is honoured at
+    the end of the outermost one. (Masking the signal with ``pthread_sigmask`` would not do: it masks one thread,
+    and the kernel hands the signal to another, a BLAS worker, while CPython still runs the handler in the main
+    thread.) Outside the main thread it does nothing: handlers can only be set there.
     """
-    if threading.current_thread() is not threading.main_thread():
+    with signals.deferred():
         yield
-        return
-    noted: list[int] = []
-    previous = {s: signal.getsignal(s) for s in HELD}
-    previous = {s: h for s, h in previous.items() if h is not None}  # None: set from C, leave it alone
-    for s in previous:
-        signal.signal(s, lambda signum, frame: noted.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if noted:
-            signal.raise_signal(noted[0])
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:

@@ -146,3 +146,43 @@ def test_a_store_missing_its_per_run_variables_is_refused(tmp_path):
     ds.drop_vars("run_t_star").to_netcdf(folder / sweep.STORE_FILE, engine="scipy")
     with pytest.raises(ConfigError, match="no run_t_star"):
         phase.load(folder)
+
+
+def _step_series(metric: str, plateau: float, final: float):
+    """train_acc 1 from the start; ``metric`` at ``plateau`` until step 1000, then at ``final``."""
+    steps = np.arange(0, 2001, 10)
+    values = np.where(steps < 1000, plateau, final)
+    return steps, {"train_acc": np.ones(steps.size), metric: values}
+
+
+@pytest.mark.parametrize("plateau,final,kind", [
+    (0.0, 0.1, "grokking"),              # a move of exactly min_change counts ("at least")
+    (0.0, 0.1 + 1e-15, "grokking"),
+    (0.5, 0.6, "grokking"),              # 0.6 - 0.5 = 0.0999...98 in floating point: still ten points
+    (0.6, 0.5, "misgrokking"),
+    (0.0, 0.0999, "no switch"),
+    (0.5, 0.5999, "no switch"),
+])
+def test_min_change_counts_a_move_of_at_least_that_much(plateau, final, kind):
+    steps, metrics = _step_series("test_acc", plateau, final)
+    assert phase.run_switch(steps, metrics, "test_acc", min_change=0.1)["class"] == kind
+
+
+@pytest.mark.parametrize("plateau,final,kind", [
+    (0.2, 0.1, "grokking"),       # relative to the larger of |plateau| and |final|: a move of 0.5
+    (0.1, 0.2, "misgrokking"),    # the same move, up: 0.5 of 0.2
+    (0.2, 0.1001, "no switch"),   # 0.4995 of 0.2
+])
+def test_a_loss_moves_relative_to_the_larger_of_plateau_and_final(plateau, final, kind):
+    steps, metrics = _step_series("test_loss", plateau, final)
+    assert phase.run_switch(steps, metrics, "test_loss", min_change=0.5)["class"] == kind
+
+
+def test_one_switched_seed_has_an_unknown_seed_spread_not_zero(tmp_path):
+    store = phase.load(_hand_made(tmp_path / "s"))
+    store["test_acc"][dict(seed=1)] = 0.5  # seed 1 never switches: every cell has one switched seed (or none)
+    result = json.loads(json.dumps(phase.analyze(store)))  # as phase.json holds it
+    for c in result["cells"]:
+        if c["seeds_switched"] == 1:
+            assert c["uncertainty"]["seeds"] is None  # unknown, not "no spread"
+            assert c["uncertainty"]["total"] == pytest.approx(c["uncertainty"]["record_grid"])

@@ -241,6 +241,24 @@ def test_divergence_names_the_same_step_as_the_oracle(backend):
     assert steps["numpy"] == steps[backend.name]
 
 
+@pytest.mark.parametrize("lr", [0.5, 1.2, 5.0])
+def test_each_engine_names_the_exact_step_its_own_loss_stops_being_finite(backend, lr):
+    """What holds on every engine, however the rounding moves a drifting divergence: one step before the named
+    step its loss was finite, at the named step it is not (docs/user-guide.md)."""
+    ds = data.multiplication_table(np.random.default_rng(2), d=6, train_fraction=0.5)
+    config = matrix_factorization.Config(d=6, alpha=3.0)
+    params = matrix_factorization.init(config)
+    with pytest.raises(errors.TrainingDiverged) as stop:
+        backend.run(matrix_factorization, config, params, ds, lr=lr, wd=0.0, steps=5000, record=[0])
+    s = stop.value.step
+    assert s >= 1
+    before = backend.run(matrix_factorization, config, params, ds, lr=lr, wd=0.0, steps=s - 1, record=[s - 1])
+    assert before.status == "completed" and np.isfinite(before.metrics["train_loss"][-1])
+    with pytest.raises(errors.TrainingDiverged) as again:
+        backend.run(matrix_factorization, config, params, ds, lr=lr, wd=0.0, steps=s, record=[0])
+    assert again.value.step == s
+
+
 def test_a_batch_isolates_a_diverging_run_and_checks_its_arguments(backend):
     ds = data.sparse_linear_classification(np.random.default_rng(4), d=30, n_train=12, n_test=8, k=3)
     config = diagonal_net.Config(d=30, alpha=2.0)

@@ -1,0 +1,163 @@
+"""The one signal policy: SIGINT and SIGTERM from the first instant of a command to its last (docs/user-guide.md).
+
+:func:`install` sets the handlers before anything slow runs (the command installs them before it imports
+NumPy, SciPy or Numba). From then on a signal is honoured in one of three ways:
+
+- **at once**, as :class:`KeyboardInterrupt` (SIGINT) or :class:`Terminated` (SIGTERM), where Python code of
+  ours or of a pure-Python library is running: start-up, data generation, solvers, between claims;
+- **at the next safe point**, inside a :func:`deferred` block (a training chunk, a file being written): the
+  handler only notes the signal, and the block's owner stops where its state is consistent
+  (:func:`pending`, :func:`take`), or the outermost block raises it at its end;
+- **after foreign code returns**, while Numba or llvmlite is compiling: an exception raised inside their
+  ctypes callbacks is discarded by ctypes ("Exception ignored on calling ctypes callback function"), so the
+  handler notes the signal and :func:`check` raises it at the next safe point (the driver's next chunk, the
+  next claim, the next sweep task, the end of the command).
+
+A second signal while one is noted stops at once (:class:`Forced`), except inside foreign code, where nothing
+can be raised. Handlers can only be set in the main thread; elsewhere nothing is installed.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+FOREIGN = ("numba.", "llvmlite.")  # modules whose frames may sit under a ctypes callback
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal honoured outside a training loop; ``signal_name`` and ``exit_code`` (130 or 143) say which."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = EXIT_CODES[signal_name]
+
+
+class Terminated(Interrupted):
+    """SIGTERM, honoured: exit code 143."""
+
+    def __init__(self, signal_name: str = "SIGTERM"):
+        super().__init__(signal_name)
+
+
+class Forced(Interrupted):
+    """A second SIGINT/SIGTERM while the first was still waiting for a safe point: raised at once."""
+
+
+class _State:
+    def __init__(self):
+        self.pending: str | None = None  # the first signal noted and not yet honoured
+        self.depth = 0                   # nesting of deferred() blocks
+        self.installed: dict = {}        # signum -> the handler in force before install()
+
+
+_state = _State()
+
+
+def _interrupt(name: str) -> Interrupted:
+    return Terminated() if name == "SIGTERM" else Interrupted(name)
+
+
+def _in_foreign_code(frame) -> bool:
+    """Whether the interrupted stack runs Numba or llvmlite code (a compilation, maybe a ctypes callback)."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(FOREIGN):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _handler(signum, frame) -> None:
+    name = NAMES[signum]
+    if _in_foreign_code(frame):
+        _state.pending = _state.pending or name  # raising here would be swallowed: honour it when they return
+        return
+    if _state.depth > 0:
+        if _state.pending is not None:
+            raise Forced(take())  # asked twice: stop now, without waiting for the safe point
+        _state.pending = name
+        return
+    _state.pending = None
+    raise _interrupt(name)
+
+
+def install() -> bool:
+    """Set the policy's handlers for SIGINT and SIGTERM (main thread only); True if this call set them.
+
+    A command calls it first of all; :func:`uninstall` puts back the handlers in force before (pytest's, when a
+    test calls the command in-process).
+    """
+    if threading.current_thread() is not threading.main_thread() or _state.installed:
+        return False
+    for signum in NAMES:
+        current = signal.getsignal(signum)
+        if current is None:  # set from C: leave it alone
+            continue
+        _state.installed[signum] = current
+        signal.signal(signum, _handler)
+    return bool(_state.installed)
+
+
+def uninstall() -> None:
+    """Put back the handlers that were in force before :func:`install`, and forget a pending signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in _state.installed.items():
+        signal.signal(signum, previous)
+    _state.installed.clear()
+    _state.pending = None
+
+
+def pending() -> str | None:
+    """The signal noted and not yet honoured ("SIGINT", "SIGTERM"), or None."""
+    return _state.pending
+
+
+def take() -> str | None:
+    """The pending signal, now honoured by the caller (who stops in its own way), or None."""
+    name, _state.pending = _state.pending, None
+    return name
+
+
+def check() -> None:
+    """A safe point: raise the pending signal, if any, as :class:`Interrupted` or :class:`Terminated`."""
+    name = take()
+    if name is not None:
+        raise _interrupt(name)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Signals in the block are noted, not raised; the outermost block honours a pending one at its end.
+
+    The block's owner may stop earlier, where its state is consistent (:func:`pending`, :func:`take`). Where
+    the policy is not installed (a library call, not a command), the block installs it for its duration and
+    at its end raises a pending signal again for the handlers in force before, as if it had come then.
+    """
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
+        yield
+        return
+    fresh = install()
+    _state.depth += 1
+    try:
+        yield
+    except BaseException:
+        _state.depth -= 1
+        if fresh:
+            uninstall()
+        raise
+    _state.depth -= 1
+    if _state.depth > 0:
+        return
+    name = take()
+    if fresh:
+        uninstall()
+        if name is not None:
+            signal.raise_signal(signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)
+    elif name is not None:
+        raise _interrupt(name)
