@@ -46,14 +46,17 @@ def test_a_signal_inside_a_foreign_callback_is_honoured_when_it_returns(policy):
     assert stop.value.exit_code == 130 and signals.pending() is None
 
 
-def test_without_the_policy_ctypes_swallows_the_interrupt():
+def test_without_the_policy_ctypes_swallows_the_interrupt(monkeypatch):
     """The defect the policy exists for: Python's own handler raises inside the callback, and ctypes drops it."""
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         callback = _foreign("signal.raise_signal(signal.SIGINT)")
         callback()  # no KeyboardInterrupt comes out: "Exception ignored on calling ctypes callback function"
     finally:
         signal.signal(signal.SIGINT, previous)
+    assert dropped == [KeyboardInterrupt]
 
 
 def test_sigterm_outside_foreign_code_is_raised_at_once(policy):
@@ -115,10 +118,27 @@ TRAIN = ["train", "diagonal-net", "--d", "50", "--n-train", "10", "--n-test", "1
          "--no-progress", "--no-limits", "--no-plot"]
 
 
+def _wait_for_the_policy(proc, timeout: float = 60.0) -> None:
+    """Until the process catches SIGTERM (its policy is installed: the command's first act), read from /proc."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            break
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught >> (signal.SIGTERM - 1) & 1:
+            return
+        time.sleep(0.005)
+    pytest.fail("the command never installed its signal handlers")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the caught-signal mask from /proc")
 @pytest.mark.parametrize("name,code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_during_start_up_is_one_line_and_its_exit_code(tmp_path, name, code):
     proc = _start([*TRAIN, "--out", tmp_path / "run"])
-    time.sleep(0.3)  # imports: NumPy, SciPy, Numba
+    _wait_for_the_policy(proc)
+    time.sleep(0.05)  # now the imports run: NumPy, SciPy, Numba
     proc.send_signal(getattr(signal, name))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
@@ -128,7 +148,11 @@ def test_a_signal_during_start_up_is_one_line_and_its_exit_code(tmp_path, name, 
 
 @pytest.mark.slow
 def test_sigint_during_a_cold_compilation_stops_validate_between_claims(tmp_path):
-    """The issue's reproduction: SIGINT 0.5 s after `[2/3] fig2` on a cold Numba cache."""
+    """The reported reproduction: SIGINT 0.5 s after `[2/3] fig2` on a cold Numba cache.
+
+    Where exactly the signal lands (data, compilation, training) depends on the machine's speed; the mechanism
+    for compilation is pinned in-process above. Here: the exit code, no swallowed exception, the finished
+    claim kept and reused, the next one not started."""
     out = tmp_path / "val"
     proc = _start(["validate", "--scale", "test", "--no-progress", "--only", "fig1a", "fig2", "fig3", "--out", out],
                   NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
@@ -157,5 +181,6 @@ def test_sigint_during_a_cold_compilation_stops_validate_between_claims(tmp_path
     again = subprocess.run([sys.executable, "-m", "dichotomy", "validate", "--scale", "test", "--no-progress",
                             "--only", "fig1a", "--out", str(out)], env=_env(), capture_output=True, text=True,
                            timeout=600)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode in (0, 1), again.stderr  # 1: a claim at test scale may fail its checks
+    assert "reused saved results" in again.stderr  # the finished claim is not computed again
     assert files.read_json(out / "report.json") is not None
