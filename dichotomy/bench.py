@@ -19,11 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
 
 from dichotomy.errors import ConfigError
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_backend
-from dichotomy.kernels.numba import ENGINE  # noqa: F401  (its package sets the OpenMP wait before _triad starts a pool)
 from dichotomy.kernels.tuning import host
 from dichotomy.peers.timing import PEERS
 from dichotomy.refimpl import checks, data, diagonal_net, matrix_factorization, models, relu_mlp
@@ -165,14 +163,10 @@ def _time(advance, budget: float = 0.2) -> float:
     return float(np.median(times))
 
 
-@njit(parallel=True, cache=True)
-def _triad(a, b, c, s):
-    for i in prange(a.size):
-        a[i] = b[i] + s * c[i]
-
-
 def ceilings() -> dict:
     """Memory bandwidth (GB/s, 2-thread triad over 3 x 64 MB) and float64 GEMM rate (GFLOP/s, n = 2000)."""
+    from dichotomy.kernels.numba.triad import triad as _triad  # the package sets the OpenMP wait first
+
     b, c = np.random.default_rng(0).random((2, 8_000_000))
     a = np.empty_like(b)
     _triad(a, b, c, 0.5)

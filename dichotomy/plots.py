@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 from dichotomy.run.trajectory import Trajectory
 from dichotomy.store import files
 
 _TRAIN, _TEST, _NORM = "tab:blue", "tab:red", "tab:gray"
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (a command that draws nothing never pays it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _step_axis(ax, label=True):
@@ -69,6 +75,7 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
         curves, marks = diagnosis_curves(diagnosis)
     classification = "test_acc" in traj.metrics
     panels = (2 if classification else 1) + (curves is not None)
+    plt = pyplot()
     fig, axes = plt.subplots(panels, 1, figsize=(7, 1.0 + 2.75 * panels), sharex=True, squeeze=False)
     axes = axes[:, 0]
     if classification:
@@ -109,5 +116,5 @@ def save(fig, out: Path, title: str, dpi: int = 120, **title_style) -> list[Path
     fig.suptitle(title, **title_style)
     fig.tight_layout()
     path = files.atomic_write(Path(out) / "figure.png", lambda f: fig.savefig(f, format="png", dpi=dpi))
-    plt.close(fig)
+    pyplot().close(fig)
     return [path]

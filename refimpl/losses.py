@@ -20,12 +20,18 @@ warning and the training driver reports the divergence.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logsumexp
 
 from dichotomy.errors import ConfigError
 
 TASKS = {"logistic": "binary", "exponential": "binary", "squared": "regression",
          "cross_entropy": "multiclass"}
+
+
+def _special():
+    """scipy.special, imported on the first loss evaluated (0.15 s that ``dichotomy --help`` does not pay)."""
+    from scipy import special
+
+    return special
 
 
 def task_of(loss: str) -> str:
@@ -135,7 +141,7 @@ def value_and_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float, np.n
     n = f.shape[0]
     if loss == "logistic":
         m = y * f
-        return float(np.mean(np.logaddexp(0.0, -m))), -y * expit(-m) / n
+        return float(np.mean(np.logaddexp(0.0, -m))), -y * _special().expit(-m) / n
     if loss == "exponential":
         with np.errstate(over="ignore"):
             e = np.exp(-y * f)
@@ -180,13 +186,13 @@ def log_value(loss: str, f: np.ndarray, y: np.ndarray) -> float:
     elif loss == "exponential":
         per_sample = -y * f
     elif loss == "cross_entropy":
-        per_sample = _log_softplus(logsumexp(_others_minus_true(f, y), axis=1))
+        per_sample = _log_softplus(_special().logsumexp(_others_minus_true(f, y), axis=1))
     elif loss == "squared":
         with np.errstate(divide="ignore"):
             return float(np.log(np.mean((f - y) ** 2)))
     else:
         raise ConfigError(f"unknown loss {loss!r}; choose one of {sorted(TASKS)}")
-    return float(logsumexp(per_sample) - np.log(n))
+    return float(_special().logsumexp(per_sample) - np.log(n))
 
 
 def margins(task: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -291,17 +297,17 @@ def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float,
         m = y * f
         log_l = _log_softplus(-m) if loss == "logistic" else -m
         log_dl = -np.logaddexp(0.0, m) if loss == "logistic" else -m  # log sigma(-m) or -m
-        total = logsumexp(log_l)
+        total = _special().logsumexp(log_l)
         return float(total - np.log(f.shape[0])), -y * np.exp(log_dl - total)
     if loss == "cross_entropy":
         n = f.shape[0]
         rows = np.arange(n)
         s = f - f[rows, y][:, None]          # F_ij - F_{i,y_i}; 0 at the true class
         s[rows, y] = -np.inf
-        lse = logsumexp(s, axis=1)           # log sum_{j != y} e^{s_ij}
+        lse = _special().logsumexp(s, axis=1)           # log sum_{j != y} e^{s_ij}
         log_l = _log_softplus(lse)           # l_i = log(1 + e^{lse})
         sp = np.logaddexp(0.0, lse)          # log(1 + sum_j e^{s_ij}) = log-partition minus F_y
-        total = logsumexp(log_l)
+        total = _special().logsumexp(log_l)
         g = np.exp(s - sp[:, None] - total)  # softmax_j / sum l for j != y
         g[rows, y] = -np.exp(lse - sp - total)  # -(1 - p_y) / sum l
         return float(total - np.log(n)), g

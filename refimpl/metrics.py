@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
 LOG_SOFTPLUS_SWITCH = -20.0
 
@@ -46,6 +45,8 @@ def logsumexp(xp, a, axis=None):
         ``a``'s shape without ``axis``; 0-d when ``axis`` is None.
     """
     if xp is np:
+        from scipy import special  # on first use, not at import
+
         return special.logsumexp(a, axis=axis)
     top = xp.max(a, axis=axis, keepdims=True)
     safe = xp.where(xp.isfinite(top), top, 0.0)

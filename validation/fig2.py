@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from dichotomy import diagnosis, plots
@@ -91,6 +90,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
 
 
 def plot(results: Results, out: Path) -> list[Path]:
+    plt = plots.pyplot()
     t = results.trajectories
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from dichotomy import diagnosis, plots
@@ -77,6 +76,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
 
 
 def plot(results: Results, out: Path) -> list[Path]:
+    plt = plots.pyplot()
     traj = results.trajectories["run"]
     m = traj.metrics
     x = np.log10(1.0 + np.exp(np.minimum(m["log_time"], 700.0)))

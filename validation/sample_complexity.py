@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -66,6 +65,7 @@ def _first(ns, errors, target) -> float:
 
 
 def plot(results: Results, out: Path) -> list[Path]:
+    plt = plots.pyplot()
     v, mean = results.values, results.arrays["mean_error"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, d in enumerate(v["dims"]):

@@ -16,7 +16,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from dichotomy import errors, plots
@@ -121,6 +120,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
 
 
 def plot(results: Results, out: Path) -> list[Path]:
+    plt = plots.pyplot()
     a, v = results.arrays, results.values
     lr = v["lr"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))

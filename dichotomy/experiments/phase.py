@@ -276,7 +276,9 @@ def figure(result: dict, path: Path) -> Path:
 
     There is one diagram panel per value of the sweep's other axes (at most :data:`MAX_DIAGRAMS`).
     """
-    import matplotlib.pyplot as plt
+    from dichotomy.plots import pyplot
+
+    plt = pyplot()
 
 
     panels = facets(result)

@@ -15,7 +15,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import highspy
 import numpy as np
 
 from dichotomy.errors import ConfigError
@@ -46,7 +45,14 @@ class L1Solution:
         return float(np.abs(self.w).sum())
 
 
-def _silent_highs() -> highspy.Highs:
+def _highspy():
+    """The HiGHS module, imported on first use (``dichotomy --help`` never needs it)."""
+    import highspy
+
+    return highspy
+
+
+def _silent_highs():
     """A HiGHS instance with logging off.
 
     HiGHS prints a banner from C++ the first time one is made in a process, before any option can be set; file
@@ -57,7 +63,7 @@ def _silent_highs() -> highspy.Highs:
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
-            h = highspy.Highs()
+            h = _highspy().Highs()
     finally:
         os.dup2(saved, 1)
         os.close(saved)
@@ -74,7 +80,7 @@ class _RestrictedProgram:
         self.columns = np.zeros(0, dtype=np.int64)  # coordinate j of each LP variable (p_j, then q_j)
         self.signs = np.zeros(0)  # +1 for p_j, -1 for q_j
         n = A.shape[0]
-        upper = b if equality else np.full(n, highspy.kHighsInf)
+        upper = b if equality else np.full(n, _highspy().kHighsInf)
         self.h.addRows(n, b, upper, 0, np.zeros(n, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0))
 
     def add(self, J: np.ndarray) -> None:
@@ -83,7 +89,7 @@ class _RestrictedProgram:
         block = self.A[:, J].astype(np.float64)
         values = np.concatenate([block.T.ravel(), -block.T.ravel()])
         k = 2 * len(J)
-        self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, highspy.kHighsInf), values.size,
+        self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, _highspy().kHighsInf), values.size,
                        np.arange(0, values.size, n, dtype=np.int32), np.tile(np.arange(n, dtype=np.int32), k), values)
         self.columns = np.concatenate([self.columns, J, J])
         self.signs = np.concatenate([self.signs, np.ones(len(J)), -np.ones(len(J))])
@@ -92,9 +98,9 @@ class _RestrictedProgram:
         """(w (d,), row duals mu), or None if the restricted program is infeasible."""
         self.h.run()
         status = self.h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
+        if status == _highspy().HighsModelStatus.kInfeasible:
             return None
-        if status != highspy.HighsModelStatus.kOptimal:
+        if status != _highspy().HighsModelStatus.kOptimal:
             raise SolverFailed(f"HiGHS stopped on the restricted L1 program: {self.h.modelStatusToString(status)}")
         sol = self.h.getSolution()
         w = np.zeros(self.A.shape[1])

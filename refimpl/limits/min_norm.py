@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
@@ -68,6 +67,8 @@ def nuclear_norm_completion(d: int, X, y, *, solver: str = "CLARABEL") -> Comple
     i, j = X[:, 0], X[:, 1]
     S_of = sp.csr_array((np.full(2 * n, 0.5), (np.concatenate([i * d + j, j * d + i]),
                                                np.concatenate([np.arange(n)] * 2))), shape=(d * d, n))
+    import cvxpy as cp  # here, not at import: it costs seconds, and only this solver needs it
+
     mu = cp.Variable(n)
     S = cp.reshape(S_of @ mu, (d, d), order="C")
     upper, lower = S << np.eye(d), S >> -np.eye(d)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
 
 from dichotomy.errors import ConfigError, DichotomyError
 from dichotomy.refimpl import checks
@@ -64,6 +63,8 @@ def _check_gram(G) -> np.ndarray:
 
 def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     try:
+        import scipy.optimize  # here: 0.1 s of imports that only the solvers need
+
         return scipy.optimize.nnls(A, b, maxiter=50 * max(A.shape[1], 1))[0]
     except RuntimeError as e:  # iteration limit
         raise SolverFailed(f"NNLS did not converge ({e}); the problem is badly conditioned") from None
