@@ -70,7 +70,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
         "min_train_after_fit": float(np.min(m["train_acc"][steps >= fit])),
         "log10_time_at_level": float(log10[hits[0]]) if hits.size else None,
         "norm_sq_slope": float(slope), "norm_sq_r2": float(r2), "final_log_loss": float(m["train_log_loss"][-1]),
-        "notes": notes,
+        "notes": notes, "backend": backend.name,  # the backend it ran on (the report's config says so)
     }
     return Results(values, {}, {"run": traj})
 

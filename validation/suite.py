@@ -108,7 +108,9 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
                      version=verdict.version if reused else None)
     notes += list(results.values.get("notes", []))
     seconds = results.values.get("compute_seconds") or time.perf_counter() - start
-    return ClaimReport(name, module.TITLE, module.CLAIM, config, checks, figures, seconds, reused, notes)
+    ran_on = results.values.get("backend", config["backend"])  # a claim may run elsewhere (fig4: numpy)
+    return ClaimReport(name, module.TITLE, module.CLAIM, {**config, "backend": ran_on}, checks, figures, seconds,
+                       reused, notes)
 
 
 def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,

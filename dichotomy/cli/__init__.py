@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt as e:  # during the imports: nothing has started, nothing to keep
             print(f"dichotomy: interrupted ({getattr(e, 'signal_name', 'SIGINT')})", file=sys.stderr)
             return getattr(e, "exit_code", 130)
+        except Exception as e:  # a broken installation (a missing dependency): one line, not a traceback
+            print(f"dichotomy: internal error: cannot load the command line: {type(e).__name__}: {e}; reinstall "
+                  'with pip install "dichotomy-grokking"', file=sys.stderr)
+            return 3
         return app.main(argv)
     finally:
         if fresh:

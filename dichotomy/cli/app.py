@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except UsageError as e:
-        _error(e)
+        given = sys.argv[1:] if argv is None else list(map(str, argv))
+        hint = ("; --grid takes NAME=V1,V2,... with the values joined by commas, no spaces (--grid alpha=64,128)"
+                if "unrecognized arguments" in str(e) and "--grid" in given else "")
+        _error(f"{e}{hint}")
         return EXIT_USAGE
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE

@@ -33,6 +33,21 @@ def path_arg(text: str) -> Path:
     return Path(text)
 
 
+def count(text: str) -> int:
+    """A whole number written as the paper writes it: ``100000``, ``100_000`` or ``1e5`` (not ``1.5e0``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"a whole number (100000, 100_000 or 1e5), got {text!r}")
+    return int(value)
+
+
 def seed(text: str) -> int:
     try:
         value = int(text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dichotomy.cli.common import EXIT_FAILED, EXIT_OK, choices, one_of, path_arg, writable_file
+from dichotomy.cli.common import EXIT_FAILED, EXIT_OK, choices, count, one_of, path_arg, writable_file
 from dichotomy.peers.adapters import ADAPTERS, MISTAKES
 from dichotomy.refimpl import checks
 from dichotomy.refimpl.models import MODELS
@@ -19,7 +19,7 @@ def add(command) -> None:
     cross.add_argument("--framework", required=True, **one_of("framework", ADAPTERS), help="the framework to check")
     cross.add_argument("--model", nargs="+", default=list(MODELS), **one_of("model", MODELS), metavar="MODEL",
                        help=f"models to check (default: all of {choices(MODELS)})")
-    cross.add_argument("--steps", type=int, default=100, help="trajectory length compared (default 100)")
+    cross.add_argument("--steps", type=count, default=100, help="trajectory length compared (default 100)")
     cross.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
     cross.add_argument("--mistake", **one_of("mistake", MISTAKES), default=None,
                        help="build the adapter with this deliberate slip, to see it caught (docs/crosscheck.md)")

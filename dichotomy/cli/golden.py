@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dichotomy.cli.common import EXIT_OK, choices, one_of, path_arg, writable_dir
+from dichotomy.cli.common import EXIT_OK, choices, count, one_of, path_arg, writable_dir
 from dichotomy.refimpl import checks
 from dichotomy.refimpl.models import MODELS
 from dichotomy.store import files
@@ -18,7 +18,7 @@ def add(command) -> None:
     golden.add_argument("--out", required=True, type=path_arg, help="output directory (created if missing)")
     golden.add_argument("--model", nargs="+", default=list(MODELS), **one_of("model", MODELS), metavar="MODEL",
                         help=f"models to export (default: all of {choices(MODELS)})")
-    golden.add_argument("--steps", type=int, default=20, help="steps per trajectory (default 20)")
+    golden.add_argument("--steps", type=count, default=20, help="steps per trajectory (default 20)")
 
 
 def run(args) -> int:

@@ -10,6 +10,7 @@ from dichotomy.cli.common import (
     EXIT_OK,
     add_checkpoint_options,
     choices,
+    count,
     one_line,
     one_of,
     path_arg,
@@ -38,7 +39,7 @@ def add(command) -> None:
                     help="an axis: a preset field or model option and its values (repeat for more axes)")
     sw.add_argument("--seeds", default=None, metavar="A:B", help="seeds A to B-1 (default 0:1); seed s draws the "
                     "dataset and the initial parameters with the preset's seeds + s")
-    sw.add_argument("--steps", type=int, default=None, help="steps of every run (default: the preset's)")
+    sw.add_argument("--steps", type=count, default=None, help="steps of every run (default: the preset's)")
     sw.add_argument("--config", type=path_arg, default=None, metavar="SWEEP_TOML",
                     help="read preset, steps, seeds, backend and a [grid] table from this TOML file")
     sw.add_argument("--backend", default=None, **one_of("backend", BACKENDS), metavar="BACKEND",

@@ -19,6 +19,7 @@ from dichotomy.cli.common import (
     backend_of,
     checkpoints_of,
     choices,
+    count,
     flag01,
     one_of,
     path_arg,
@@ -44,7 +45,7 @@ NAME = "train"
 # option -> (field name, type, help, None or (what, its closed set of values)). Each overrides the preset's run,
 # dataset or model setting.
 OPTIONS = {
-    "--steps": ("steps", int, "number of GD steps (0 records the initialization only)", None),
+    "--steps": ("steps", count, "number of GD steps (0 records the initialization only)", None),
     "--lr": ("lr", float, "learning rate eta (> 0)", None),
     "--wd": ("wd", float, "weight decay lambda (>= 0), coupled: p <- p - lr (g + wd p)", None),
     "--seed": ("seed", seed, "dataset seed (an integer >= 0)", None),
@@ -78,7 +79,8 @@ def add(command) -> None:
                     "optionally overriding its settings, and write OUT/trajectory.npz and .json, the "
                     "dichotomy diagnostic OUT/diagnosis.json and a plot OUT/trajectory.png. A run that "
                     "diverges or is interrupted (Ctrl-C, SIGTERM) still saves what was recorded.")
-    train.add_argument("model", **one_of("model", MODELS), metavar="MODEL", help=f"the model: {choices(MODELS)}")
+    train.add_argument("model", nargs="?", default=None, **one_of("model", MODELS), metavar="MODEL",
+                       help=f"the model: {choices(MODELS)} (optional with --preset, which names its model)")
     train.add_argument("--preset", **one_of("preset", presets.PRESETS), metavar="NAME",
                        help="named experiment, see 'dichotomy presets' (" + choices(presets.PRESETS)
                        + "); default: the model's quick one ("
@@ -123,10 +125,14 @@ def plot(traj: Trajectory, out: Path, title: str, diagnosis=None) -> list[Path]:
 
 
 def run(args) -> int:
+    if args.model is None and args.preset is None:
+        raise errors.ConfigError(f"give a MODEL ({choices(MODELS)}) or a --preset (dichotomy presets lists them)")
     name = args.preset or presets.DEFAULT_PRESET[args.model]
     preset = presets.get(name)
-    if preset.model != args.model:
-        raise errors.ConfigError(f"preset {name!r} is for {preset.model}, not {args.model}")
+    if args.model is not None and preset.model != args.model:
+        raise errors.ConfigError(f"preset {name!r} is for {preset.model}, not {args.model}: drop MODEL "
+                                 f"(dichotomy train --preset {name}) or name {preset.model}")
+    args.model = preset.model
     changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, *_) in OPTIONS.items()}
     preset = presets.override(preset, **{k: v for k, v in changes.items() if v is not None})
     backend = backend_of(args)

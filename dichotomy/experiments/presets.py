@@ -18,6 +18,7 @@ from dichotomy import errors
 from dichotomy.refimpl import checks, data, models
 
 RUN_KEYS = ("lr", "wd", "steps", "seed", "init_seed", "dataset")  # preset fields an override may replace
+PAPER_NAMES = {"lambda": "wd", "eta": "lr", "depth": "L"}  # the paper's words for a field: --grid lambda=...
 
 
 @dataclass(frozen=True)

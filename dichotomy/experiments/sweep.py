@@ -145,10 +145,18 @@ def _parse(name: str, text, like):
 def grid(preset: str, axes: dict[str, list], seeds=(0,), steps: int | None = None) -> Grid:
     """A checked :class:`Grid`: known preset, known axis names, values of the field's type, distinct values, seeds >= 0.
 
-    Every error is one line, raised before anything runs.
+    Every error is one line, raised before anything runs. The paper's names for a field (``lambda`` for wd, ``eta``
+    for lr, ``depth`` for L: :data:`presets.PAPER_NAMES`) name the same axis, stored under the field's name.
     """
     base = presets.get(preset)
     known = _defaults(base)
+    named = {}
+    for name, values in axes.items():
+        field = presets.PAPER_NAMES.get(name, name)
+        if field in named:
+            raise ConfigError(f"--grid {name}: the axis {field} is given twice")
+        named[field] = values
+    axes = named
     checked = {}
     for name, values in axes.items():
         if name in ("seed", "init_seed"):

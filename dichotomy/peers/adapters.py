@@ -25,7 +25,8 @@ def import_torch():
     try:
         import torch
     except ImportError:
-        raise BackendUnavailable('PyTorch is not installed: pip install ".[peers]"') from None
+        raise BackendUnavailable('PyTorch is not installed: pip install "dichotomy-grokking[peers]" (in a checkout: '
+                                 'pip install ".[peers]")') from None
     return torch
 
 
@@ -34,7 +35,8 @@ def import_jax():
     try:
         import jax
     except ImportError:
-        raise BackendUnavailable('JAX is not installed: pip install ".[peers]"') from None
+        raise BackendUnavailable('JAX is not installed: pip install "dichotomy-grokking[peers]" (in a checkout: '
+                                 'pip install ".[peers]")') from None
     jax.config.update("jax_enable_x64", True)
     return jax
 

@@ -19,7 +19,8 @@ def unavailable_reason() -> str | None:
     try:
         import cupy
     except Exception as e:  # ImportError, or CuPy present without its CUDA libraries
-        return f'CuPy is not importable ({type(e).__name__}: {e}); install the gpu extra: pip install ".[gpu]"'
+        return (f'CuPy is not importable ({type(e).__name__}: {e}); install the gpu extra: pip install '
+                '"dichotomy-grokking[gpu]" (in a checkout: pip install ".[gpu]")')
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:
