@@ -24,6 +24,9 @@ CLAIM = ("Test accuracy sits near chance while the predictor is the max-L2-margi
 # the alpha convention move it; the paper's own Fig. 1a switches at 0.4-0.75 t*).
 _CHECKS = {"plateau_atol": 0.05, "final_atol": 0.02, "kernel_distance_max": 0.1, "late_distance_max": 0.15,
            "norm_rtol": 0.02, "switch_low": 0.3, "switch_high": 1.2}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": 1.4, "memory_gb": 1.0, "basis": "2e6 steps x 2.6 ms (bench diag-100k, 2 cores); measured 1.5 h"}
+
 CONFIGS = {
     "quick": {"run": {"preset": "fig1a-quick"}, "checks": _CHECKS},
     "paper": {"run": {"preset": "fig1a"}, "checks": _CHECKS,

@@ -22,6 +22,9 @@ CLAIM = ("With γ-separated Gaussian data (dense w*), test accuracy is ~100% whi
 # at least 0.25 (the paper's is 0.45).
 _CHECKS = {"plateau_atol": 0.02, "final_atol": 0.05, "kernel_distance_max": 0.1, "drop_min": 0.25,
            "switch_low": 0.3, "switch_high": 1.2}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": 22.0, "memory_gb": 8.0, "basis": "2e7 steps x 3.9 ms; the 1e4 x 1e5 float64 test set"}
+
 CONFIGS = {
     "quick": {"run": {"preset": "fig1b-quick", "overrides": {"steps": 200_000}}, "checks": _CHECKS},
     "paper": {"run": {"preset": "fig1b"}, "checks": _CHECKS,

@@ -36,6 +36,9 @@ def _config(p, h, frac, lr, wd, steps, alphas, wds, collapse_wd, level, checks):
 # reaches `level`; the delay between alpha = 10 and 100 must be positive and within [0.3, 1.5] of
 # ln(10)/(eta lambda) (the paper's own Fig. 2b gives 0.9 for 10 -> 100 and 0.5 for 1 -> 10).
 _CHECKS = {"at_fit_max": 0.1, "jump_min": 0.4, "delay_low": 0.3, "delay_high": 1.5, "collapse_max": 0.2}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": 7600.0, "memory_gb": 0.2, "basis": "6 runs x 1e8 steps x 45.6 ms (bench mlp-1024)"}
+
 CONFIGS = {
     "quick": _config(23, 64, 0.85, 0.5, 3e-3, 20_000, [1.0, 10.0, 100.0], [1e-3, 2e-3, 3e-3], 3e-2, 0.3,
                      _CHECKS),

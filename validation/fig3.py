@@ -27,6 +27,9 @@ CLAIM = ("The test MSE plateaus at the kernel predictor's (observed entries and 
 # hence 15% on ||theta||^2 / ||W_nuc||_* and 0.15 on the relative distance at quick scale's lambda = 1e-3.
 _CHECKS = {"plateau_rtol": 0.01, "drop_max": 0.05, "norm_rtol": 0.15, "late_distance_max": 0.15,
            "balance_rtol": 0.01, "switch_low": 0.5, "switch_high": 2.5}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": 0.13, "memory_gb": 0.1, "basis": "1e7 steps x 42 us (bench mc); measured 460 s"}
+
 CONFIGS = {
     "quick": {"run": {"preset": "fig3-quick", "overrides": {"wd": 1e-3, "steps": 150_000}}, "checks": _CHECKS},
     "paper": {"run": {"preset": "fig3"}, "checks": {**_CHECKS, "norm_rtol": 0.03, "late_distance_max": 0.05},

@@ -28,6 +28,9 @@ CLAIM = ("With λ = 0 and the learning rate η/L(θ), the net fits the training 
 # Tolerances (docs/validation.md#fig4): the rise must start only after log t has grown `late_factor`-fold
 # from the fit, gain at least `rise_min`, and ||theta||^2 must be affine in ln t with R^2 >= 0.9.
 _CHECKS = {"at_fit_max": 0.1, "rise_min": 0.2, "late_factor": 3.0, "r2_min": 0.9, "level": 0.1}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": 310.0, "memory_gb": 0.1, "basis": "1e7 steps x 110 ms on the numpy engine"}
+
 CONFIGS = {
     "quick": {"run": {"preset": "fig2a-quick", "overrides": {"p": 23, "h": 64, "train_fraction": 0.85,
                                                                "wd": 0.0, "steps": 20_000}},

@@ -28,6 +28,9 @@ CLAIM = ("On k-sparse ±1 data the max-L1-margin classifier generalizes from n ~
 # samples than L2; from d1 to d2 = 4 d1, L2's requirement grows by at least 2x (linear: 4x) and L1's by at
 # most 2x (logarithmic: ln(2 d2)/ln(2 d1) ~ 1.2x).
 _CHECKS = {"target": 0.1, "gap_min": 4.0, "l2_growth_min": 2.0, "l1_growth_max": 2.0}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": None, "memory_gb": 0.5, "basis": "LP and QP solves up to n = 16384, d = 4000: not measured"}
+
 CONFIGS = {
     "quick": {"dims": [250, 1000], "ns": [16, 32, 64, 128, 256, 512, 1024, 2048], "k": 3,
               "n_test": 2000, "seeds": [0, 1], "checks": _CHECKS},

@@ -34,6 +34,9 @@ CLAIM = ("The switch happens at t ≈ (1/λ) ln α: at fixed λ the measured tim
 # both fits linear with R^2 >= 0.95.
 _CHECKS = {"slope_rtol": 0.25, "window_slack": 0.2, "r2_min": 0.95}
 _RUN = {"preset": "fig1a-quick"}
+# What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
+PAPER_COST = {"hours": 17.0, "memory_gb": 1.0, "basis": "4 x 2e6 + 4 x 4e6 steps of fig1a x 2.6 ms"}
+
 CONFIGS = {
     "quick": {"run": {**_RUN, "overrides": {"steps": 120_000}}, "alphas": [128.0, 512.0, 2048.0, 8192.0],
               "wd_fixed": 1e-2, "wds": [1e-2, 2e-2, 4e-2, 8e-2], "alpha_fixed": 128.0,

@@ -60,6 +60,26 @@ def select(only: list[str] | None) -> list[str]:
     return [n for n in CLAIMS if n in only]
 
 
+ASK_ABOVE_HOURS = 5 / 60  # a paper-scale run projected longer than this (or not projected) is asked about first
+
+
+def paper_cost(names: list[str]) -> tuple[str, float | None]:
+    """The projected CPU time and memory of ``names`` at the paper's scale: a table, and the total hours.
+
+    Each claim states its cost (``PAPER_COST``: hours on 2 cores, memory, and what they rest on:
+    docs/validation-paper.md). The total is None when some claim has no projection.
+    """
+    rows, total = ["claim | CPU time (2 cores) | memory | from", "--- | --- | --- | ---"], 0.0
+    for name in names:
+        cost = CLAIMS[name].PAPER_COST
+        hours = cost["hours"]
+        when = "not projected" if hours is None else (f"{hours * 60:.0f} min" if hours < 1 else
+                                                       f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days")
+        rows.append(f"{name} | {when} | {cost['memory_gb']:g} GB | {cost['basis']}")
+        total = None if hours is None or total is None else total + hours
+    return "\n".join(rows), total
+
+
 def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
               checkpoint_every: float | None = None, reuse_other_version: bool = False) -> ClaimReport:
     """Compute (or reuse), plot and check one claim; its files go to ``out / name``.
