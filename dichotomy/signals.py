@@ -54,6 +54,7 @@ class _State:
         self.pending: str | None = None  # the first signal noted and not yet honoured
         self.depth = 0                   # nesting of deferred() blocks
         self.installed: dict = {}        # signum -> the handler in force before install()
+        self.delivered: list[str] = []   # every signal delivered since install(), in order
 
 
 _state = _State()
@@ -74,6 +75,7 @@ def _in_foreign_code(frame) -> bool:
 
 def _handler(signum, frame) -> None:
     name = NAMES[signum]
+    _state.delivered.append(name)
     if _in_foreign_code(frame):
         _state.pending = _state.pending or name  # raising here would be swallowed: honour it when they return
         return
@@ -100,6 +102,7 @@ def install() -> bool:
             continue
         _state.installed[signum] = current
         signal.signal(signum, _handler)
+    _state.delivered = []
     return bool(_state.installed)
 
 
@@ -111,6 +114,11 @@ def uninstall() -> None:
         signal.signal(signum, previous)
     _state.installed.clear()
     _state.pending = None
+
+
+def delivered() -> list[str]:
+    """The signals delivered since :func:`install`, in order (a caller's Ctrl-C is told from a simulated one)."""
+    return list(_state.delivered)
 
 
 def pending() -> str | None:

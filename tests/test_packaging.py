@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.patience import patience
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_the_wheel_installs_one_top_level_package_with_every_folder_and_the_cuda_sources(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=patience(600))
     assert done.returncode == 0, done.stderr[-2000:]
     wheel = next(tmp_path.glob("dichotomy_grokking-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -36,10 +38,10 @@ def test_the_package_imports_by_its_one_name_from_anywhere(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for cwd in (tmp_path, ROOT):
         done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=300)
+                              timeout=patience(300))
         assert done.returncode == 0, done.stderr[-2000:]
         if cwd == tmp_path:  # outside the checkout nothing but `dichotomy` is importable
             assert done.stdout.strip() == "True"
     done = subprocess.run([sys.executable, "-m", "dichotomy", "presets"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=patience(300))
     assert done.returncode == 0 and "fig1a-quick" in done.stdout

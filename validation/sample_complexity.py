@@ -12,11 +12,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from dichotomy import plots
 from dichotomy.refimpl import blocks, data, losses
 from dichotomy.refimpl.limits import max_margin
+from dichotomy.run.progress import bar as progress_bar
 from dichotomy.validation.claim import Check, Results
 
 TITLE = "Sample complexity of the two limits: max-L1 vs max-L2 margin (Appendix E)"
@@ -50,11 +50,14 @@ def compute(config: dict, backend=None, progress: bool = False) -> Results:
     dims, ns, seeds = config["dims"], config["ns"], config["seeds"]
     err = np.full((2, len(dims), len(ns), len(seeds)), np.nan)  # [L1/L2, d, n, seed]
     jobs = [(i, j, s) for i in range(len(dims)) for j in range(len(ns)) for s in range(len(seeds))]
-    for i, j, s in tqdm(jobs, disable=not progress, unit="fit", desc="max-margin classifiers"):
+    bar = progress_bar(len(jobs), show=progress, unit="fit", desc="max-margin classifiers")
+    for i, j, s in jobs:
         ds = data.sparse_linear_classification(np.random.default_rng([seeds[s], dims[i], ns[j]]), d=dims[i],
                                                n_train=ns[j], n_test=config["n_test"], k=config["k"])
         err[0, i, j, s] = _error(ds.X_test, max_margin.max_l1_margin(ds.X_train, ds.y_train).w, ds.y_test)
         err[1, i, j, s] = _error(ds.X_test, max_margin.max_l2_margin(ds.X_train, ds.y_train).w, ds.y_test)
+        bar.update(1)
+    bar.close()
     mean = err.mean(axis=3)
     target = config["checks"]["target"]
     needed = {name: [_first(ns, mean[a, i], target) for i in range(len(dims))] for a, name in enumerate(("l1", "l2"))}

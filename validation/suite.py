@@ -165,7 +165,7 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
         verdict = "PASS" if report.passed else "FAIL"
         echo(f"    {verdict} ({sum(c.passed for c in report.checks)}/{len(report.checks)} checks, "
              + ("reused saved results)" if report.reused else f"{report.seconds:.0f} s)"))
-        write(reports, out, scale, backend.name)
+        write(reports, out, scale, backend.name, to_come=names[i:])
     return reports
 
 
@@ -181,11 +181,15 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
-    """The report a theorist reads: a summary table, then one section per claim."""
+def markdown(reports: list[ClaimReport], scale: str, backend: str, to_come: list[str] = ()) -> str:
+    """The report a theorist reads: a summary table, then one section per claim.
+
+    While the suite runs, ``to_come`` names the claims not reported yet, and the first line says so.
+    """
     passed = sum(r.passed for r in reports)
+    pending = f" so far; {len(to_come)} to come ({', '.join(to_come)})" if to_come else ""
     lines = [f"# dichotomy validation report ({scale} scale, {backend} backend)", "",
-             f"{passed} of {len(reports)} claims pass. Versions: "
+             f"{passed} of {len(reports)} claims pass{pending}. Versions: "
              + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".", "",
              "| claim | verdict | checks passed | compute seconds |", "|---|---|---|---|"]
     for r in reports:
@@ -205,11 +209,12 @@ def markdown(reports: list[ClaimReport], scale: str, backend: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(reports: list[ClaimReport], out: Path, scale: str, backend: str) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.json`` into ``out``."""
-    md = files.write_text(out / "report.md", markdown(reports, scale, backend))
+def write(reports: list[ClaimReport], out: Path, scale: str, backend: str,
+          to_come: list[str] = ()) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.json`` into ``out`` (``to_come``: the claims still running or queued)."""
+    md = files.write_text(out / "report.md", markdown(reports, scale, backend, list(to_come)))
     doc = {"scale": scale, "backend": backend, "versions": versions(),
-           "passed": all(r.passed for r in reports),
+           "passed": all(r.passed for r in reports), "to_come": list(to_come),
            "claims": {r.name: {"title": r.title, "claim": r.claim, "passed": r.passed, "seconds": r.seconds,
                                "reused": r.reused, "config": r.config, "notes": r.notes,
                                "figures": [f.name for f in r.figures],

@@ -17,10 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the dichotomy command: the signal policy first, then everything else, imports included.
 
     A SIGINT or SIGTERM from the first instant on is honoured as documented: one line on stderr and exit code
-    130 or 143 (docs/user-guide.md, "What survives what"). Called from Python (a test), the handlers in force
-    before are put back at the end.
+    130 or 143 (docs/user-guide.md, "What survives what"). Called from Python with an ``argv`` (a test), the
+    handlers in force before are put back at the end, and a Ctrl-C that reached the process is raised again as
+    KeyboardInterrupt once the command has kept what it should: the caller's Ctrl-C (pytest's) is the caller's.
     """
     fresh = signals.install()
+    code = 3
     try:
         try:
             from dichotomy.cli import app
@@ -31,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dichotomy: internal error: cannot load the command line: {type(e).__name__}: {e}; reinstall "
                   'with pip install "dichotomy-grokking"', file=sys.stderr)
             return 3
-        return app.main(argv)
+        code = app.main(argv)
     finally:
+        ctrl_c = "SIGINT" in signals.delivered()
         if fresh:
             signals.uninstall()
+    if argv is not None and fresh and ctrl_c:
+        raise KeyboardInterrupt  # after the command stopped cleanly: now the caller's to handle
+    return code
 
 
 def _parser():

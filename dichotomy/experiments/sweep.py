@@ -48,6 +48,7 @@ from dichotomy.refimpl import data as datasets
 from dichotomy.refimpl.limits import predictors
 from dichotomy.run import trajectory
 from dichotomy.run.checkpoint import Checkpoints
+from dichotomy.run.progress import bar as progress_bar
 from dichotomy.store import files, manifest
 from dichotomy.store.keys import fingerprint
 from dichotomy.store.resultset import ResultSet
@@ -300,7 +301,7 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def run_task(task: Task) -> list[str]:
+def run_task(task: Task, progress: bool = False) -> list[str]:
     """Train the task's runs as one batch (resuming from its checkpoint), store each run, clear the checkpoint.
 
     Returns the keys stored. Runs in a worker process or in this one.
@@ -318,7 +319,8 @@ def run_task(task: Task) -> list[str]:
     trajs = backend.run_batch(module, configs, params, data, lr=[r.preset.lr for r in task.runs],
                               wd=[r.preset.wd for r in task.runs], steps=first.steps,
                               record=claim_runs.schedule(first.steps), dtype=task.dtype, checkpoints=cp,
-                              run_config={"sweep_task": task.key})
+                              run_config={"sweep_task": task.key}, progress=progress,
+                              label=f"{len(task.runs)} run{'s' if len(task.runs) > 1 else ''}, {first.steps:,} steps")
     host = {"node": platform.node(), "machine": platform.machine(), "processor": platform.processor()}
     commit = _git_commit()
     for r, traj, config in zip(task.runs, trajs, configs, strict=True):
@@ -350,7 +352,7 @@ def _attempts_file(task: Task) -> Path:
     return Path(task.out) / "checkpoints" / task.key / "attempts.json"  # cleared with the task's checkpoints
 
 
-def run_attempt(task: Task, threads: int | None = None) -> list[str]:
+def run_attempt(task: Task, threads: int | None = None, progress: bool = False) -> list[str]:
     """:func:`run_task`, counting its starts.
 
     A task is started again only when the process running it died (a task's own error is reported, not retried), so a
@@ -365,10 +367,11 @@ def run_attempt(task: Task, threads: int | None = None) -> list[str]:
     files.write_json(path, {"started": started + 1})
     if threads is not None:
         kcores.limit_process(threads)
-    return run_task(task)
+    return run_task(task, progress)
 
 
-def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads: int | None = None) -> None:
+def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads: int | None = None,
+                  progress: bool = False) -> None:
     """Run the tasks in this process (``workers`` = 1) or in a pool of ``workers`` processes.
 
     Each pool process has an equal share of the cores for its engine's threads (or ``threads`` each). A pool whose
@@ -382,7 +385,7 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads
         for t in todo:
             signals.check()  # between two tasks: a signal noted while Numba compiled is honoured here
             try:
-                keys = run_attempt(t)
+                keys = run_attempt(t, progress=progress)  # in this process: the steps' bar too
             except (errors.DichotomyError, ArithmeticError, ValueError, OSError) as e:
                 on_failed(t, f"{type(e).__name__}: {e}")
             else:
@@ -454,7 +457,7 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
         _attempts_file(t).unlink(missing_ok=True)
     if executor is None:
         executor = functools.partial(execute_local, workers=workers or default_workers(len(work), threads),
-                                     threads=threads)
+                                     threads=threads, progress=progress)
     files.write_json(out / GRID_FILE, {**g.to_json(), "backend": backend, "dtype": dtype}, indent=2)
     failed: dict[str, str] = {}
     bar = _bar(len(everything), len(everything) - len(todo), progress)
@@ -479,9 +482,7 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
 
 
 def _bar(total: int, initial: int, show: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="run", desc="sweep", disable=not show, dynamic_ncols=True)
+    return progress_bar(total, show=show, initial=initial, unit="run", desc="sweep")
 
 
 # --- the combined store --------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import time
 from types import ModuleType
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from dichotomy import errors, signals
 from dichotomy.refimpl import checks, models
@@ -29,6 +28,8 @@ from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import ReferenceEngine, RunSpec, evaluate
 from dichotomy.refimpl.steppers import LossNormalized
 from dichotomy.run.checkpoint import Checkpoints, Slot
+from dichotomy.run.progress import bar as progress_bar
+from dichotomy.run.progress import restart_clock
 from dichotomy.run.trajectory import Trajectory, record_steps, sidecar_text
 from dichotomy.store.keys import fingerprint
 from dichotomy.store.manifest import package_version
@@ -269,8 +270,8 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
     if checkpoint is not None and (saved := checkpoint.load()) is not None:
         first = _restore(engine, saved, rows, outputs)
         log.info("%sresumed from step %d (%s)", f"{label}: " if label else "", engine.step, checkpoint.sidecar)
-    bar = tqdm(total=steps, initial=engine.step, disable=not progress, unit="step", dynamic_ncols=True,
-               mininterval=0.5, desc=label or None)
+    bar = progress_bar(steps, show=progress, initial=engine.step, unit="step", desc=label or None)
+    timed = False  # the bar's clock restarts once the first engine call (the one that compiles) has returned
     chunk, s = 1, engine.step
     try:
         with signals.deferred(), np.errstate(over="ignore", invalid="ignore"):
@@ -281,6 +282,9 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
                     start = time.perf_counter()
                     engine.advance(k)
                     s += k
+                    if not timed:
+                        restart_clock(bar)
+                        timed = True
                     rate = (time.perf_counter() - start) / k
                     chunk = max(1, min(16 * chunk, int(CHUNK_SECONDS / max(rate, 1e-9))))
                     bar.update(s - bar.n)

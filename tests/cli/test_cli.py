@@ -21,6 +21,7 @@ from dichotomy.refimpl import diagonal_net
 from dichotomy.refimpl.limits import predictors
 from dichotomy.run import driver
 from dichotomy.run.trajectory import load
+from tests.patience import patience
 
 # A diagonal net small enough to train 50 steps in a fraction of a second.
 TINY = ["diagonal-net", "--d", "20", "--n-train", "8", "--n-test", "8", "--steps", "50", "--no-progress"]
@@ -427,10 +428,10 @@ def test_a_signal_during_train_saves_the_trajectory_and_exits_with_its_code(tmp_
     proc, seen, reader = _train_in_subprocess(tmp_path)
     proc.send_signal(sig)
     try:
-        rc = proc.wait(timeout=60)
+        rc = proc.wait(timeout=patience(60))
     finally:
         proc.kill()
-    reader.join(timeout=5)
+    reader.join(timeout=patience(5))
     err = seen.decode(errors="replace")
     assert rc == code, err
     assert f"interrupted ({name})" in err and "Traceback" not in err

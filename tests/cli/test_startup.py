@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.patience import patience
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("numba", "llvmlite", "cvxpy", "matplotlib", "xarray", "torch", "jax", "dask", "distributed", "highspy",
          "pandas", "scipy.optimize", "scipy.special", "scipy.sparse.linalg")
@@ -25,7 +27,8 @@ COUNT = ("import json, sys\nfrom dichotomy.cli import main\nrc = main(sys.argv[1
 def imported(*argv) -> tuple[set[str], int]:
     """The modules a fresh interpreter holds after the command ``argv``, and its exit code."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-c", COUNT, *argv], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", COUNT, *argv], env=env, capture_output=True, text=True,
+                          timeout=patience(300))
     last = json.loads(done.stderr.strip().splitlines()[-1])
     return set(last["modules"]), last["rc"]
 

@@ -19,6 +19,7 @@ from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import RunSpec
 from dichotomy.run import driver
 from tests.cases import seeds
+from tests.patience import patience
 from tests.tolerances import tol
 
 # Sparse record schedules: each gap is advanced in fused multi-step calls (the driver may split a gap into
@@ -392,7 +393,7 @@ def test_numba_kernels_reload_from_the_cache_in_new_processes(tmp_path):
     outputs = []
     for arg in ("inner", "train", "train"):
         done = subprocess.run([sys.executable, str(script), arg], env=env, capture_output=True, text=True,
-                              cwd=os.getcwd(), timeout=600)
+                              cwd=os.getcwd(), timeout=patience(600))
         assert done.returncode == 0, f"{arg}: exit {done.returncode}\n{done.stderr[-2000:]}"
         outputs.append(done.stdout.strip())
     assert outputs[0] == "4.0" and outputs[1] == outputs[2]

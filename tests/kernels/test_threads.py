@@ -15,6 +15,7 @@ from dichotomy.kernels import get_backend, tuning
 from dichotomy.kernels.numba import threads as kthreads
 from dichotomy.refimpl import data, diagonal_net, matrix_factorization
 from dichotomy.refimpl.engine import RunSpec
+from tests.patience import patience
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
@@ -25,7 +26,7 @@ def test_thread_count_follows_a_restricted_affinity_mask():
             "from dichotomy.experiments import sweep; print(json.dumps([cores.available_cores(), t.ceiling(), "
             "sweep.default_workers(8), cores.threads_per_worker(1)]))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=patience(120), env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [1, 1, 1, 1]
 

@@ -34,6 +34,7 @@ from dichotomy.run import driver
 from dichotomy.run.checkpoint import Checkpoints, Slot
 from dichotomy.run.trajectory import Trajectory, load
 from dichotomy.store import files, manifest
+from tests.patience import patience
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = [0, 1, 2, 5, 9, 16, 63, 64, 65, 129, 194, 300]
@@ -225,7 +226,7 @@ def test_train_killed_mid_run_resumes_bit_for_bit(tmp_path, clean_train, backend
     _wait_for_checkpoint(proc, out / "checkpoint" / "checkpoint.json", target)
     sent = time.monotonic()
     proc.send_signal(getattr(signal, how))
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=patience(60))
     if how == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL
     else:  # a checkpoint at the stop, the exit code, within about a second
@@ -234,7 +235,7 @@ def test_train_killed_mid_run_resumes_bit_for_bit(tmp_path, clean_train, backend
         assert "rerun the same command to resume" in err
     step = files.read_json(out / "checkpoint" / "checkpoint.json")["step"]
     assert not list(out.rglob("*.tmp"))
-    again = subprocess.run(_command(*argv), env=_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_command(*argv), env=_env(), capture_output=True, text=True, timeout=patience(300))
     assert again.returncode == 0, again.stderr
     assert f"resumed from step {step}" in again.stderr
     _assert_same_npz(out / "trajectory.npz", clean_train(backend) / "trajectory.npz")
@@ -263,13 +264,13 @@ BATCH_SCRIPT = textwrap.dedent("""
 def test_a_numba_batch_killed_mid_run_resumes_bit_for_bit(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     command = [sys.executable, "-c", BATCH_SCRIPT]
-    subprocess.run([*command, str(clean)], env=_env(), check=True, timeout=300)
+    subprocess.run([*command, str(clean)], env=_env(), check=True, timeout=patience(300))
     proc = subprocess.Popen([*command, str(killed)], env=_env(), stderr=subprocess.PIPE, text=True)
     sidecar = _wait_for_checkpoint_file(proc, killed / "ck")
     _wait_for_checkpoint(proc, sidecar, 3000)
     proc.kill()
     proc.wait()
-    subprocess.run([*command, str(killed)], env=_env(), check=True, timeout=300)
+    subprocess.run([*command, str(killed)], env=_env(), check=True, timeout=patience(300))
     for b in range(3):
         _assert_same_npz(killed / f"run{b}.npz", clean / f"run{b}.npz")
 
@@ -322,13 +323,13 @@ def test_validate_killed_while_saving_recovers_on_a_plain_rerun(tmp_path, clean_
     out = tmp_path / "v"
     shutil.copytree(clean_validate, out)
     killed = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING, str(nth_file), *VALIDATE, "--force",
-                             "--out", str(out)], env=_env(), capture_output=True, text=True, timeout=300)
+                             "--out", str(out)], env=_env(), capture_output=True, text=True, timeout=patience(300))
     assert killed.returncode == -signal.SIGKILL
     assert not (out / "fig2" / "manifest.json").exists()  # an unfinished set is never taken as finished
     for npz in (out / "fig2").rglob("*.npz"):
         _npz(npz)  # no truncated file under a final name
     rerun = subprocess.run(_command(*VALIDATE, "--out", out), env=_env(), capture_output=True, text=True,
-                           timeout=300)
+                           timeout=patience(300))
     assert rerun.returncode in (0, 1), rerun.stderr
     assert "recomputed" in rerun.stderr and "manifest.json is missing" in rerun.stderr
     assert _checks(out) == _checks(clean_validate)
@@ -422,7 +423,7 @@ FULL_DISK = textwrap.dedent("""
 @needs_tmpfs
 def test_a_full_disk_and_a_read_only_out_are_one_line_and_keep_what_was_there():
     proc = subprocess.run(["unshare", "-rm", "bash", "-c", FULL_DISK], capture_output=True, text=True,
-                          env={**_env(), "PY": sys.executable}, timeout=300)
+                          env={**_env(), "PY": sys.executable}, timeout=patience(300))
     text = proc.stdout
     assert "rc=2" in text, text + proc.stderr
     disk, read_only = [line for line in text.splitlines() if line.startswith("dichotomy: error:")]
