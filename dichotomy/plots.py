@@ -10,6 +10,7 @@ from dichotomy.run.trajectory import Trajectory
 from dichotomy.store import files
 
 _TRAIN, _TEST, _NORM = "tab:blue", "tab:red", "tab:gray"
+_REFERENCE_STYLES = ({"color": "tab:purple", "ls": "--"}, {"color": "tab:green", "ls": "-."})  # kernel, late
 
 
 def pyplot():
@@ -49,7 +50,7 @@ def _distance_panel(ax, steps, curves: dict, marks: dict):
             ax.axvline(step, color="k", ls=style[0], lw=style[1], label=label)
     ax.set_yscale("log")
     ax.set_ylabel("distance on probe set")
-    ax.legend(loc="lower left", fontsize="small")
+    _legend_outside(ax)
 
 
 def diagnosis_curves(diagnosis) -> tuple[dict, dict]:
@@ -62,21 +63,39 @@ def diagnosis_curves(diagnosis) -> tuple[dict, dict]:
     return curves, marks
 
 
-def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnosis=None, *,
-                    curves: dict | None = None, marks: dict | None = None, norm_prediction=None) -> Path:
-    """Write a PNG: accuracy (top) and loss with parameter norm (bottom) as in the paper's Figs. 1 and 3.
+def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnosis=None, **options) -> Path:
+    """Write :func:`trajectory_figure` as a PNG at ``path``; return the path."""
+    fig = trajectory_figure(traj, title, diagnosis, **options)
+    path = files.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    pyplot().close(fig)
+    return path
+
+
+def _legend_outside(ax, handles=None, labels=None) -> None:
+    """The legend beside the axes, never over a curve."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.08, 1.0), borderaxespad=0.0, fontsize="small")
+
+
+def trajectory_figure(traj: Trajectory, title: str = "", diagnosis=None, *, curves: dict | None = None,
+                      marks: dict | None = None, norm_prediction=None, references: dict | None = None):
+    """Accuracy (top) and loss with parameter norm (bottom) against step, as in the paper's Figs. 1 and 3.
 
     For regression, the top panel is omitted and the loss is drawn on a log axis. With a
     :class:`dichotomy.diagnosis.Diagnosis`, a last panel shows the distances to the kernel and
     late-phase predictors crossing; ``curves`` and ``marks`` (see :func:`_distance_panel`) give that panel
     directly. ``norm_prediction`` (array aligned with ``traj.steps``) is drawn beside the measured norm.
+    ``references`` ({label: value}) draws the limits' own test accuracy (classification; values in [0, 1]) or
+    test loss (regression) as dashed lines, so "the plateau is the kernel predictor" reads off the figure.
+    Legends sit beside the panels.
     """
     if diagnosis is not None:
         curves, marks = diagnosis_curves(diagnosis)
     classification = "test_acc" in traj.metrics
     panels = (2 if classification else 1) + (curves is not None)
     plt = pyplot()
-    fig, axes = plt.subplots(panels, 1, figsize=(7, 1.0 + 2.75 * panels), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(panels, 1, figsize=(8.5, 1.0 + 2.75 * panels), sharex=True, squeeze=False)
     axes = axes[:, 0]
     if classification:
         acc = axes[0]
@@ -84,14 +103,18 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
         acc.plot(traj.steps, 100 * traj.metrics["test_acc"], color=_TEST, label="test")
         acc.set_ylabel("accuracy (%)")
         acc.set_ylim(-2, 102)
-        acc.legend(loc="center left")
+        for (label, value), style in zip((references or {}).items(), _REFERENCE_STYLES, strict=False):
+            acc.axhline(100 * value, lw=1, label=label, **style)
+        _legend_outside(acc)
         _step_axis(acc, label=False)
     loss = axes[1 if classification else 0]
     loss.plot(traj.steps, traj.metrics["train_loss"], color=_TRAIN, label="train loss")
     loss.plot(traj.steps, traj.metrics["test_loss"], color=_TEST, label="test loss")
     loss.set_ylabel("loss")
     if not classification:
-        loss.set_yscale("symlog", linthresh=1e-4)
+        loss.set_yscale("log")  # a loss is > 0; symlog drew a "0" tick below its linear threshold
+        for (label, value), style in zip((references or {}).items(), _REFERENCE_STYLES, strict=False):
+            loss.axhline(value, lw=1, label=label, **style)
     _step_axis(loss, label=curves is None)
     if curves is not None:
         _distance_panel(axes[-1], traj.steps, curves, marks or {})
@@ -101,20 +124,19 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
         twin.plot(traj.steps, norm_prediction, color="k", ls=":", lw=1, label="||θ₀||·(1−ηλ)^step")
     lines = loss.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    loss.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper right")
+    _legend_outside(loss, lines[0] + extra[0], lines[1] + extra[1])
     if traj.status != "completed":
         title = f"{title} ({traj.status} at step {traj.steps[-1] if len(traj) else 0})"
     fig.suptitle(title)
     fig.tight_layout()
-    path = files.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return fig
 
 
 def save(fig, out: Path, title: str, dpi: int = 120, **title_style) -> list[Path]:
     """Title, lay out and write ``fig`` as ``out/figure.png`` (a claim's figure); close it."""
     fig.suptitle(title, **title_style)
     fig.tight_layout()
-    path = files.atomic_write(Path(out) / "figure.png", lambda f: fig.savefig(f, format="png", dpi=dpi))
+    path = files.atomic_write(Path(out) / "figure.png",
+                              lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
     pyplot().close(fig)
     return [path]

@@ -79,6 +79,11 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
 
 
 def plot(results: Results, out: Path) -> list[Path]:
+    return plots.save(figure(results), out, TITLE, dpi=120)
+
+
+def figure(results: Results):
+    """Accuracies and ||theta||^2 against log10(1 + t) on a logarithmic axis, as the paper draws Fig. 4."""
     plt = plots.pyplot()
     traj = results.trajectories["run"]
     m = traj.metrics
@@ -87,14 +92,17 @@ def plot(results: Results, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(x, 100 * m["train_acc"], color="tab:blue", label="train")
     ax.plot(x, 100 * m["test_acc"], color="tab:red", label="test")
-    ax.set_xlabel("log10(1 + t), t = Σ η/L (continuous time)")
+    ax.set_xscale("log")  # the rise sits in decades of log t: on a linear axis it filled 5% of the width
+    ax.set_xlabel("log10(1 + t), log scale; t = Σ η/L (continuous time)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
     twin = ax.twinx()
     twin.plot(x, m["param_norm"] ** 2, color="tab:gray", ls="--", label="||θ||²")
     twin.set_ylabel("||θ||²", color="tab:gray")
-    ax.legend(loc="center right")
-    return plots.save(fig, out, TITLE, dpi=120)
+    handles, labels = ax.get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    ax.legend(handles + extra[0], labels + extra[1], loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize="small")
+    return fig
 
 
 def check(results: Results, config: dict) -> list[Check]:

@@ -147,7 +147,7 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
                   "dataset": preset.dataset, "backend": backend.name}
     key = fingerprint({"preset": dataclasses.asdict(preset), **run_config, "dtype": args.dtype,
                        "limits": not args.no_limits})
-    title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}"
+    title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}" + _overrides(presets.get(name), preset)
     checkpoints = checkpoints_of(args, out / "checkpoint", exclusive=True, restart=args.restart)
     results = ResultSet(out, key)
     verdict = results.check()
@@ -197,3 +197,13 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
         print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diag.summary()}")
     print(f"wrote {', '.join(map(str, paths + [out / manifest.NAME]))}")
     return EXIT_OK
+
+
+def _overrides(base, preset) -> str:
+    """The settings in which ``preset`` differs from the named ``base`` (besides lr and wd), for the figure's title:
+    a run at alpha = 0.5 says so on its plot."""
+    was = {**base.data_args, **base.model_args, **{k: getattr(base, k) for k in ("steps", "seed", "dataset")}}
+    now = {**preset.data_args, **preset.model_args, **{k: getattr(preset, k) for k in ("steps", "seed", "dataset")}}
+    changed = {k: v for k, v in now.items() if was.get(k) != v}
+    return "".join(f" · {k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f" · {k}={v}"
+                   for k, v in changed.items())

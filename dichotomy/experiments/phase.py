@@ -324,13 +324,14 @@ def _diagram(ax, result: dict, cells: list[dict], at: str) -> None:
     for c in cells:
         if c["ratio"] is not None and c["alpha"] and c["wd"]:
             ax.annotate(f"{c['ratio']:.2f}", (c["alpha"], c["wd"]), xytext=(0, 12), textcoords="offset points",
-                        ha="center", fontsize=7)
+                        ha="center", fontsize=7, zorder=5,  # above the boundary line, on a white patch
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     alphas = np.array([c["alpha"] for c in cells if c["alpha"] and c["alpha"] > 1])
     lr = cells[0]["lr"] if cells else None
     if alphas.size and lr and result["steps"] > 0:
         grid = np.geomspace(alphas.min() / 1.5, alphas.max() * 1.5, 200)
         grid = grid[grid > 1]
-        ax.plot(grid, np.log(grid) / (lr * result["steps"]), "k--", lw=1,
+        ax.plot(grid, np.log(grid) / (lr * result["steps"]), "k--", lw=1, zorder=1,
                 label=f"t* = T: λ = ln α / (ηT), T = {result['steps']:,}")
     ax.set_xscale("log")
     ax.set_yscale("log")

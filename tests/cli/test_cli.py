@@ -204,7 +204,7 @@ def no_compute(monkeypatch):
     (["train", "diag", "--steps", "1"], "unknown model 'diag'"),
     (["train", *TINY, "--backend", "numpy", "--dtype", "float32"], "float64 only"),
     (["train", *TINY, "--dtype", "float16"], "unknown dtype 'float16'"),
-    (["train", *TINY, "--steps", "ten"], "invalid int value"),
+    (["train", *TINY, "--steps", "ten"], "a whole number"),
     (["train", *TINY, "--steps", "99999999999999999999999"], "more than 1e+15 steps"),
     (["train", *TINY, "--alpha", "1e300"], "outputs at the initialization are not finite"),
     (["train", *TINY, "--d", "1000000000000", "--n-train", "100"], "out of memory"),
