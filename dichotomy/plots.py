@@ -72,10 +72,11 @@ def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnos
 
 
 def _legend_outside(ax, handles=None, labels=None) -> None:
-    """The legend beside the axes, never over a curve."""
+    """The legend in a band above the axes, never over a curve (nor over a twin axis's ticks on the right)."""
     if handles is None:
         handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.08, 1.0), borderaxespad=0.0, fontsize="small")
+    ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.02, 1.0, 0.2), mode="expand", ncol=2,
+              borderaxespad=0.0, fontsize="small", frameon=False)
 
 
 def trajectory_figure(traj: Trajectory, title: str = "", diagnosis=None, *, curves: dict | None = None,
@@ -95,7 +96,7 @@ def trajectory_figure(traj: Trajectory, title: str = "", diagnosis=None, *, curv
     classification = "test_acc" in traj.metrics
     panels = (2 if classification else 1) + (curves is not None)
     plt = pyplot()
-    fig, axes = plt.subplots(panels, 1, figsize=(8.5, 1.0 + 2.75 * panels), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(panels, 1, figsize=(7.5, 1.0 + 3.3 * panels), sharex=True, squeeze=False)
     axes = axes[:, 0]
     if classification:
         acc = axes[0]
@@ -113,8 +114,13 @@ def trajectory_figure(traj: Trajectory, title: str = "", diagnosis=None, *, curv
     loss.set_ylabel("loss")
     if not classification:
         loss.set_yscale("log")  # a loss is > 0; symlog drew a "0" tick below its linear threshold
+        drawn = np.concatenate([traj.metrics["train_loss"], traj.metrics["test_loss"]])
+        floor = np.min(drawn[drawn > 0], initial=np.inf) / 100
         for (label, value), style in zip((references or {}).items(), _REFERENCE_STYLES, strict=False):
-            loss.axhline(value, lw=1, label=label, **style)
+            if value >= floor:
+                loss.axhline(value, lw=1, label=label, **style)
+            else:  # far below every curve: named in the legend, not drawn (it would squash them)
+                loss.plot([], [], lw=1, label=f"{label} {value:.1g} (below)", **style)
     _step_axis(loss, label=curves is None)
     if curves is not None:
         _distance_panel(axes[-1], traj.steps, curves, marks or {})

@@ -25,9 +25,10 @@ def _trajectory(classification: bool) -> Trajectory:
 
 
 def _outside(fig, ax) -> bool:
-    """Whether the axes' legend lies entirely to the right of the axes (so it covers no curve)."""
+    """Whether the axes' legend lies entirely outside the axes (so it covers no curve)."""
     fig.canvas.draw()
-    return ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    legend, box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    return legend.x0 >= box.x1 or legend.y0 >= box.y1 or legend.x1 <= box.x0 or legend.y1 <= box.y0
 
 
 @pytest.mark.parametrize("classification", [True, False])

@@ -93,8 +93,7 @@ def plot(results: Results, out: Path) -> list[Path]:
         marks["measured switch (50%)"] = v["switch_step_50"]
     curves = {"to the kernel (K2) completion": a["kernel_distance"],
               "to the min-nuclear-norm completion": a["late_distance"]}
-    references = {"kernel (K2) completion, test MSE": v["kernel_test_mse"],
-                  "min-nuclear-norm completion, test MSE": v["nuclear_test_mse"]}
+    references = {"kernel (K2) limit, test": v["kernel_test_mse"], "nuclear-norm limit, test": v["nuclear_test_mse"]}
     return [plots.plot_trajectory(results.trajectories["run"], out / "figure.png", TITLE, curves=curves,
                                   marks=marks, norm_prediction=a["predicted_norm"], references=references)]
 

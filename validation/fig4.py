@@ -101,7 +101,8 @@ def figure(results: Results):
     twin.set_ylabel("||θ||²", color="tab:gray")
     handles, labels = ax.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    ax.legend(handles + extra[0], labels + extra[1], loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize="small")
+    ax.legend(handles + extra[0], labels + extra[1], loc="lower left", bbox_to_anchor=(0.0, 1.02, 1.0, 0.2),
+              mode="expand", ncol=3, borderaxespad=0.0, fontsize="small", frameon=False)
     return fig
 
 

@@ -87,8 +87,7 @@ def plot(results: Results, out: Path, title: str) -> list[Path]:
     if v["switch_step_50"] is not None:
         marks["measured switch (50%)"] = v["switch_step_50"]
     curves = {"to max-L2-margin (kernel)": a["kernel_distance"], "to max-L1-margin (rich)": a["late_distance"]}
-    references = {"max-L2 margin (kernel limit), test": v["l2_test_acc"],
-                  "max-L1 margin (late limit), test": v["l1_test_acc"]}
+    references = {"max-L2 margin (kernel), test": v["l2_test_acc"], "max-L1 margin (late), test": v["l1_test_acc"]}
     return [plots.plot_trajectory(results.trajectories["run"], out / "figure.png", title, curves=curves,
                                   marks=marks, norm_prediction=a["predicted_norm"], references=references)]
 
