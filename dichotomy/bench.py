@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dichotomy import signals
 from dichotomy.errors import ConfigError
 from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_backend
 from dichotomy.kernels.tuning import host
@@ -243,6 +244,7 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
         reference = None
         rows = []
         for name, made in built.items():
+            signals.check()  # a Ctrl-C noted while Numba compiled the last engine: honoured before the next one
             if isinstance(made, str):
                 rows.append(Result(wname, name, None, None, made))
                 continue
@@ -288,6 +290,7 @@ def _choose_kernels(names: list[str], engine_names: list[str]) -> None:
         w = WORKLOADS[wname]
         module, config, params, ds = build(w)
         for name in engine_names:
+            signals.check()
             if name in BACKENDS:
                 try:
                     B = 1 if name == "numpy" else w.batch

@@ -66,9 +66,10 @@ def diagnosis_curves(diagnosis) -> tuple[dict, dict]:
 def plot_trajectory(traj: Trajectory, path: str | Path, title: str = "", diagnosis=None, **options) -> Path:
     """Write :func:`trajectory_figure` as a PNG at ``path``; return the path."""
     fig = trajectory_figure(traj, title, diagnosis, **options)
-    path = files.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
-    pyplot().close(fig)
-    return path
+    try:
+        return files.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)
 
 
 def _legend_outside(ax, handles=None, labels=None) -> None:
@@ -142,7 +143,8 @@ def save(fig, out: Path, title: str, dpi: int = 120, **title_style) -> list[Path
     """Title, lay out and write ``fig`` as ``out/figure.png`` (a claim's figure); close it."""
     fig.suptitle(title, **title_style)
     fig.tight_layout()
-    path = files.atomic_write(Path(out) / "figure.png",
-                              lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
-    pyplot().close(fig)
-    return [path]
+    try:
+        return [files.atomic_write(Path(out) / "figure.png",
+                                   lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))]
+    finally:
+        pyplot().close(fig)

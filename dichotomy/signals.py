@@ -53,6 +53,7 @@ class _State:
     def __init__(self):
         self.pending: str | None = None  # the first signal noted and not yet honoured
         self.depth = 0                   # nesting of deferred() blocks
+        self.holds = 0                   # of those, blocks that must finish (a file being written)
         self.installed: dict = {}        # signum -> the handler in force before install()
         self.delivered: list[str] = []   # every signal delivered since install(), in order
 
@@ -80,8 +81,8 @@ def _handler(signum, frame) -> None:
         _state.pending = _state.pending or name  # raising here would be swallowed: honour it when they return
         return
     if _state.depth > 0:
-        if _state.pending is not None:
-            raise Forced(take())  # asked twice: stop now, without waiting for the safe point
+        if _state.pending is not None and _state.holds == 0:
+            raise Forced(take())  # asked twice: stop now (but never inside a file being written)
         _state.pending = name
         return
     _state.pending = None
@@ -98,11 +99,16 @@ def install() -> bool:
         return False
     for signum in NAMES:
         current = signal.getsignal(signum)
-        if current is None:  # set from C: leave it alone
+        if current is None or current is signal.SIG_IGN:  # set from C, or ignored on purpose (a nohup'd job)
             continue
         _state.installed[signum] = current
         signal.signal(signum, _handler)
     _state.delivered = []
+    return bool(_state.installed)
+
+
+def is_installed() -> bool:
+    """Whether the policy's handlers are in force (set by :func:`install`, not yet put back)."""
     return bool(_state.installed)
 
 
@@ -140,32 +146,36 @@ def check() -> None:
 
 
 @contextmanager
-def deferred() -> Iterator[None]:
+def deferred(*, hold: bool = False) -> Iterator[None]:
     """Signals in the block are noted, not raised; the outermost block honours a pending one at its end.
 
-    The block's owner may stop earlier, where its state is consistent (:func:`pending`, :func:`take`). Where
-    the policy is not installed (a library call, not a command), the block installs it for its duration and
-    at its end raises a pending signal again for the handlers in force before, as if it had come then.
+    The block's owner may stop earlier, where its state is consistent (:func:`pending`, :func:`take`). With
+    ``hold`` (a file being written) not even a second signal breaks the block off. Where the policy is not
+    installed (a library call, not a command), the block installs it for its duration and at its end raises a
+    pending signal again for the handlers in force before, as if it had come then.
     """
     if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
         yield
         return
+    _state.depth += 1  # first: a signal from here on is noted, never raised half-way into the block
+    _state.holds += hold
     fresh = install()
-    _state.depth += 1
     try:
         yield
     except BaseException:
-        _state.depth -= 1
         if fresh:
             uninstall()
+        _state.depth -= 1
+        _state.holds -= hold
         raise
-    _state.depth -= 1
-    if _state.depth > 0:
-        return
-    name = take()
+    name = take() if _state.depth == 1 else None
     if fresh:
-        uninstall()
-        if name is not None:
-            signal.raise_signal(signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)
-    elif name is not None:
+        uninstall()  # before the depth falls: a signal after this goes to the handlers before
+    _state.depth -= 1
+    _state.holds -= hold
+    if name is None:
+        return
+    if fresh:
+        signal.raise_signal(signal.SIGTERM if name == "SIGTERM" else signal.SIGINT)
+    else:
         raise _interrupt(name)

@@ -150,7 +150,7 @@ def log_loss(xp, loss: str, f, y):
         per_sample = log_softplus(xp, logsumexp(xp, _others_minus_true(xp, f, y), axis=1))
     else:
         raise ValueError(f"unknown loss {loss!r}")
-    return logsumexp(xp, per_sample) - math.log(n)
+    return logsumexp(xp, per_sample) - np.log(n)  # np.log, as refimpl.losses: math.log differs in the last bit
 
 
 def accuracy(xp, task: str, f, y):
@@ -199,6 +199,15 @@ def min_margin(xp, task: str, f, y):
     return -xp.max(xp.max(_others_minus_true(xp, f, y), axis=1))
 
 
+def _power(norm: float, L: int) -> float:
+    """norm**L in C's pow, as the reference computed it (NumPy's SIMD power differs in the last bit on some hosts);
+    inf where it overflows, so an enormous norm gives margin 0 rather than an OverflowError."""
+    try:
+        return norm**L
+    except OverflowError:
+        return math.inf
+
+
 def evaluate(xp, task: str, loss: str, L: int, f_train, y_train, f_test, y_test, arrays) -> dict[str, float]:
     """Every metric recorded at one step, from the outputs and the parameters.
 
@@ -240,7 +249,6 @@ def evaluate(xp, task: str, loss: str, L: int, f_train, y_train, f_test, y_test,
         out["param_norm"] = norm
         if task != "regression":
             low = out.pop("min_margin")
-            # NumPy's power: an enormous norm gives margin 0 rather than Python's OverflowError
-            out["margin"] = float(low / np.power(np.float64(norm), L)) if norm > 0 else 0.0
+            out["margin"] = float(low / _power(norm, L)) if norm > 0 else 0.0
     return {k: out[k] for k in ("train_loss", "train_log_loss", "test_loss", "param_norm", "train_acc",
                                 "test_acc", "margin") if k in out}

@@ -203,3 +203,40 @@ def test_a_real_ctrl_c_during_an_in_process_command_reaches_its_caller(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         main(["train", "diagonal-net", "--steps", "10", "--no-progress", "--out", str(tmp_path / "run")])
     assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
+
+
+def test_a_second_signal_never_breaks_off_a_file_being_written(policy):
+    written = []
+    with pytest.raises(signals.Terminated):
+        with signals.deferred():
+            with signals.deferred(hold=True):
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)  # twice: still the write finishes
+                written.append("file")
+            written.append("after the file")
+    assert written == ["file", "after the file"]
+
+
+def test_an_ignored_signal_stays_ignored():
+    """A job started with SIGINT ignored (nohup, a background job of a script) keeps ignoring it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signals.install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signals.uninstall()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_stopped_task_stops_a_sweep_in_this_process(monkeypatch):
+    from dichotomy import errors
+    from dichotomy.experiments import sweep
+
+    def stopped(task, threads=None, progress=False):
+        raise errors.TrainingInterrupted(5, None, signal_name="SIGINT")
+
+    monkeypatch.setattr(sweep, "run_attempt", stopped)
+    failed, done = [], []
+    with pytest.raises(KeyboardInterrupt):
+        sweep.execute_local(["a", "b"], lambda t, k: done.append(t), lambda t, r: failed.append(t), workers=1)
+    assert failed == [] and done == []  # not "failed" and on to the next task: the sweep stopped

@@ -21,19 +21,19 @@ def main(argv: list[str] | None = None) -> int:
     handlers in force before are put back at the end, and a Ctrl-C that reached the process is raised again as
     KeyboardInterrupt once the command has kept what it should: the caller's Ctrl-C (pytest's) is the caller's.
     """
-    fresh = signals.install()
-    code = 3
+    fresh, code = not signals.is_installed(), 3  # fresh: this call installs the policy, and puts back what was
     try:
+        signals.install()
         try:
             from dichotomy.cli import app
-        except KeyboardInterrupt as e:  # during the imports: nothing has started, nothing to keep
-            print(f"dichotomy: interrupted ({getattr(e, 'signal_name', 'SIGINT')})", file=sys.stderr)
-            return getattr(e, "exit_code", 130)
         except Exception as e:  # a broken installation (a missing dependency): one line, not a traceback
             print(f"dichotomy: internal error: cannot load the command line: {type(e).__name__}: {e}; reinstall "
                   'with pip install "dichotomy-grokking"', file=sys.stderr)
-            return 3
-        code = app.main(argv)
+        else:
+            code = app.main(argv)
+    except KeyboardInterrupt as e:  # the imports, parsing, or anywhere else outside a command's own handling
+        print(f"dichotomy: interrupted ({getattr(e, 'signal_name', 'SIGINT')})", file=sys.stderr)
+        code = getattr(e, "exit_code", 130)
     finally:
         ctrl_c = "SIGINT" in signals.delivered()
         if fresh:

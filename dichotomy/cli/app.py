@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         given = sys.argv[1:] if argv is None else list(map(str, argv))
         hint = ("; --grid takes NAME=V1,V2,... with the values joined by commas, no spaces (--grid alpha=64,128)"
-                if "unrecognized arguments" in str(e) and "--grid" in given else "")
+                if "unrecognized arguments" in str(e) and any(a.startswith("--grid") for a in given) else "")
         _error(f"{e}{hint}")
         return EXIT_USAGE
     except SystemExit as e:  # --help

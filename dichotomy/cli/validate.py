@@ -11,7 +11,6 @@ from dichotomy.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SIGINT,
-    EXIT_USAGE,
     add_checkpoint_options,
     add_thread_options,
     backend_of,
@@ -74,7 +73,10 @@ def _go_ahead(names: list[str], yes: bool) -> bool:
     if not sys.stdin.isatty():
         raise errors.ConfigError(f"this would take {total}: add --yes to start it without a terminal to ask on "
                                  "(or narrow it with --only)")
-    answer = input(f"This takes {total}. Start? [y/N] ").strip().lower()
+    try:
+        answer = input(f"This takes {total}. Start? [y/N] ").strip().lower()
+    except EOFError:  # Ctrl-D: no
+        answer = ""
     if answer not in ("y", "yes"):
         print("dichotomy: nothing started", file=sys.stderr)
         return False
@@ -88,7 +90,7 @@ def run(args) -> int:
         suite.check_docs(args.docs, args.scale)
         writable_file(args.docs, "--docs")
     if args.scale == "paper" and not _go_ahead(names, args.yes):
-        return EXIT_USAGE
+        return EXIT_OK  # declined: nothing started, nothing wrong
     writable_dir(args.out)
     try:
         with files.locked(args.out, "dichotomy validate"):

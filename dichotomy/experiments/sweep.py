@@ -386,6 +386,8 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads
             signals.check()  # between two tasks: a signal noted while Numba compiled is honoured here
             try:
                 keys = run_attempt(t, progress=progress)  # in this process: the steps' bar too
+            except KeyboardInterrupt:  # TrainingInterrupted too: a stop stops the sweep, not just this task
+                raise
             except (errors.DichotomyError, ArithmeticError, ValueError, OSError) as e:
                 on_failed(t, f"{type(e).__name__}: {e}")
             else:
@@ -405,6 +407,8 @@ def execute_local(todo: list[Task], on_done, on_failed, *, workers: int, threads
                         keys = f.result()
                     except BrokenProcessPool:  # some worker died: this task may not even have started
                         pending.append(t)
+                    except KeyboardInterrupt:  # a worker's TrainingInterrupted: the sweep stops (rerun resumes)
+                        raise
                     except Exception as e:  # the task's own error, raised again here: the others go on
                         on_failed(t, f"{type(e).__name__}: {e}")
                     else:

@@ -17,7 +17,7 @@ def bar(total: int, *, show: bool, initial: int = 0, **options):
 
     live = bool(getattr(sys.stderr, "isatty", lambda: False)())
     return tqdm(total=total, initial=initial, disable=not show, dynamic_ncols=live,
-                mininterval=0.5 if live else LOG_INTERVAL, **options)
+                mininterval=0.5 if live else LOG_INTERVAL, maxinterval=10.0 if live else LOG_INTERVAL, **options)
 
 
 def restart_clock(progress) -> None:

@@ -66,7 +66,7 @@ def signals_held() -> Iterator[None]:
     and the kernel hands the signal to another, a BLAS worker, while CPython still runs the handler in the main
     thread.) Outside the main thread it does nothing: handlers can only be set there.
     """
-    with signals.deferred():
+    with signals.deferred(hold=True):
         yield
 
 

@@ -78,3 +78,19 @@ def test_a_short_paper_claim_starts_without_asking(tmp_path, monkeypatch):
     monkeypatch.setattr(suite, "ASK_ABOVE_HOURS", 1.0)
     assert main(["validate", "--paper", "--only", "fig3", "--out", str(tmp_path / "val")]) == 0
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("answer,started", [("y", True), ("n", False), (EOFError, False)])
+def test_at_a_terminal_the_paper_scale_asks_and_a_no_starts_nothing(tmp_path, monkeypatch, answer, started):
+    calls = []
+    monkeypatch.setattr(suite, "run", lambda *a, **k: calls.append(a) or [])
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+
+    def reply(prompt):
+        if answer is EOFError:
+            raise EOFError
+        return answer
+
+    monkeypatch.setattr("builtins.input", reply)
+    assert main(["validate", "--paper", "--only", "fig1b", "--out", str(tmp_path / "val")]) == 0
+    assert bool(calls) == started

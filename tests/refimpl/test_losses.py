@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dichotomy import errors
@@ -100,3 +100,19 @@ def test_a_one_output_model_with_a_binary_loss_is_not_broadcast(loss):
     assert losses.log_value(loss, f, y) == pytest.approx(np.log(want), rel=1e-12)
     with pytest.raises(errors.ConfigError, match="one output per sample"):
         losses.check_targets(loss, (5, 3), y)
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), L=st.integers(2, 5), scale=st.floats(1e-3, 1e3))
+def test_the_recorded_margin_and_log_loss_are_the_losses_own_numbers(seed, L, scale):
+    """refimpl/metrics.py records, bit for bit, what refimpl/losses.py defines (C's pow, NumPy's log)."""
+    from dichotomy.refimpl import metrics
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 9200))
+    f, y = scale * rng.standard_normal(n), np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    arrays = [scale * rng.standard_normal(int(rng.integers(1, 50)))]
+    norm = float(np.sqrt(sum(np.vdot(a, a) for a in arrays)))
+    got = metrics.evaluate(np, "binary", "logistic", L, f, y, f, y, arrays)
+    assert got["margin"] == losses.normalized_margin("binary", f, y, norm, L)
+    assert got["train_log_loss"] == losses.log_value("logistic", f, y)
