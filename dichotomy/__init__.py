@@ -23,3 +23,7 @@ from pathlib import Path
 _here = Path(__file__).resolve().parent
 if not (_here / "refimpl").is_dir() and (_here.parent / "refimpl" / "__init__.py").is_file():
     __path__.append(str(_here.parent))  # noqa: F821  (a package's __path__ is set by the import system)
+
+from dichotomy import _moved  # noqa: E402  (after __path__ is complete)
+
+_moved.install()  # the old module names of docs/architecture.md's "Moved modules" table, for one more release

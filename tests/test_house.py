@@ -13,8 +13,8 @@ FOLDERS = {"dichotomy": "dichotomy", "refimpl": "dichotomy.refimpl", "kernels": 
            "validation": "dichotomy.validation"}
 
 # The layers, bottom up: a module may import its own layer and those below it, never one above.
-LAYERS = ("errors signals", "refimpl", "store", "run", "kernels", "peers diagnosis plots", "bench", "experiments",
-          "validation", "cli", "__main__")
+LAYERS = ("errors signals _moved", "refimpl", "store", "run", "kernels", "peers diagnosis plots", "bench",
+          "experiments", "validation", "cli", "__main__")
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms.split()}
 
 # What the oracle may import: NumPy, SciPy, the two solvers its limits call, pure-Python stdlib helpers, its
