@@ -46,6 +46,10 @@ class TrainingDiverged(DichotomyError, FloatingPointError):
         super().__init__(f"training diverged at step {step}: the loss is not finite; {advice}")
 
 
+class FlowFailed(DichotomyError, ArithmeticError):
+    """The gradient-flow integrator could not go on; the message names the time, the step and why."""
+
+
 class TrainingInterrupted(DichotomyError, KeyboardInterrupt):
     """Training was stopped by SIGINT (Ctrl-C) or SIGTERM.
 

@@ -200,8 +200,11 @@ def min_margin(xp, task: str, f, y):
 
 
 def _power(norm: float, L: int) -> float:
-    """norm**L in C's pow, as the reference computed it (NumPy's SIMD power differs in the last bit on some hosts);
-    inf where it overflows, so an enormous norm gives margin 0 rather than an OverflowError."""
+    """norm**L in C's pow, as refimpl.losses computes it, or inf where that overflows.
+
+    NumPy's SIMD power differs from C's pow in the last bit on some hosts; an overflow gives margin 0 rather than
+    an OverflowError.
+    """
     try:
         return norm**L
     except OverflowError:

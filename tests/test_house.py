@@ -20,8 +20,8 @@ RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms.split(
 # What the oracle may import: NumPy, SciPy, the two solvers its limits call, pure-Python stdlib helpers, its
 # own modules and the exception classes. Never signals, files, threads, progress bars or install metadata.
 # (os: limits/l1_programs.py points file descriptor 1 at os.devnull while HiGHS prints its banner.)
-ORACLE_MAY_IMPORT = {"__future__", "dataclasses", "functools", "itertools", "math", "numbers", "os", "sys", "types",
-                     "typing", "warnings", "numpy", "scipy", "cvxpy", "highspy", "dichotomy.errors"}
+ORACLE_MAY_IMPORT = {"__future__", "collections", "dataclasses", "functools", "itertools", "math", "numbers", "os",
+                     "sys", "types", "typing", "warnings", "numpy", "scipy", "cvxpy", "highspy", "dichotomy.errors"}
 
 
 def modules() -> dict[str, Path]:

@@ -200,8 +200,10 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
 
 
 def _overrides(base, preset) -> str:
-    """The settings in which ``preset`` differs from the named ``base`` (besides lr and wd), for the figure's title:
-    a run at alpha = 0.5 says so on its plot."""
+    """The settings in which ``preset`` differs from the named ``base`` (besides lr and wd), for the figure's title.
+
+    A run at alpha = 0.5 says so on its plot.
+    """
     was = {**base.data_args, **base.model_args, **{k: getattr(base, k) for k in ("steps", "seed", "dataset")}}
     now = {**preset.data_args, **preset.model_args, **{k: getattr(preset, k) for k in ("steps", "seed", "dataset")}}
     changed = {k: v for k, v in now.items() if was.get(k) != v}
