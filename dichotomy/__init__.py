@@ -5,11 +5,15 @@ One import package. Its subpackages live in the repository's top-level folders:
 ==========================  ===============
 import name                 folder
 ==========================  ===============
-``dichotomy.refimpl``       ``refimpl/``     the float64 NumPy oracle
-``dichotomy.kernels``       ``kernels/``     the engine protocol, the driver, the fast engines
+``dichotomy.refimpl``       ``refimpl/``     the float64 NumPy oracle: math only
+``dichotomy.kernels``       ``kernels/``     the fast engines (Numba, CuPy) and the backend registry
 ``dichotomy.validation``    ``validation/``  the paper's claims
-``dichotomy.cli``           ``dichotomy/``   the ``dichotomy`` command
+``dichotomy.run`` ...       ``dichotomy/``   the application: the driver (run), files (store), other
+                                             frameworks (peers), experiments, the switch's diagnosis,
+                                             plots, the bench and the command (cli)
 ==========================  ===============
+
+docs/architecture.md draws the layers and says where a new model, engine, stepper, claim or command goes.
 
 An installed copy (``pip install .``) holds the folders under ``dichotomy/`` (setuptools' package-dir mapping,
 pyproject.toml). In a source checkout, this package sits beside them instead, so the repository root is added to
