@@ -69,15 +69,13 @@ def build(w: Workload):
     return module, config, module.init(config, rng), ds
 
 
-def floor(w: Workload, ds, ceiling: dict) -> dict:
-    """The least work a step of this workload needs (the model's ``step_work``) and the time it takes.
+def floor(module, config, ds, ceiling: dict) -> dict:
+    """The least work a step of a workload needs (the model's ``step_work``) and the time it takes.
 
-    It is the time at the measured ceilings: the larger of the bytes over the triad bandwidth and the FLOPs over the
-    GEMM rate.
+    ``module``, ``config`` and ``ds`` are the workload as :func:`build` made it. The time is at the measured
+    ceilings: the larger of the bytes over the triad bandwidth and the FLOPs over the GEMM rate.
     """
-    module = models.get(w.model)
-    generator, data_args, model_args = module.bench_problem(w.size)
-    nbytes, flops = module.step_work(module.config_for(ds, **model_args), len(ds.y_train))
+    nbytes, flops = module.step_work(config, len(ds.y_train))
     seconds = max(nbytes / (1e9 * ceiling["bandwidth_GBps"]), flops / (1e9 * ceiling["gemm_GFLOPs"]))
     return {"bytes": nbytes, "flops": flops, "ms": 1e3 * seconds}
 
@@ -239,7 +237,7 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
     for wname in names:
         w = WORKLOADS[wname]
         module, config, params, ds = build(w)
-        floors[wname] = floor(w, ds, ceiling)
+        floors[wname] = floor(module, config, ds, ceiling)
         built = engines(module, config, params, ds, w.lr, w.wd, engine_names, w.batch)
         reference = None
         rows = []

@@ -160,19 +160,15 @@ def deferred(*, hold: bool = False) -> Iterator[None]:
     _state.depth += 1  # first: a signal from here on is noted, never raised half-way into the block
     _state.holds += hold
     fresh = install()
+    name = None
     try:
         yield
-    except BaseException:
+        name = take() if _state.depth == 1 else None  # the outermost block ended normally: honour a pending one
+    finally:
         if fresh:
-            uninstall()
+            uninstall()  # before the depth falls: a signal after this goes to the handlers before
         _state.depth -= 1
         _state.holds -= hold
-        raise
-    name = take() if _state.depth == 1 else None
-    if fresh:
-        uninstall()  # before the depth falls: a signal after this goes to the handlers before
-    _state.depth -= 1
-    _state.holds -= hold
     if name is None:
         return
     if fresh:
