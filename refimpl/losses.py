@@ -27,6 +27,9 @@ TASKS = {"logistic": "binary", "exponential": "binary", "squared": "regression",
          "cross_entropy": "multiclass"}
 
 
+LOG_SOFTPLUS_SWITCH = -20.0  # below it softplus(z) = e^z (1 - e^z / 2 + O(e^2z)): log softplus in closed form
+
+
 def _special():
     """scipy.special, imported on the first loss evaluated (0.15 s that ``dichotomy --help`` does not pay)."""
     from scipy import special
@@ -97,23 +100,33 @@ def _one_column(f: np.ndarray, y) -> np.ndarray:
     return f
 
 
-def _log_softplus(z: np.ndarray) -> np.ndarray:
-    """log(log(1 + e^z)) elementwise, exact in float64 for z far below 0 (where softplus underflows)."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.empty_like(z)
-    low = z < -20.0
-    out[low] = z[low] + np.log1p(-0.5 * np.exp(z[low]))  # softplus(z) = e^z (1 - e^z/2 + O(e^2z))
-    out[~low] = np.log(np.logaddexp(0.0, z[~low]))
-    return out
+def log_softplus(xp, z):
+    """log(log(1 + e^z)) elementwise, accurate far below 0 where softplus(z) underflows.
+
+    Parameters
+    ----------
+    xp : module
+        The array module of ``z`` (numpy or cupy).
+    z : array, any shape
+
+    Returns
+    -------
+    array, shape of ``z``
+    """
+    low = z < LOG_SOFTPLUS_SWITCH
+    zl = xp.where(low, z, LOG_SOFTPLUS_SWITCH)  # each branch evaluated only where it is taken
+    zh = xp.where(low, 0.0, z)
+    return xp.where(low, zl + xp.log1p(-0.5 * xp.exp(zl)), xp.log(xp.logaddexp(0.0, zh)))
 
 
-def _others_minus_true(f: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """F_ij - F_{i,y_i} for every j != y_i, shape (n, C-1)."""
-    n, C = f.shape
-    gap = f - f[np.arange(n), y][:, None]
-    mask = np.ones((n, C), dtype=bool)
-    mask[np.arange(n), y] = False
-    return gap[mask].reshape(n, C - 1)
+def others_minus_true(xp, F, y):
+    """F_ic - F_{i,y_i} for every c != y_i, shape (n, C - 1)."""
+    n, C = F.shape
+    rows = xp.arange(n)
+    gaps = F - F[rows, y][:, None]
+    mask = xp.ones((n, C), dtype=bool)
+    mask[rows, y] = False
+    return gaps[mask].reshape(n, C - 1)
 
 
 def value_and_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -182,11 +195,11 @@ def log_value(loss: str, f: np.ndarray, y: np.ndarray) -> float:
     f = _one_column(f, y)
     n = f.shape[0]
     if loss == "logistic":
-        per_sample = _log_softplus(-y * f)
+        per_sample = log_softplus(np, -y * f)
     elif loss == "exponential":
         per_sample = -y * f
     elif loss == "cross_entropy":
-        per_sample = _log_softplus(_special().logsumexp(_others_minus_true(f, y), axis=1))
+        per_sample = log_softplus(np, _special().logsumexp(others_minus_true(np, f, y), axis=1))
     elif loss == "squared":
         with np.errstate(divide="ignore"):
             return float(np.log(np.mean((f - y) ** 2)))
@@ -214,7 +227,7 @@ def margins(task: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
     if task == "binary":
         return y * _one_column(f, y)
     if task == "multiclass":
-        return -np.max(_others_minus_true(f, y), axis=1)
+        return -np.max(others_minus_true(np, f, y), axis=1)
     raise ConfigError(f"margins are defined for classification, not {task}")
 
 
@@ -295,7 +308,7 @@ def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float,
             return float(np.log(total / r.size)), 2.0 * r / total
     if loss in ("logistic", "exponential"):
         m = y * f
-        log_l = _log_softplus(-m) if loss == "logistic" else -m
+        log_l = log_softplus(np, -m) if loss == "logistic" else -m
         log_dl = -np.logaddexp(0.0, m) if loss == "logistic" else -m  # log sigma(-m) or -m
         total = _special().logsumexp(log_l)
         return float(total - np.log(f.shape[0])), -y * np.exp(log_dl - total)
@@ -305,7 +318,7 @@ def log_normalized_grad(loss: str, f: np.ndarray, y: np.ndarray) -> tuple[float,
         s = f - f[rows, y][:, None]          # F_ij - F_{i,y_i}; 0 at the true class
         s[rows, y] = -np.inf
         lse = _special().logsumexp(s, axis=1)           # log sum_{j != y} e^{s_ij}
-        log_l = _log_softplus(lse)           # l_i = log(1 + e^{lse})
+        log_l = log_softplus(np, lse)           # l_i = log(1 + e^{lse})
         sp = np.logaddexp(0.0, lse)          # log(1 + sum_j e^{s_ij}) = log-partition minus F_y
         total = _special().logsumexp(log_l)
         g = np.exp(s - sp[:, None] - total)  # softmax_j / sum l for j != y

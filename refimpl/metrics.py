@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-LOG_SOFTPLUS_SWITCH = -20.0
+from dichotomy.refimpl import losses
 
 
 def _host(a) -> np.ndarray:
@@ -52,35 +52,6 @@ def logsumexp(xp, a, axis=None):
     safe = xp.where(xp.isfinite(top), top, 0.0)
     out = xp.log(xp.sum(xp.exp(a - safe), axis=axis, keepdims=True)) + safe
     return out.reshape(()) if axis is None else xp.squeeze(out, axis=axis)
-
-
-def log_softplus(xp, z):
-    """log(log(1 + e^z)) elementwise, accurate far below 0 where softplus(z) underflows.
-
-    Parameters
-    ----------
-    xp : module
-        The array module of ``z`` (numpy or cupy).
-    z : array, any shape
-
-    Returns
-    -------
-    array, shape of ``z``
-    """
-    low = z < LOG_SOFTPLUS_SWITCH
-    zl = xp.where(low, z, LOG_SOFTPLUS_SWITCH)  # each branch evaluated only where it is taken
-    zh = xp.where(low, 0.0, z)
-    return xp.where(low, zl + xp.log1p(-0.5 * xp.exp(zl)), xp.log(xp.logaddexp(0.0, zh)))
-
-
-def _others_minus_true(xp, F, y):
-    """F_ic - F_{i,y_i} for every c != y_i, shape (n, C - 1) (as :mod:`refimpl.losses` forms them)."""
-    n, C = F.shape
-    rows = xp.arange(n)
-    gaps = F - F[rows, y][:, None]
-    mask = xp.ones((n, C), dtype=bool)
-    mask[rows, y] = False
-    return gaps[mask].reshape(n, C - 1)
 
 
 def _one_column(f, y):
@@ -143,11 +114,11 @@ def log_loss(xp, loss: str, f, y):
         r = f - y
         return xp.log(xp.mean(r * r))
     if loss == "logistic":
-        per_sample = log_softplus(xp, -y * f)
+        per_sample = losses.log_softplus(xp, -y * f)
     elif loss == "exponential":
         per_sample = -y * f
     elif loss == "cross_entropy":
-        per_sample = log_softplus(xp, logsumexp(xp, _others_minus_true(xp, f, y), axis=1))
+        per_sample = losses.log_softplus(xp, logsumexp(xp, losses.others_minus_true(xp, f, y), axis=1))
     else:
         raise ValueError(f"unknown loss {loss!r}")
     return logsumexp(xp, per_sample) - np.log(n)  # np.log, as refimpl.losses: math.log differs in the last bit
@@ -196,7 +167,7 @@ def min_margin(xp, task: str, f, y):
     """
     if task == "binary":
         return xp.min(y * f)
-    return -xp.max(xp.max(_others_minus_true(xp, f, y), axis=1))
+    return -xp.max(xp.max(losses.others_minus_true(xp, f, y), axis=1))
 
 
 def _power(norm: float, L: int) -> float:
