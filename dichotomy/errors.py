@@ -47,7 +47,14 @@ class TrainingDiverged(DichotomyError, FloatingPointError):
 
 
 class FlowFailed(DichotomyError, ArithmeticError):
-    """The gradient-flow integrator could not go on; the message names the time, the step and why."""
+    """The gradient-flow integrator could not go on; the message names the time, the step and why.
+
+    ``trajectory``, when a training run raised it, holds everything recorded before.
+    """
+
+    def __init__(self, message: str, trajectory=None):
+        self.trajectory = trajectory
+        super().__init__(message)
 
 
 class TrainingInterrupted(DichotomyError, KeyboardInterrupt):

@@ -11,17 +11,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from dichotomy.refimpl.steppers import Flow
+
+
+class _NoFlow:
+    """The flow engine of a model whose backend integrates no flow: :meth:`ModelEngines.unsupported` says so."""
+
+    SCHEDULES: tuple = ()
+    DTYPES = ("float64",)
+    OPTIONS = ("threads", "layout")
+
 
 class ModelEngines:
     """Callable like an engine class (the :class:`dichotomy.refimpl.engine.Engine` protocol's constructor)."""
 
-    def __init__(self, name: str, engines: dict[str, type], options: dict | None = None):
-        self.name, self.engines = name, engines
+    def __init__(self, name: str, engines: dict[str, type], options: dict | None = None,
+                 flow: dict[str, type] | None = None):
+        self.name, self.engines, self.flow = name, engines, flow or {}
         self.options = {k: v for k, v in (options or {}).items() if v is not None}
 
     def with_options(self, **options) -> ModelEngines:
         """These engines, each made with ``options`` (None values are left out: the engine chooses)."""
-        return ModelEngines(self.name, self.engines, {**self.options, **options})
+        return ModelEngines(self.name, self.engines, {**self.options, **options}, self.flow)
+
+    def flow_engine(self) -> ModelEngines:
+        """The backend's gradient-flow engines (:class:`dichotomy.refimpl.steppers.Flow`), with the same options."""
+        missing = {k: _NoFlow for k in self.engines if k not in self.flow}
+        return ModelEngines(self.name, {**missing, **self.flow}, self.options)
 
     def unsupported(self, model, runs, data, dtype, schedule) -> str | None:
         engine = self.engines.get(model.NAME)
@@ -33,8 +49,11 @@ class ModelEngines:
                 return f"its {model.NAME} engine takes no {option} option (it takes: {takes})"
         if dtype not in engine.DTYPES:
             return f"its {model.NAME} engine computes in {' or '.join(engine.DTYPES)}, not {dtype}"
-        kind = "constant" if schedule is None else "loss-normalized"
+        kind = "constant" if schedule is None else "flow" if isinstance(schedule, Flow) else "loss-normalized"
         if kind not in engine.SCHEDULES:
+            if kind == "flow":
+                return (f"it integrates no gradient flow of the {model.NAME}; use --backend numpy (docs/math.md §7: "
+                        "for a ReLU net GD is the better tool)")
             return f"its {model.NAME} engine has no {kind} learning-rate schedule; use --backend numpy"
         for split in ("X_train", "X_test"):
             if np.asarray(getattr(data, split)).dtype.kind == "c":

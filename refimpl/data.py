@@ -30,6 +30,9 @@ class Dataset:
         Name of the loss in :mod:`refimpl.losses`.
     info : dict
         Generator name and arguments; JSON-serializable.
+    truth : dict, optional
+        What drew the data, where the population is known in closed form (:func:`population_accuracy`):
+        ``{"w_star": (d,) unit vector, "gamma": float}`` for :func:`l2_separated_gaussians`.
     """
 
     X_train: np.ndarray
@@ -38,6 +41,7 @@ class Dataset:
     y_test: np.ndarray
     loss: str
     info: dict = field(default_factory=dict)
+    truth: dict | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         # Lists (or any array-likes) become arrays once, here, so every engine and loss can rely on .dtype and
@@ -110,7 +114,42 @@ def l2_separated_gaussians(rng, *, d: int, n_train: int, n_test: int, gamma: flo
     (Xtr, ytr), (Xte, yte) = draw(n_train), draw(n_test)
     info = {"generator": "l2_separated_gaussians", "d": d, "n_train": n_train, "n_test": n_test,
             "gamma": gamma}
-    return Dataset(Xtr, ytr, Xte, yte, "logistic", info)
+    return Dataset(Xtr, ytr, Xte, yte, "logistic", info, truth={"w_star": w_star, "gamma": gamma})
+
+
+def population_accuracy(dataset: Dataset, w: np.ndarray) -> float:
+    """The exact accuracy of the linear classifier sign<w, x> on the population that drew ``dataset``.
+
+    For :func:`l2_separated_gaussians` (x = z + (gamma/2) s w*, s = sign<z, w*>, ||w*|| = 1), write
+    rho = <w, w*> / ||w|| and g1 = <z, w*> ~ N(0, 1). Then s <w, x> / ||w|| = rho (|g1| + gamma/2) + sqrt(1 - rho^2) g2
+    with g2 ~ N(0, 1) independent of |g1|, so
+
+        accuracy = E_{|g1|} Phi( rho (|g1| + gamma/2) / sqrt(1 - rho^2) ),
+
+    a one-dimensional integral over the half-normal |g1| (docs/math.md §6). This replaces a test set of 1e4 x 1e5
+    float64 (8 GB) at Fig. 1b's scale, with no sampling error. ``w = 0`` predicts 0, which is never right.
+    """
+    truth = dataset.truth
+    if not truth or "w_star" not in truth:
+        raise errors.ConfigError(f"the population of {dataset.info.get('generator', 'this dataset')!r} is not known in "
+                                 "closed form; use its test set")
+    w = np.asarray(w, np.float64)
+    w_star = truth["w_star"]
+    if w.shape != w_star.shape:
+        raise errors.ConfigError(f"w must have shape {w_star.shape}, got {w.shape}")
+    norm = float(np.linalg.norm(w))
+    if norm == 0 or not math.isfinite(norm):
+        return 0.0 if norm == 0 else math.nan
+    rho = min(1.0, max(-1.0, float(w @ w_star) / norm))
+    c, side = truth["gamma"] / 2, math.sqrt(max(0.0, 1 - rho * rho))
+    if side == 0:
+        return 1.0 if rho > 0 else 0.0
+    from scipy import integrate, special
+
+    half_normal = lambda g: math.sqrt(2 / math.pi) * math.exp(-g * g / 2)  # noqa: E731
+    value = integrate.quad(lambda g: half_normal(g) * special.ndtr(rho * (g + c) / side), 0, math.inf,
+                           epsabs=1e-13, epsrel=1e-12)[0]
+    return float(min(1.0, max(0.0, value)))
 
 
 def multiplication_table(rng, *, d: int = 97, train_fraction: float = 0.05) -> Dataset:

@@ -105,6 +105,13 @@ class ReferenceEngine:
     def unsupported(cls, model, runs, data, dtype, schedule) -> str | None:
         return None if dtype == "float64" else f"the numpy reference computes in float64 only, not {dtype}"
 
+    @classmethod
+    def flow_engine(cls):
+        """The engine class of this backend's gradient flow (:mod:`refimpl.flow_engine`)."""
+        from dichotomy.refimpl.flow_engine import ReferenceFlowEngine
+
+        return ReferenceFlowEngine
+
     def __init__(self, model: ModuleType, runs: list[RunSpec], data: Dataset, *, probe=None, dtype="float64",
                  schedule: LossNormalized | None = None):
         self.model, self.runs, self.data, self.schedule = model, runs, data, schedule

@@ -67,8 +67,13 @@ def start(fieldf: Callable[[np.ndarray], np.ndarray], y0: np.ndarray, h0: float 
 
 
 def advance_to(fieldf: Callable[[np.ndarray], np.ndarray], state: FlowState, t_end: float, *, rtol: float = 1e-6,
-               h_min: float = 1e-14, max_rejections: int = 50) -> FlowState:
+               h_min: float = 1e-14, max_rejections: int = 50, max_steps: int | None = None) -> FlowState:
     """Integrate ``state`` forward to exactly ``t_end`` (in place; returned for chaining).
+
+    With ``max_steps``, stop after that many accepted steps even short of ``t_end``: the steps taken are the
+    ones an uninterrupted call takes, so a caller may split an integration into pieces of any number of steps
+    (the driver's wall-clock chunks, a checkpoint between two) without changing a bit of it. Only the landing
+    on ``t_end`` shortens a step, and it leaves the next step's size as it was.
 
     Parameters
     ----------
@@ -84,6 +89,8 @@ def advance_to(fieldf: Callable[[np.ndarray], np.ndarray], state: FlowState, t_e
         A step below ``h_min * max(1, t)`` is a collapse.
     max_rejections : int
         So many rejected steps in a row is a collapse.
+    max_steps : int, optional
+        Return after this many accepted steps.
 
     Raises
     ------
@@ -93,8 +100,8 @@ def advance_to(fieldf: Callable[[np.ndarray], np.ndarray], state: FlowState, t_e
     """
     if not t_end >= state.t:
         raise ConfigError(f"the flow runs forward: t_end = {t_end!r} is before t = {state.t!r}")
-    in_a_row, finite = 0, True
-    while state.t < t_end:
+    in_a_row, finite, taken = 0, True, 0
+    while state.t < t_end and (max_steps is None or taken < max_steps):
         last = state.t + state.h >= t_end
         h = t_end - state.t if last else state.h
         y, k1 = state.y, state.k1
@@ -110,7 +117,7 @@ def advance_to(fieldf: Callable[[np.ndarray], np.ndarray], state: FlowState, t_e
             state.t = t_end if last else state.t + h
             state.y, state.k1 = y_new, k4
             state.accepted += 1
-            in_a_row = 0
+            in_a_row, taken = 0, taken + 1
             factor = min(GROW_MAX, max(SHRINK_MIN, SAFETY * max(err, 1e-10) ** -BETA1 * state.err_prev ** BETA2))
             state.err_prev = max(err, 1e-4)
             if not last:  # a step shortened to land on t_end says nothing about the next one's size
@@ -125,3 +132,18 @@ def advance_to(fieldf: Callable[[np.ndarray], np.ndarray], state: FlowState, t_e
             raise FlowFailed(f"the flow stopped at t = {state.t:.6g}: step {state.h:.3g} after {in_a_row} "
                              f"rejections in a row; {what}")
     return state
+
+
+STATE_FIELDS = ("t", "h", "err_prev", "grad_evals", "accepted", "rejected")
+
+
+def to_arrays(state: FlowState) -> dict[str, np.ndarray]:
+    """``state`` as named arrays (a checkpoint's): everything the next step depends on, exactly."""
+    return {"y": state.y.copy(), "k1": state.k1.copy(), **{k: np.array(getattr(state, k)) for k in STATE_FIELDS}}
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> FlowState:
+    """The :class:`FlowState` that :func:`to_arrays` wrote."""
+    ints = ("grad_evals", "accepted", "rejected")
+    return FlowState(y=np.array(arrays["y"], np.float64), k1=np.array(arrays["k1"], np.float64),
+                     **{k: int(arrays[k]) if k in ints else float(arrays[k]) for k in STATE_FIELDS})

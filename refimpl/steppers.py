@@ -1,7 +1,8 @@
-"""The update rules: GD with coupled weight decay (the package's one rule) and the loss-normalized schedule.
+"""The steppers: GD with coupled weight decay (the package's one rule), the loss-normalized schedule, the flow.
 
 :func:`sgd_step` is p <- p - lr (g + wd p) (docs/math.md §5); :class:`LossNormalized` is GD without weight decay
-at eta / L(theta) (Fig. 4). Every engine applies these, each in its own arrays.
+at eta / L(theta) (Fig. 4); :class:`Flow` is the gradient flow GD approximates (§7). A run takes one of them
+(``schedule=`` of :func:`dichotomy.run.driver.run`; None is GD), and every engine applies it in its own arrays.
 """
 
 from __future__ import annotations
@@ -72,3 +73,45 @@ class LossNormalized:
     def describe(self) -> dict:
         return {"schedule": "eta / L(theta)", "eta": self.eta, "switch_log_loss": self.switch_log_loss,
                 "warmup_steps": self.warmup_steps}
+
+
+FLOW_METHODS = ("bs3",)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Gradient flow d theta/dt = -(grad L + wd theta) instead of GD steps (:mod:`refimpl.flow`, docs/math.md §7).
+
+    A run with this stepper integrates, with error control, to the time t = lr x steps that its GD would reach,
+    and records at the times lr x (recorded step): its ``lr`` is the unit that converts steps to time, no step of
+    GD is taken, and its trajectory reads like GD's (``steps``, ``time``) for every tool downstream.
+
+    Parameters
+    ----------
+    rtol : float
+        Each step's local error, norm-wise, relative to ||theta|| (1e-6: Fig. 3's test MSE within 5e-5 of GD's).
+    method : "bs3"
+        The Bogacki-Shampine 3(2) pair with FSAL and a PI controller.
+    h_min : float
+        A step below h_min x max(1, t) is a collapse (:class:`FlowFailed`).
+    max_rejections : int
+        So many rejected steps in a row is a collapse.
+    """
+
+    rtol: float = 1e-6
+    method: str = "bs3"
+    h_min: float = 1e-14
+    max_rejections: int = 50
+
+    def __post_init__(self):
+        rtol = checks.positive("rtol", self.rtol)
+        if not 1e-13 <= rtol <= 0.1:
+            raise ConfigError(f"rtol must lie in [1e-13, 0.1] (float64 keeps ~16 digits), got {rtol!r}")
+        object.__setattr__(self, "rtol", rtol)
+        if self.method not in FLOW_METHODS:
+            raise ConfigError(f"unknown flow method {self.method!r}; choose one of {', '.join(FLOW_METHODS)}")
+        object.__setattr__(self, "h_min", checks.positive("h_min", self.h_min))
+        checks.positive_int("max_rejections", self.max_rejections)
+
+    def describe(self) -> dict:
+        return {"stepper": "flow", "method": self.method, "rtol": self.rtol}

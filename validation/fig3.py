@@ -29,6 +29,8 @@ _CHECKS = {"plateau_rtol": 0.01, "drop_max": 0.05, "norm_rtol": 0.15, "late_dist
            "balance_rtol": 0.01, "switch_low": 0.5, "switch_high": 2.5}
 # What the paper scale costs on a 2-core CPU (docs/validation-paper.md): `validate --paper` shows it first.
 PAPER_COST = {"hours": 0.13, "memory_gb": 0.1, "basis": "1e7 steps x 42 us (bench mc); measured 460 s"}
+PAPER_COST_FLOW = {"hours": 0.02, "memory_gb": 0.1,
+                   "basis": "the flow, 64,870 gradients: 16 s measured; GD beside it for 1e6 steps"}
 
 CONFIGS = {
     "quick": {"run": {"preset": "fig3-quick", "overrides": {"wd": 1e-3, "steps": 150_000}}, "checks": _CHECKS},
@@ -52,6 +54,11 @@ CONFIGS = {
                                                              "steps": 20_000}},
              "checks": _CHECKS},
 }
+
+
+# The gradient-flow version (`dichotomy validate --flow`, validation/agreement.py): see fig1a.FLOW.
+FLOW = {"quick": {"gd_prefix": 150_000, "gd_agreement": 0.01}, "paper": {"gd_prefix": 1_000_000, "gd_agreement": 0.01},
+        "test": {"gd_prefix": 20_000, "gd_agreement": 0.01}}
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:

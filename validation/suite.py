@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.run.trajectory import versions
 from dichotomy.store import files, manifest
 from dichotomy.store.resultset import ResultSet
-from dichotomy.validation import fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
+from dichotomy.validation import agreement, fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
 from dichotomy.validation.claim import Check, Results, check_to_json, config_hash
 
 CLAIMS: dict[str, ModuleType] = {"fig1a": fig1a, "fig1b": fig1b, "fig2": fig2, "fig3": fig3, "fig4": fig4,
@@ -63,15 +64,17 @@ def select(only: list[str] | None) -> list[str]:
 ASK_ABOVE_HOURS = 5 / 60  # a paper-scale run projected longer than this (or not projected) is asked about first
 
 
-def paper_cost(names: list[str]) -> tuple[str, float | None]:
+def paper_cost(names: list[str], flow: bool = False) -> tuple[str, float | None]:
     """The projected CPU time and memory of ``names`` at the paper's scale: a table, and the total hours.
 
     Each claim states its cost (``PAPER_COST``: hours on 2 cores, memory, and what they rest on:
-    docs/validation-paper.md). The total is None when some claim has no projection.
+    docs/validation-paper.md; ``PAPER_COST_FLOW`` through the gradient flow). The total is None when some claim
+    has no projection.
     """
     rows, total = ["claim | CPU time (2 cores) | memory | from", "--- | --- | --- | ---"], 0.0
     for name in names:
-        cost = CLAIMS[name].PAPER_COST
+        cost = getattr(CLAIMS[name], "PAPER_COST_FLOW", None) if flow else CLAIMS[name].PAPER_COST
+        cost = cost or {"hours": None, "memory_gb": math.nan, "basis": "no gradient-flow version"}
         hours = cost["hours"]
         when = "not projected" if hours is None else (f"{hours * 60:.0f} min" if hours < 1 else
                                                        f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days")
@@ -80,20 +83,41 @@ def paper_cost(names: list[str]) -> tuple[str, float | None]:
     return "\n".join(rows), total
 
 
+def claim_config(name: str, scale: str, backend_name: str, flow: dict | None = None) -> dict:
+    """The config of claim ``name`` at ``scale``: what is hashed, reused and reported.
+
+    With ``flow`` (:class:`refimpl.steppers.Flow` settings), the claim's run is the gradient flow, and its config
+    gains the claim's ``FLOW`` settings for that scale: the GD prefix it is compared with and the tolerance.
+    """
+    module = CLAIMS[name]
+    if scale not in module.CONFIGS:
+        raise errors.ConfigError(f"claim {name} has no {scale!r} config; it has {', '.join(module.CONFIGS)}")
+    config = {**module.CONFIGS[scale], "scale": scale, "backend": backend_name}
+    if flow is not None:
+        if scale not in getattr(module, "FLOW", {}):
+            takes = [n for n in CLAIMS if scale in getattr(CLAIMS[n], "FLOW", {})]
+            raise errors.ConfigError(f"claim {name} has no gradient-flow version at {scale} scale; --flow takes "
+                                     f"{', '.join(takes)} (pick them with --only)")
+        config["run"] = {**config["run"], "flow": dict(flow)}
+        config.update(module.FLOW[scale])
+    return config
+
+
 def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
-              checkpoint_every: float | None = None, reuse_other_version: bool = False) -> ClaimReport:
+              checkpoint_every: float | None = None, reuse_other_version: bool = False,
+              flow: dict | None = None) -> ClaimReport:
     """Compute (or reuse), plot and check one claim; its files go to ``out / name``.
 
     Saved results are reused only when the folder's manifest verifies (:func:`dichotomy.store.manifest.check`: every
     file intact, the same config hash and package version, or any version with ``reuse_other_version``);
     otherwise the claim is recomputed with a note saying which file and why. While computing, every run
     checkpoints into ``out / name / checkpoints`` (every ``checkpoint_every`` seconds; 0 off), so a killed
-    claim resumes where it stopped; the checkpoints are removed once the manifest is written.
+    claim resumes where it stopped; the checkpoints are removed once the manifest is written. With ``flow``
+    (:func:`claim_config`), the claim runs through the gradient flow and is also checked against GD over a prefix
+    of its run (:mod:`dichotomy.validation.agreement`).
     """
     module = CLAIMS[name]
-    if scale not in module.CONFIGS:
-        raise errors.ConfigError(f"claim {name} has no {scale!r} config; it has {', '.join(module.CONFIGS)}")
-    config = {**module.CONFIGS[scale], "scale": scale, "backend": backend.name}
+    config = claim_config(name, scale, backend.name, flow)
     folder = out / name
     results_set = ResultSet(folder, config_hash(config))
     start = time.perf_counter()
@@ -119,11 +143,16 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
             checkpoints.clear()
         results = module.compute(config, backend.checkpointed(checkpoints), progress=progress)
         results.values["compute_seconds"] = time.perf_counter() - start
+        if flow is not None:
+            gd_start = time.perf_counter()
+            values, arrays = agreement.gd_prefix(config, backend, results.trajectories["run"], progress=progress)
+            results.values.update(values, gd_prefix_seconds=time.perf_counter() - gd_start)
+            results.arrays.update(arrays)
         paths = results.save(folder, config)
     else:
         paths = results_set.listed()
     figures = module.plot(results, folder)
-    checks = module.check(results, config)
+    checks = module.check(results, config) + agreement.checks(results.values, config)
     results_set.seal(sorted(set(paths) | set(figures)), checkpoints=checkpoints, claim=name, scale=scale,
                      version=verdict.version if reused else None)
     notes += list(results.values.get("notes", []))
@@ -134,14 +163,19 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
 
 
 def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
-        echo=None, checkpoint_every: float | None = None, reuse_other_version: bool = False) -> list[ClaimReport]:
+        echo=None, checkpoint_every: float | None = None, reuse_other_version: bool = False,
+        flow: dict | None = None) -> list[ClaimReport]:
     """Run the claims ``names`` at ``scale`` and write the report after each one (nothing is lost).
 
-    Progress lines go to ``echo`` (default: this module's logger at INFO level). ``checkpoint_every`` and
-    ``reuse_other_version`` are :func:`run_claim`'s."""
+    Progress lines go to ``echo`` (default: this module's logger at INFO level). ``checkpoint_every``,
+    ``reuse_other_version`` and ``flow`` are :func:`run_claim`'s; with ``flow``, every claim must have a flow
+    version (checked before anything runs)."""
     echo = log.info if echo is None else echo
     if scale not in SCALES:
         raise errors.ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if flow is not None:
+        for name in names:
+            claim_config(name, scale, backend.name, flow)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
     for i, name in enumerate(names, 1):
@@ -150,7 +184,7 @@ def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = Tr
         start = time.perf_counter()
         try:
             report = run_claim(name, scale, backend, out, progress=progress, force=force,
-                               checkpoint_every=checkpoint_every, reuse_other_version=reuse_other_version)
+                               checkpoint_every=checkpoint_every, reuse_other_version=reuse_other_version, flow=flow)
         except KeyboardInterrupt:  # Ctrl-C stops the suite; the finished claims are in the report already
             raise
         except errors.StorageError:  # the disk refused: nothing more can be saved, so stop here
@@ -188,7 +222,9 @@ def markdown(reports: list[ClaimReport], scale: str, backend: str, to_come: list
     """
     passed = sum(r.passed for r in reports)
     pending = f" so far; {len(to_come)} to come ({', '.join(to_come)})" if to_come else ""
-    lines = [f"# dichotomy validation report ({scale} scale, {backend} backend)", "",
+    flows = {json.dumps(r.config.get("run", {}).get("flow")) for r in reports if r.config.get("run", {}).get("flow")}
+    stepper = f", gradient flow {', '.join(sorted(flows))}" if flows else ""
+    lines = [f"# dichotomy validation report ({scale} scale, {backend} backend{stepper})", "",
              f"{passed} of {len(reports)} claims pass{pending}. Versions: "
              + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".", "",
              "| claim | verdict | checks passed | compute seconds |", "|---|---|---|---|"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dichotomy import diagnosis, plots
+from dichotomy import diagnosis, errors, plots
 from dichotomy.experiments import runs
-from dichotomy.refimpl import blocks, losses
+from dichotomy.refimpl import blocks, diagonal_net, losses
+from dichotomy.refimpl.data import population_accuracy
 from dichotomy.refimpl.limits import max_margin
 from dichotomy.validation.claim import Check, Results
 
@@ -46,10 +47,29 @@ def norm_decay(traj, lr: float, wd: float, end: float) -> tuple[np.ndarray, floa
     return predicted, error
 
 
+def test_accuracy(data, w, population: bool) -> float:
+    """The test accuracy of the linear classifier w: on the test set, or on the population (exactly) if asked."""
+    if population:
+        return population_accuracy(data, w)
+    return losses.accuracy("binary", blocks.matvec(data.X_test, w), data.y_test)
+
+
+def population_watch(module, data) -> dict:
+    """The run's test accuracy as the exact population accuracy of its linear predictor w = u^L - v^L (Fig. 1b)."""
+    if module.NAME != diagonal_net.NAME or data.truth is None:
+        raise errors.ConfigError("'population' needs a diagonal net on data whose population is known "
+                                 "(l2_separated_gaussians)")
+    return {"test_acc": lambda config, params: population_accuracy(data, diagonal_net.weights(config, params))}
+
+
 def compute(config: dict, backend, progress: bool = False) -> Results:
-    """Train ``config["run"]`` and compare it with the max-L2 and max-L1 margin classifiers."""
-    run = runs.train(config["run"], backend, progress=progress, label="diagonal net")
-    traj, data = run.traj, run.data
+    """Train ``config["run"]`` and compare it with the max-L2 and max-L1 margin classifiers.
+
+    With ``"population": true`` in the run, every test accuracy is the exact population one (:func:`population_watch`).
+    """
+    run = runs.train(config["run"], backend, progress=progress, label="diagonal net",
+                     watch=population_watch if config["run"].get("population") else None)
+    traj, data, population = run.traj, run.data, bool(config["run"].get("population"))
     lr, wd = run.preset.lr, run.preset.wd
     d = diagnosis.diagnose(traj, run.module, run.config, run.params0, data, run.probe, lr=lr, wd=wd)
     l2 = max_margin.max_l2_margin(data.X_train, data.y_train)
@@ -64,8 +84,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     values = {
         "fit_step": fit, "t_star_steps": t_star, "alpha": d.predicted["alpha"], "kernel_phase_end": end,
         "t_star_per_coordinate_steps": math.log(d.predicted["alpha"] / math.sqrt(2 * run.config.d)) / (lr * wd),
-        "l2_test_acc": losses.accuracy("binary", blocks.matvec(data.X_test, l2.w), data.y_test),
-        "l1_test_acc": losses.accuracy("binary", blocks.matvec(data.X_test, l1.w), data.y_test),
+        "l2_test_acc": test_accuracy(data, l2.w, population), "l1_test_acc": test_accuracy(data, l1.w, population),
         "plateau_test_acc": None if m is None else m.plateau,
         "final_test_acc": float(traj.metrics["test_acc"][-1]),
         "final_train_acc": float(traj.metrics["train_acc"][-1]),

@@ -10,6 +10,7 @@ from pathlib import Path
 from dichotomy import errors
 from dichotomy.kernels import get_backend
 from dichotomy.refimpl import checks
+from dichotomy.refimpl.steppers import Flow
 from dichotomy.run.checkpoint import DEFAULT_EVERY, Checkpoints
 from dichotomy.store import files
 
@@ -119,6 +120,25 @@ def add_thread_options(parser) -> None:
     parser.add_argument("--layout", default=None, choices=("bits", "blocks"),
                         help="numba backend, diagonal net on +-1 data: hold X as bits or int8 column blocks "
                              "(default: the faster on this host, timed once and cached)")
+
+
+def add_flow_options(parser, what: str = "the run") -> None:
+    parser.add_argument("--flow", action="store_true",
+                        help=f"integrate {what} as the gradient flow d theta/dt = -(grad L + wd theta) to the "
+                             "time lr x steps, recorded at the times lr x step, instead of taking GD steps "
+                             "(docs/math.md §7)")
+    parser.add_argument("--rtol", type=float, default=None, metavar="R",
+                        help="with --flow: the integrator's local error tolerance, relative to ||theta|| "
+                             "(default 1e-6)")
+
+
+def flow_of(args) -> Flow | None:
+    """--flow and --rtol, checked: the Flow stepper, or None for GD."""
+    if not args.flow:
+        if args.rtol is not None:
+            raise errors.ConfigError("--rtol sets the gradient flow's tolerance: add --flow")
+        return None
+    return Flow() if args.rtol is None else Flow(rtol=args.rtol)
 
 
 def threads_of(args) -> int | None:

@@ -15,12 +15,14 @@ from dichotomy.cli.common import (
     EXIT_OK,
     OPS,
     add_checkpoint_options,
+    add_flow_options,
     add_thread_options,
     backend_of,
     checkpoints_of,
     choices,
     count,
     flag01,
+    flow_of,
     one_of,
     path_arg,
     seed,
@@ -97,6 +99,7 @@ def add(command) -> None:
     train.add_argument("--dtype", default="float64", **one_of("dtype", DTYPES),
                        help="working precision of the backend (default float64; float32 needs numba or cupy)")
     add_thread_options(train)
+    add_flow_options(train)
     train.add_argument("--out", required=True, type=path_arg, help="output directory (created if missing)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
@@ -136,6 +139,7 @@ def run(args) -> int:
     changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, *_) in OPTIONS.items()}
     preset = presets.override(preset, **{k: v for k, v in changes.items() if v is not None})
     backend = backend_of(args)
+    args.stepper = flow_of(args)
     out = writable_dir(args.out)
     with files.locked(out, "dichotomy train"):
         return train_into(args, out, name, preset, backend)
@@ -145,8 +149,9 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
     """Train into ``out`` (locked): reuse a verified finished run, else resume from its checkpoint or start."""
     run_config = {"preset": name, "seed": preset.seed, "init_seed": preset.init_seed, "model": args.model,
                   "dataset": preset.dataset, "backend": backend.name}
+    stepper = getattr(args, "stepper", None)
     key = fingerprint({"preset": dataclasses.asdict(preset), **run_config, "dtype": args.dtype,
-                       "limits": not args.no_limits})
+                       "limits": not args.no_limits, **({"stepper": stepper.describe()} if stepper else {})})
     title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}" + _overrides(presets.get(name), preset)
     checkpoints = checkpoints_of(args, out / "checkpoint", exclusive=True, restart=args.restart)
     results = ResultSet(out, key)
@@ -164,12 +169,12 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
     try:
         traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
                            probe=probe, progress=not args.no_progress, run_config=run_config, dtype=args.dtype,
-                           checkpoints=checkpoints)
-    except (errors.TrainingDiverged, errors.TrainingInterrupted) as stop:
+                           checkpoints=checkpoints, schedule=stepper)
+    except (errors.TrainingDiverged, errors.TrainingInterrupted, errors.FlowFailed) as stop:
         paths = list(stop.trajectory.save(out / "trajectory"))
         if not args.no_plot:
             paths += plot(stop.trajectory, out, title)
-        kind = "error: " if isinstance(stop, errors.TrainingDiverged) else ""
+        kind = "" if isinstance(stop, errors.TrainingInterrupted) else "error: "
         resume = (f"; rerun the same command to resume from step {stop.step}"
                   if checkpoints is not None and isinstance(stop, errors.TrainingInterrupted) else "")
         print(f"dichotomy: {kind}{stop}; saved what was recorded: {', '.join(map(str, paths))}{resume}",
@@ -192,11 +197,19 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
     if not args.no_plot:
         paths += plot(traj, out, title, diag)
     results.seal(paths, checkpoints=checkpoints, command="train")
-    print(f"{args.model} ({name}), {preset.steps} steps on {backend.name} ({args.dtype}):\n{summary(traj)}")
+    how = (f"the gradient flow to t = {preset.lr * preset.steps:g} (the time of {preset.steps} steps at lr "
+           f"{preset.lr:g}; {_cost(traj)})" if stepper else f"{preset.steps} steps")
+    print(f"{args.model} ({name}), {how} on {backend.name} ({args.dtype}):\n{summary(traj)}")
     if diag is not None:
         print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diag.summary()}")
     print(f"wrote {', '.join(map(str, paths + [out / manifest.NAME]))}")
     return EXIT_OK
+
+
+def _cost(traj: Trajectory) -> str:
+    i = traj.config.get("integrator", {})
+    return (f"{i.get('method')} at rtol {i.get('rtol'):g}: {i.get('grad_evals')} gradients, {i.get('accepted')} "
+            f"steps accepted, {i.get('rejected')} rejected")
 
 
 def _overrides(base, preset) -> str:

@@ -12,9 +12,11 @@ from dichotomy.cli.common import (
     EXIT_OK,
     EXIT_SIGINT,
     add_checkpoint_options,
+    add_flow_options,
     add_thread_options,
     backend_of,
     choices,
+    flow_of,
     one_of,
     path_arg,
     writable_dir,
@@ -45,10 +47,11 @@ def add(command) -> None:
     val.add_argument("--backend", default="numba", **one_of("backend", BACKENDS),
                      help="training backend (default numba)")
     add_thread_options(val)
+    add_flow_options(val, "each claim's run (fig1a, fig1b, fig3), and check it against GD over a prefix")
     val.add_argument("--only", nargs="+", metavar="CLAIM", **one_of("claim", suite.CLAIMS),
                      help=f"run only these claims (default: all): {choices(suite.CLAIMS)}")
-    val.add_argument("--out", type=path_arg, default=Path("runs/validate"), help="output directory "
-                     "(default runs/validate); claims already there with the same config are reused")
+    val.add_argument("--out", type=path_arg, default=None, help="output directory (default runs/validate, "
+                     "runs/validate-flow with --flow); claims already there with the same config are reused")
     val.add_argument("--force", action="store_true", help="recompute claims even if saved results match (their "
                      "checkpoints are discarded too)")
     add_checkpoint_options(val, "each run of a claim")
@@ -63,9 +66,9 @@ def add(command) -> None:
                      help="with --paper: start without asking, whatever the projected time (for scripts)")
 
 
-def _go_ahead(names: list[str], yes: bool) -> bool:
+def _go_ahead(names: list[str], yes: bool, flow: bool = False) -> bool:
     """Show the paper scale's projected time and memory; ask before a long (or unprojected) run unless ``yes``."""
-    table, hours = suite.paper_cost(names)
+    table, hours = suite.paper_cost(names, flow)
     print(f"The paper's scale, projected on 2 cores:\n{table}", file=sys.stderr)
     if yes or (hours is not None and hours <= suite.ASK_ABOVE_HOURS):
         return True
@@ -86,17 +89,24 @@ def _go_ahead(names: list[str], yes: bool) -> bool:
 def run(args) -> int:
     names = suite.select(args.only)
     backend = backend_of(args)
+    stepper = flow_of(args)
+    flow = {"rtol": stepper.rtol} if stepper else None
+    if args.out is None:
+        args.out = Path("runs/validate-flow" if flow else "runs/validate")
+    if flow:
+        for name in names:  # before anything runs: every claim asked for has a flow version
+            suite.claim_config(name, args.scale, backend.name, flow)
     if args.docs is not None:
         suite.check_docs(args.docs, args.scale)
         writable_file(args.docs, "--docs")
-    if args.scale == "paper" and not _go_ahead(names, args.yes):
+    if args.scale == "paper" and not _go_ahead(names, args.yes, flow is not None):
         return EXIT_OK  # declined: nothing started, nothing wrong
     writable_dir(args.out)
     try:
         with files.locked(args.out, "dichotomy validate"):
             reports = suite.run(names, args.scale, backend, args.out, progress=not args.no_progress,
                                 force=args.force, checkpoint_every=args.checkpoint_every,
-                                reuse_other_version=args.reuse_other_version)
+                                reuse_other_version=args.reuse_other_version, flow=flow)
     except KeyboardInterrupt as stop:
         report = args.out / "report.md"
         kept = (f"the claims finished so far are in {report}" if report.is_file()

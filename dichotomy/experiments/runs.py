@@ -13,6 +13,7 @@ from dichotomy import errors
 from dichotomy.experiments import presets
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.limits import predictors
+from dichotomy.refimpl.steppers import Flow
 from dichotomy.run.trajectory import Trajectory, record_steps
 
 
@@ -42,12 +43,32 @@ def preset_of(spec: dict) -> presets.Preset:
     return presets.override(presets.get(spec["preset"]), **spec.get("overrides", {}))
 
 
-def train(spec: dict, backend, *, progress: bool = False, label: str = "") -> Run:
-    """Train the preset ``spec`` names on ``backend``, recording the default probe outputs."""
+def stepper_of(spec: dict) -> Flow | None:
+    """The stepper a run spec asks for: ``"flow": {"rtol": ...}`` integrates the gradient flow; GD otherwise."""
+    flow = spec.get("flow")
+    if flow is None:
+        return None
+    if not isinstance(flow, dict):
+        raise errors.ConfigError(f"a run's 'flow' must be a dict of Flow settings such as {{'rtol': 1e-6}}, got "
+                                 f"{flow!r}")
+    try:
+        return Flow(**flow)
+    except TypeError as e:
+        raise errors.ConfigError(f"a run's 'flow' settings: {e}") from None
+
+
+def train(spec: dict, backend, *, progress: bool = False, label: str = "", watch=None) -> Run:
+    """Train the preset ``spec`` names on ``backend``, recording the default probe outputs.
+
+    ``spec`` may also ask for the gradient flow (``"flow"``, :func:`stepper_of`); ``watch(module, data)``, when
+    given, returns the run's extra metrics (:func:`dichotomy.run.driver.run`'s ``watch``).
+    """
     preset = preset_of(spec)
     module, config, params, data = presets.build(preset)
     probe = predictors.default_probe(data)
-    traj = _run(backend, module, config, params, data, preset.lr, preset.wd, preset.steps, probe, progress, label)
+    traj = backend.run(module, config, params, data, lr=preset.lr, wd=preset.wd, steps=preset.steps,
+                       record=schedule(preset.steps), probe=probe, progress=progress, label=label,
+                       schedule=stepper_of(spec), watch=None if watch is None else watch(module, data))
     return Run(traj, module, config, params, data, probe, preset)
 
 
@@ -72,16 +93,12 @@ def sweep(spec: dict, backend, changes: list[dict], *, progress: bool = False) -
         configs.append(c)
         params.append(module.init(c, np.random.default_rng(preset.init_seed)))
     trajs = backend.run_batch(module, configs, params, data, lr=lrs, wd=wds, steps=preset.steps, probe=probe,
-                              record=schedule(preset.steps), progress=progress, label=f"{len(changes)} runs")
+                              record=schedule(preset.steps), progress=progress, label=f"{len(changes)} runs",
+                              schedule=stepper_of(spec))
     for traj in trajs:
         if traj.status != "completed":
             raise errors.TrainingDiverged(traj.config.get("diverged_at", -1), traj.config["lr"], traj)
     return [Run(t, module, c, p, data, probe, preset) for t, c, p in zip(trajs, configs, params, strict=True)]
-
-
-def _run(backend, module, config, params, data, lr, wd, steps, probe, progress, label) -> Trajectory:
-    return backend.run(module, config, params, data, lr=lr, wd=wd, steps=steps, record=schedule(steps), probe=probe,
-                       progress=progress, label=label)
 
 
 def at_steps(traj: Trajectory, metric: str, steps) -> np.ndarray:

@@ -26,7 +26,7 @@ from dichotomy import errors, signals
 from dichotomy.refimpl import checks, models
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.engine import ReferenceEngine, RunSpec, evaluate
-from dichotomy.refimpl.steppers import LossNormalized
+from dichotomy.refimpl.steppers import Flow, LossNormalized
 from dichotomy.run.checkpoint import Checkpoints, Slot
 from dichotomy.run.progress import bar as progress_bar
 from dichotomy.run.progress import restart_clock
@@ -34,7 +34,7 @@ from dichotomy.run.trajectory import Trajectory, record_steps, sidecar_text
 from dichotomy.store.keys import fingerprint
 from dichotomy.store.manifest import package_version
 
-__all__ = ["LossNormalized", "check_run", "describe", "drive", "evaluate", "run", "run_batch"]
+__all__ = ["Flow", "LossNormalized", "check_run", "describe", "drive", "evaluate", "run", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def describe(config, data: Dataset, backend: str, run_config: dict | None = None
 
 def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Dataset, *, lr: float,
         wd: float, steps: int, record=None, probe=None, progress: bool = False, run_config: dict | None = None,
-        dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
-        label: str = "", checkpoints: Checkpoints | None = None) -> Trajectory:
+        dtype: str = "float64", schedule: LossNormalized | Flow | None = None, engine=ReferenceEngine,
+        label: str = "", checkpoints: Checkpoints | None = None, watch: dict | None = None) -> Trajectory:
     """Train ``steps`` full-batch GD steps p <- p - lr (g + wd p) and record metrics at ``record`` steps.
 
     Parameters
@@ -111,25 +111,34 @@ def run(model: ModuleType | str, config, params: dict[str, np.ndarray], data: Da
         Extra JSON-serializable description stored in the trajectory (seed, preset, ...).
     dtype : "float64" or "float32"
         The engine's working precision (the reference computes in float64 only).
-    schedule : LossNormalized, optional
-        GD without weight decay at eta / L(theta) (needs ``wd = 0``).
+    schedule : LossNormalized or Flow, optional
+        The stepper (None: GD). LossNormalized: GD without weight decay at eta / L(theta) (needs ``wd = 0``).
+        Flow: the gradient flow, integrated to t = lr x steps and recorded at the times lr x ``record``.
     engine : engine class
         Default the NumPy reference; ``dichotomy.kernels.get_backend(name).run`` passes its own.
     checkpoints : Checkpoints, optional
         Checkpoint the run there, and resume it from its last intact checkpoint (bit for bit).
+    watch : dict of str to callable, optional
+        More metrics, each ``fn(config, params) -> float`` of the float64 parameters at every recorded step, on
+        any backend (a name the engine also records replaces its value: Fig. 1b's exact population accuracy).
 
     Raises
     ------
     TrainingDiverged
         At the first step whose train loss is not finite; ``.trajectory`` holds what was recorded.
+    FlowFailed
+        With a Flow, when the integrator cannot go on (the time and the step in the message).
     TrainingInterrupted
         On SIGINT (Ctrl-C) or SIGTERM; ``.trajectory`` holds what was recorded.
     """
     trajs = run_batch(model, [config], [params], data, lr=[lr], wd=[wd], steps=steps, record=record, probe=probe,
                       progress=progress, run_config=run_config, dtype=dtype, schedule=schedule, engine=engine,
-                      label=label, checkpoints=checkpoints)
+                      label=label, checkpoints=checkpoints, watch=watch)
     traj = trajs[0]
     if traj.status == "diverged":
+        failed = traj.config.get("integrator", {}).get("failed")
+        if failed:
+            raise errors.FlowFailed(failed, traj)
         raise errors.TrainingDiverged(traj.config["diverged_at"], lr, traj)
     return traj
 
@@ -146,8 +155,8 @@ def _per_run(name: str, value, B: int) -> list:
 
 def run_batch(model: ModuleType | str, configs, params: list[dict], data: Dataset, *, lr, wd, steps: int,
               record=None, probe=None, progress: bool = False, run_config: dict | None = None,
-              dtype: str = "float64", schedule: LossNormalized | None = None, engine=ReferenceEngine,
-              label: str = "", checkpoints: Checkpoints | None = None) -> list[Trajectory]:
+              dtype: str = "float64", schedule: LossNormalized | Flow | None = None, engine=ReferenceEngine,
+              label: str = "", checkpoints: Checkpoints | None = None, watch: dict | None = None) -> list[Trajectory]:
     """Train B = len(params) runs of one model on ``data``; ``configs``, ``lr`` and ``wd`` are one value or B.
 
     Each run trains with its own config (depth, alpha, ...), learning rate and weight decay, and gets the
@@ -187,16 +196,25 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
     if dtype not in DTYPES:
         raise errors.ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if schedule is not None:
-        if not isinstance(schedule, LossNormalized):
-            raise errors.ConfigError(f"schedule must be a LossNormalized or None, got {type(schedule).__name__}")
-        if any(r.wd != 0 for r in runs):
+        if not isinstance(schedule, LossNormalized | Flow):
+            raise errors.ConfigError(f"schedule must be a LossNormalized, a Flow or None (GD), got "
+                                     f"{type(schedule).__name__}")
+        if isinstance(schedule, LossNormalized) and any(r.wd != 0 for r in runs):
             raise errors.ConfigError("the loss-normalized schedule trains without weight decay: pass wd=0")
     name = getattr(engine, "name", type(engine).__name__)
+    if isinstance(schedule, Flow):
+        if not hasattr(engine, "flow_engine"):
+            raise errors.ConfigError(f"the {name} backend has no gradient-flow engine; use --backend numpy or numba")
+        engine = engine.flow_engine()
     reason = engine.unsupported(model, runs, data, dtype, schedule) if hasattr(engine, "unsupported") else None
     if reason is not None:
         raise errors.ConfigError(f"the {name} backend cannot train this: {reason}")
+    if watch is not None and not (isinstance(watch, dict) and all(isinstance(k, str) and callable(f)
+                                                                   for k, f in watch.items())):
+        raise errors.ConfigError("watch must be a dict of metric name to a function fn(config, params) -> float")
     eng = engine(model, runs, data, probe=probe, dtype=dtype, schedule=schedule)
-    settings = {"dtype": dtype, **(schedule.describe() if schedule is not None else {})}
+    settings = {"dtype": dtype, **(schedule.describe() if schedule is not None else {}),
+                **({"watch": sorted(watch)} if watch else {})}
     cfgs = [describe(r.config, data, name, run_config, lr=r.lr, wd=r.wd, steps=steps, **settings,
                      **({"batch": {"index": b, "size": B}} if B > 1 else {})) for b, r in enumerate(runs)]
     slot = None
@@ -204,8 +222,13 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
         key = fingerprint(model.NAME, cfgs, [r.params for r in runs], data.X_train, data.y_train, data.X_test,
                           data.y_test, record, probe, package_version())
         slot = checkpoints.slot(key, what=cfgs if B > 1 else cfgs[0])
+    watched = None
+    if watch:
+        def watched(b: int, params: dict) -> dict[str, float]:
+            return {k: float(fn(runs[b].config, params)) for k, fn in watch.items()}
+
     return drive(eng, steps, record, cfgs, lrs=[r.lr for r in runs], probe=probe is not None, progress=progress,
-                 label=label, time_from_log=schedule is not None, checkpoint=slot)
+                 label=label, time_from_log=isinstance(schedule, LossNormalized), checkpoint=slot, watch=watched)
 
 
 def _snapshot(engine, rows, outputs, next_target: int) -> dict[str, np.ndarray]:
@@ -234,16 +257,17 @@ def _restore(engine, saved: dict[str, np.ndarray], rows, outputs) -> int:
 
 def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: list[float], probe: bool = False,
           progress: bool = False, label: str = "", time_from_log: bool = False,
-          checkpoint: Slot | None = None) -> list[Trajectory]:
+          checkpoint: Slot | None = None, watch=None) -> list[Trajectory]:
     """Advance ``engine`` to ``steps``, recording every run's metrics at the steps of ``record``.
 
     The gaps between recorded steps are advanced in chunks of about :data:`CHUNK_SECONDS`, so a signal is
     honoured promptly however long a gap is. With a ``checkpoint`` slot, the run resumes from its last intact
-    checkpoint ("resumed from step N"), saves one whenever it is due, on SIGINT/SIGTERM and at the end.
-    Returns one Trajectory per run (status ``completed`` or ``diverged``); raises
-    :class:`TrainingInterrupted` on SIGINT/SIGTERM with all of them.
+    checkpoint ("resumed from step N"), saves one whenever it is due, on SIGINT/SIGTERM and at the end. A flow
+    engine (``continuous``) is advanced by integrator steps toward each record's step (:mod:`refimpl.flow_engine`).
+    ``watch(b, params)`` adds metrics of run b's parameters to each record. Returns one Trajectory per run
+    (status ``completed`` or ``diverged``); raises :class:`TrainingInterrupted` on SIGINT/SIGTERM with all of them.
     """
-    B = engine.B
+    B, continuous = engine.B, getattr(engine, "continuous", False)
     rows: list[list[dict]] = [[] for _ in range(B)]
     outputs: list[list[np.ndarray]] | None = [[] for _ in range(B)] if probe else None
 
@@ -254,6 +278,8 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
             cfg, status = dict(configs[b]), stopped
             if kernel:
                 cfg["kernel"] = kernel
+            if continuous:
+                cfg["integrator"] = engine.integrator(b)
             if engine.diverged_at[b] >= 0:
                 cfg["diverged_at"], status = int(engine.diverged_at[b]), "diverged"
             traj = Trajectory.from_rows(record, rows[b], params[b], cfg, status,
@@ -270,7 +296,10 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
     if checkpoint is not None and (saved := checkpoint.load()) is not None:
         first = _restore(engine, saved, rows, outputs)
         log.info("%sresumed from step %d (%s)", f"{label}: " if label else "", engine.step, checkpoint.sidecar)
-    bar = progress_bar(steps, show=progress, initial=engine.step, unit="step", desc=label or None)
+    # a flow engine (continuous) is advanced by integrator steps, and its bar counts time: t = lr_0 x step
+    unit = lrs[0] if continuous else 1
+    bar = progress_bar(steps * unit, show=progress, initial=engine.step * unit, unit="t" if continuous else "step",
+                       desc=label or None)
     timed = False  # the bar's clock restarts once the first engine call (the one that compiles) has returned
     chunk, s = 1, engine.step
     try:
@@ -278,39 +307,43 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
             for i in range(first, len(targets)):
                 target = targets[i]
                 while s < target and np.any(engine.diverged_at < 0):
-                    k = int(min(chunk, target - s))
                     start = time.perf_counter()
-                    engine.advance(k)
-                    s += k
+                    if continuous:
+                        k = max(1, engine.advance_toward(target, chunk))
+                        s = engine.step
+                    else:
+                        k = int(min(chunk, target - s))
+                        engine.advance(k)
+                        s += k
                     if not timed:
                         restart_clock(bar)
                         timed = True
                     rate = (time.perf_counter() - start) / k
                     chunk = max(1, min(16 * chunk, int(CHUNK_SECONDS / max(rate, 1e-9))))
-                    bar.update(s - bar.n)
+                    bar.update(s * unit - bar.n)
                     if signals.pending():
                         break
                     if checkpoint is not None and checkpoint.due():
-                        _periodic(checkpoint, s, _snapshot(engine, rows, outputs, i))
+                        _periodic(checkpoint, int(s), _snapshot(engine, rows, outputs, i))
                 if signals.pending():
-                    _stop(signals.take(), s, checkpoint, _snapshot(engine, rows, outputs, i), trajectories)
+                    _stop(signals.take(), int(s), checkpoint, _snapshot(engine, rows, outputs, i), trajectories)
                 if np.any(engine.diverged_at < 0):
                     s = int(target)
-                    _record(engine, s, s in record, rows, outputs)
+                    _record(engine, s, s in record, rows, outputs, watch)
                 if rows[0]:
                     bar.set_postfix({k: f"{rows[0][-1][k]:.4g}" for k in ("train_loss", "test_loss", "test_acc")
                                      if k in rows[0][-1]}, refresh=False)
                 if signals.pending():
-                    _stop(signals.take(), s, checkpoint, _snapshot(engine, rows, outputs, i + 1), trajectories)
+                    _stop(signals.take(), int(s), checkpoint, _snapshot(engine, rows, outputs, i + 1), trajectories)
                 if not np.any(engine.diverged_at < 0):
                     break
             if checkpoint is not None and first < len(targets):
-                checkpoint.save(engine.step, _snapshot(engine, rows, outputs, len(targets)))
+                checkpoint.save(int(engine.step), _snapshot(engine, rows, outputs, len(targets)))
     except errors.TrainingInterrupted:
         raise
     except KeyboardInterrupt as e:  # a second signal, or Ctrl-C outside the main thread's handlers
         trajs = trajectories("interrupted")
-        raise errors.TrainingInterrupted(s, trajs[0], signal_name=getattr(e, "signal_name", "SIGINT"),
+        raise errors.TrainingInterrupted(int(s), trajs[0], signal_name=getattr(e, "signal_name", "SIGINT"),
                                          trajectories=trajs) from None
     finally:
         bar.close()
@@ -336,7 +369,7 @@ def _stop(name: str, s: int, checkpoint, snapshot: dict, trajectories) -> None:
     raise errors.TrainingInterrupted(s, trajs[0], signal_name=name, trajectories=trajs)
 
 
-def _record(engine, s: int, recorded: bool, rows, outputs) -> None:
+def _record(engine, s: int, recorded: bool, rows, outputs, watch=None) -> None:
     """Metrics of every run still going at step ``s``; a non-finite train loss there is its divergence step.
 
     Past the last recorded step (``recorded`` False) only that check is made.
@@ -344,11 +377,12 @@ def _record(engine, s: int, recorded: bool, rows, outputs) -> None:
     going = np.flatnonzero(engine.diverged_at < 0)
     metrics = engine.metrics()
     probe = engine.outputs("probe") if outputs is not None and recorded else None
+    params = engine.params() if watch is not None and recorded else None
     for b in going:
         if not math.isfinite(metrics[b]["train_loss"]):
             engine.diverged_at[b] = s
             continue
         if recorded:
-            rows[b].append(metrics[b])
+            rows[b].append(metrics[b] if params is None else {**metrics[b], **watch(b, params[b])})
             if probe is not None:
                 outputs[b].append(np.asarray(probe[b], np.float64))

@@ -1,5 +1,7 @@
 """A command line that reads like the paper: its names, its numbers, and a word before a long run."""
 
+import re
+
 import pytest
 
 from dichotomy.cli import main
@@ -66,10 +68,30 @@ def test_paper_scale_shows_its_cost_and_asks_before_a_long_run(tmp_path, capsys,
     out = tmp_path / "val"
     assert main(["validate", "--paper", "--only", "fig1b", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "fig1b | 22.0 h | 8 GB" in err and "add --yes" in err
+    assert "fig1b | 22.0 h | 0.5 GB" in err and "add --yes" in err
     assert not calls and not out.exists()  # nothing started, nothing written
     assert main(["validate", "--paper", "--only", "fig1b", "--yes", "--out", str(out)]) == 0
     assert len(calls) == 1
+
+
+def test_through_the_flow_the_paper_scale_shows_the_flow_s_cost_and_starts_without_asking(tmp_path, capsys,
+                                                                                            monkeypatch):
+    calls = []
+    monkeypatch.setattr(suite, "run", lambda *a, **k: calls.append(k) or [])
+    assert main(["validate", "--paper", "--flow", "--only", "fig3", "fig1b", "--out", str(tmp_path / "val")]) == 0
+    err = capsys.readouterr().err
+    assert "fig1b | 2 min | 0.5 GB | the flow, 6085 gradients" in err
+    assert calls == [{"progress": True, "force": False, "checkpoint_every": None, "reuse_other_version": False,
+                      "flow": {"rtol": 1e-6}}]
+
+
+@pytest.mark.parametrize("argv, match", [(["--only", "fig2", "--flow"], "claim fig2 has no gradient-flow version"),
+                                         (["--rtol", "1e-7"], "--rtol sets the gradient flow's tolerance: add --flow"),
+                                         (["--flow", "--rtol", "2"], r"rtol must lie in \[1e-13, 0.1\]")])
+def test_flow_options_that_cannot_work_are_one_line(tmp_path, capsys, argv, match):
+    assert main(["validate", *argv, "--out", str(tmp_path / "val")]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "val").exists()
 
 
 def test_a_short_paper_claim_starts_without_asking(tmp_path, monkeypatch):

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from dichotomy import errors
 from dichotomy.cli import main
 from dichotomy.kernels import get_backend
-from dichotomy.refimpl import data, diagonal_net, relu_mlp
-from dichotomy.refimpl.steppers import LossNormalized
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl.steppers import Flow, LossNormalized
 from dichotomy.run import driver
 from dichotomy.run.checkpoint import Checkpoints, Slot
 from dichotomy.run.trajectory import Trajectory, load
@@ -65,17 +65,23 @@ class _SigtermAt:
     def unsupported(self, *args):
         return self.engine.unsupported(*args)
 
+    def flow_engine(self):
+        """The same, for the backend's flow engines (advanced by ``advance_toward``)."""
+        return _SigtermAt(type("Flow", (), {"engine": self.engine.flow_engine(), "name": self.name}), self.at)
+
     def __call__(self, *args, **kwargs):
         engine = self.engine(*args, **kwargs)
-        advance, at = engine.advance, self.at
+        name = "advance_toward" if getattr(engine, "continuous", False) else "advance"
+        advance, at = getattr(engine, name), self.at
 
-        def advance_then_signal(k):
+        def advance_then_signal(*a):
             before = engine.step
-            advance(k)
+            out = advance(*a)
             if before < at <= engine.step:
                 os.kill(os.getpid(), signal.SIGTERM)
+            return out
 
-        engine.advance = advance_then_signal
+        setattr(engine, name, advance_then_signal)
         return engine
 
 
@@ -91,7 +97,14 @@ def _problem(kind: str):
         ds = data.modular_arithmetic(rng, p=5, train_fraction=0.6)
         c = relu_mlp.Config(D=10, h=8, out=5)
         return relu_mlp, [c], [relu_mlp.init(c, rng)], ds, [0.5], [0.0], LossNormalized(eta=0.05)
+    if kind == "flow-completion":
+        ds = data.multiplication_table(rng, d=8, train_fraction=0.4)
+        c = matrix_factorization.Config(d=8, alpha=1.0)
+        return matrix_factorization, [c], [matrix_factorization.init(c)], ds, [0.1], [0.01], Flow(rtol=1e-7)
     ds = data.sparse_linear_classification(rng, d=40, n_train=12, n_test=10, k=3)
+    if kind == "flow":
+        configs = [diagonal_net.Config(d=40, alpha=2.0, L=2), diagonal_net.Config(d=40, alpha=1.5, L=3)]
+        return diagonal_net, configs, [diagonal_net.init(c) for c in configs], ds, [0.05, 0.02], [0.01, 0.0], Flow()
     if kind == "diagonal":
         c = diagonal_net.Config(d=40, alpha=2.0)
         return diagonal_net, [c], [diagonal_net.init(c)], ds, [0.05], [0.01], None
@@ -102,7 +115,8 @@ def _problem(kind: str):
 
 
 CASES = [("numpy", "diagonal"), ("numpy", "mlp"), ("numpy", "loss-normalized"), ("numpy", "batch"),
-         ("numba", "diagonal"), ("numba", "mlp"), ("numba", "batch")]
+         ("numba", "diagonal"), ("numba", "mlp"), ("numba", "batch"), ("numpy", "flow"), ("numba", "flow"),
+         ("numba", "flow-completion")]
 
 
 @pytest.mark.parametrize("backend_name, kind", CASES)

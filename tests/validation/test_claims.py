@@ -260,3 +260,20 @@ def test_readings_pass_within_the_step_window_and_fail_outside_it():
     assert [c.passed for c in got] == [True, True, False, False, False]
     assert got[1].predicted == 0.1 and got[1].measured == 0.1
     assert "| Fig. X: test_loss at step 1e+03 | 0.3 | 0.1 |" in readings.table(got)
+
+
+def test_through_the_flow_the_claims_hold_and_gd_stays_beside_it(tmp_path, reports):
+    """fig1a, fig1b and fig3 at test scale through the gradient flow: each passes what GD passes, the flow's values
+    match GD's, and GD at the claim's lr is within the tolerance of the flow over its prefix."""
+    out = tmp_path / "flow"
+    got = suite.run(["fig1a", "fig1b", "fig3"], "test", get_backend("numba"), out, progress=False,
+                    echo=lambda _: None, flow={"rtol": 1e-6})
+    gd_reports = reports[1]
+    for r in got:
+        assert [c.name for c in r.checks] == [c.name for c in gd_reports[r.name].checks] + ["flow = GD"], r.name
+        assert [c.passed for c in r.checks[:-1]] == [c.passed for c in gd_reports[r.name].checks], r.name
+        assert r.checks[-1].passed and r.checks[-1].measured < 0.01
+        assert r.config["run"]["flow"] == {"rtol": 1e-6} and r.config["gd_agreement"] == 0.01
+        flow, gd = _values(out, r.name), _values(reports[0], r.name)
+        assert flow["switch_step_50"] == pytest.approx(gd["switch_step_50"], rel=0.02), r.name
+    assert "gradient flow {\"rtol\": 1e-06}" in (out / "report.md").read_text().splitlines()[0]

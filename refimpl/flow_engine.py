@@ -1,0 +1,157 @@
+"""The gradient flow as an engine: B runs, each integrated with error control to the times its GD would reach.
+
+A flow engine keeps the engine protocol (:mod:`refimpl.engine`) with ``continuous = True``. Run b, with learning
+rate lr_b, stands for GD's step s at time t = lr_b s: the driver asks for the records' steps and the engine lands
+every run exactly on its time lr_b x step (:class:`refimpl.steppers.Flow`). Its ``step`` is a float, the step
+every live run has reached, and the driver advances it with ``advance_toward(target, max_steps)``: at most
+``max_steps`` accepted steps of the integrator per run, toward the step ``target``. A piece of a given number of
+steps is the same piece however the integration is cut (:func:`refimpl.flow.advance_to`), so a run's numbers
+do not depend on the driver's wall-clock chunks, and a resumed checkpoint ends bit for bit.
+
+:class:`FlowRuns` is the bookkeeping every backend's flow engine shares: the per-run :class:`FlowState`, landing,
+divergence and checkpoint state; the metrics, outputs and parameters come from a GD engine of the same backend
+(``inner``) holding the flow's current parameters. A backend supplies ``integrate(b, t_end, max_steps)`` and
+``push(b)``. :class:`ReferenceFlowEngine` is the NumPy definition.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dichotomy.errors import FlowFailed
+from dichotomy.refimpl import flow, losses
+from dichotomy.refimpl.engine import ReferenceEngine, RunSpec, hot_copy
+from dichotomy.refimpl.params import flatten, unflatten
+from dichotomy.refimpl.steppers import Flow
+
+
+class FlowRuns:
+    """B runs of the flow (see the module docstring); a backend adds ``start``, ``integrate`` and ``push``."""
+
+    continuous = True
+
+    def __init__(self, inner, runs: list[RunSpec], stepper: Flow):
+        self.inner, self.stepper = inner, stepper
+        self.B, self.step = len(runs), 0.0
+        self.lr = [float(r.lr) for r in runs]
+        self.like = [r.params for r in runs]
+        self.diverged_at = np.full(self.B, -1, np.int64)
+        self.failure: list[str | None] = [None] * self.B
+        self.states = [self.start(b, r) for b, r in enumerate(runs)]
+
+    # -- what a backend supplies ------------------------------------------------------------------------------
+    def start(self, b: int, run: RunSpec) -> flow.FlowState:
+        raise NotImplementedError
+
+    def integrate(self, b: int, t_end: float, max_steps: int) -> None:
+        """Advance ``self.states[b]`` toward ``t_end`` by at most ``max_steps`` accepted steps; FlowFailed if stuck."""
+        raise NotImplementedError
+
+    def push(self, b: int) -> None:
+        """Give run b's current parameters (``self.states[b].y``) to the inner engine."""
+        raise NotImplementedError
+
+    # -- the protocol -----------------------------------------------------------------------------------------
+    def advance_toward(self, target: float, max_steps: int) -> int:
+        """At most ``max_steps`` accepted steps of every live run toward the step ``target``; returns the most taken."""
+        most = 0
+        for b in np.flatnonzero(self.diverged_at < 0):
+            state, t_end = self.states[b], self.lr[b] * float(target)
+            if state.t >= t_end:
+                continue
+            before = state.accepted
+            try:
+                self.integrate(b, t_end, max_steps)
+            except FlowFailed as e:
+                self.diverged_at[b] = max(0, math.floor(state.t / self.lr[b]))
+                self.failure[b] = str(e)
+            most = max(most, state.accepted - before)
+            self.push(b)
+        live = np.flatnonzero(self.diverged_at < 0)
+        reached = all(self.states[b].t >= self.lr[b] * float(target) for b in live)
+        self.step = float(target) if reached else min(self.states[b].t / self.lr[b] for b in live)
+        return most
+
+    def advance(self, steps: int) -> None:
+        """The GD protocol's call: to ``step + steps`` in one piece (the driver uses :meth:`advance_toward`)."""
+        target = self.step + steps
+        while self.step < target and np.any(self.diverged_at < 0):
+            self.advance_toward(target, 1 << 30)
+
+    @property
+    def time(self) -> float:
+        """The time of the first run: t = lr_0 x step."""
+        return self.states[0].t
+
+    def integrator(self, b: int) -> dict:
+        """What run b's sidecar records: the method, its tolerance and what the integration cost."""
+        s = self.states[b]
+        return {"method": self.stepper.method, "rtol": self.stepper.rtol, "grad_evals": s.grad_evals,
+                "accepted": s.accepted, "rejected": s.rejected, "last_step": s.h,
+                **({"failed": self.failure[b]} if self.failure[b] else {})}
+
+    def metrics(self) -> list[dict[str, float]]:
+        return self.inner.metrics()
+
+    def outputs(self, split: str) -> list[np.ndarray]:
+        return self.inner.outputs(split)
+
+    def params(self) -> list[dict[str, np.ndarray]]:
+        return self.inner.params()
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"step": np.array(self.step), "diverged_at": self.diverged_at.copy()}
+        for b, s in enumerate(self.states):
+            out.update({f"flow{b}/{k}": v for k, v in flow.to_arrays(s).items()})
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.step = float(state["step"])
+        self.diverged_at = np.array(state["diverged_at"], np.int64)
+        for b in range(self.B):
+            self.states[b] = flow.from_arrays({k.split("/", 1)[1]: v for k, v in state.items()
+                                               if k.startswith(f"flow{b}/")})
+            self.push(b)
+
+
+class ReferenceFlowEngine(FlowRuns):
+    """The float64 definition: the model module's forward/backward as the field, :mod:`refimpl.flow` per run."""
+
+    name = "numpy"
+
+    @classmethod
+    def unsupported(cls, model, runs, data, dtype, schedule) -> str | None:
+        return None if dtype == "float64" else f"the gradient flow is integrated in float64 only, not {dtype}"
+
+    def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule: Flow):
+        self.model, self.data, self.runs = model, data, runs
+        self.X = hot_copy(data.X_train)
+        super().__init__(ReferenceEngine(model, runs, data, probe=probe), runs, schedule)
+
+    def field(self, b: int):
+        """y -> -(grad L(y) + wd y) for run b, on flat float64 parameters (P,)."""
+        run, model, data, like = self.runs[b], self.model, self.data, self.like[b]
+
+        def fieldf(y: np.ndarray) -> np.ndarray:
+            with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+                p = unflatten(y, like)
+                f, cache = model.forward(run.config, p, self.X)
+                value, g = losses.value_and_grad(data.loss, f, data.y_train)
+                if not math.isfinite(value):
+                    return np.full_like(y, np.nan)
+                return -(flatten(model.backward(run.config, p, cache, g)) + run.wd * y)
+
+        return fieldf
+
+    def start(self, b, run):
+        return flow.start(self.field(b), flatten(run.params), rtol=self.stepper.rtol)
+
+    def integrate(self, b, t_end, max_steps):
+        s = self.stepper
+        flow.advance_to(self.field(b), self.states[b], t_end, rtol=s.rtol, h_min=s.h_min,
+                        max_rejections=s.max_rejections, max_steps=max_steps)
+
+    def push(self, b):
+        self.inner.theta[b] = unflatten(self.states[b].y, self.like[b])
