@@ -168,7 +168,7 @@ def check_inputs(config: Config, X) -> np.ndarray:
     return X
 
 
-def forward(config: Config, params, X):
+def forward(config: Config, params, X, pattern=None):
     """Logits (n, out) and the cache (activations a_0 = X, ..., a_{L-1}; pre-activations z_1..z_{L-1}).
 
     Unchecked: the engine's per-step path (use :func:`predict` on untrusted input).
@@ -179,6 +179,10 @@ def forward(config: Config, params, X):
     params : dict of ndarray
         Shaped as :func:`shapes`.
     X : ndarray, shape (n, D)
+    pattern : list of ndarray, optional
+        Pre-activations of another point (a cache's second list): the ReLUs then gate by ``pattern > 0``, not by
+        z > 0, and the cache carries ``pattern``, so :func:`backward` differentiates the smooth piece of the network
+        that point sits on (what :mod:`refimpl.sharpness` differentiates twice).
 
     Returns
     -------
@@ -191,8 +195,8 @@ def forward(config: Config, params, X):
         z = a @ params[f"W{layer}"].T
         if layer == 1:
             z = z + params["b1"]
-        a = np.maximum(z, 0.0)
-        pre.append(z)
+        a = np.maximum(z, 0.0) if pattern is None else z * (pattern[layer - 1] > 0)
+        pre.append(z if pattern is None else pattern[layer - 1])
         acts.append(a)
     return a @ params[f"W{config.L}"].T, (acts, pre)
 

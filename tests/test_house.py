@@ -13,7 +13,7 @@ FOLDERS = {"dichotomy": "dichotomy", "refimpl": "dichotomy.refimpl", "kernels": 
            "validation": "dichotomy.validation"}
 
 # The layers, bottom up: a module may import its own layer and those below it, never one above.
-LAYERS = ("errors signals _moved", "refimpl", "store", "run", "kernels", "peers diagnosis plots", "bench",
+LAYERS = ("errors signals _moved", "refimpl", "store", "run", "kernels", "peers diagnosis regime plots", "bench",
           "experiments", "validation", "cli", "__main__")
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms.split()}
 

@@ -1,17 +1,19 @@
-"""The flow against GD: a claim computed through the gradient flow, checked against GD over a prefix of its run.
+"""The flow against GD: a claim through the flow checked against GD over a prefix; a GD claim's lr x sharpness.
 
 ``dichotomy validate --flow`` integrates a claim's run as the gradient flow (:class:`refimpl.steppers.Flow`) at
 the times GD would reach. This module runs GD itself, at the claim's own learning rate, beside the flow over the
 first ``gd_prefix`` steps (what GD reaches in a minute or two; :func:`dichotomy.run.gd_flow.gd_vs_flow`), at the
 flow's recorded steps, and checks the largest relative parameter distance
 ||theta_GD(s) - theta_flow(lr s)|| / ||theta_flow|| against the claim's ``gd_agreement``. GD approximates the flow
-at O(lr) while lr x sharpness stays well below 2 (docs/math.md §7).
+at O(lr) while lr x sharpness stays well below 2 (docs/math.md §7). :func:`gd_regime` measures that for a claim
+trained by GD, and the report notes a run at or above 2.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dichotomy import regime
 from dichotomy.experiments import presets, runs
 from dichotomy.run.gd_flow import gd_vs_flow
 from dichotomy.run.trajectory import Trajectory
@@ -43,3 +45,18 @@ def checks(values: dict, config: dict) -> list[Check]:
     return [Check.bound("flow = GD", f"max over GD's first {values['gd_prefix_steps']:.3g} steps of "
                         "‖θ_GD(s) − θ_flow(lr·s)‖ / ‖θ_flow‖ (GD at the claim's lr)",
                         values["flow_gd_distance_max"], high=config["gd_agreement"])]
+
+
+def gd_regime(config: dict, results) -> tuple[dict, list[str]]:
+    """lr x sharpness at both ends of a claim's GD run ``results.trajectories["run"]``: values, and a note if >= 2.
+
+    Claims without one plain GD run from a preset (a sweep, the loss-normalized schedule, the flow) get nothing.
+    """
+    spec, traj = config.get("run"), results.trajectories.get("run")
+    if not spec or "preset" not in spec or traj is None or "schedule" in traj.config or "stepper" in traj.config:
+        return {}, []
+    preset = runs.preset_of(spec)
+    module, model_config, params, data = presets.build(preset)
+    r = regime.gd_regime(module, model_config, params, traj, data, lr=preset.lr, wd=preset.wd)
+    values = {"lr_sharpness_init": preset.lr * r.sharpness_init, "lr_sharpness_final": preset.lr * r.sharpness_final}
+    return values, ([] if r.in_flow_regime else [f"GD is outside the gradient-flow regime: {r.summary()}."])

@@ -143,9 +143,16 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
             checkpoints.clear()
         results = module.compute(config, backend.checkpointed(checkpoints), progress=progress)
         results.values["compute_seconds"] = time.perf_counter() - start
+        values, regime_notes = agreement.gd_regime(config, results)
+        results.values.update(values)
+        if regime_notes:
+            results.values["notes"] = list(results.values.get("notes", [])) + regime_notes
         if flow is not None:
             gd_start = time.perf_counter()
             values, arrays = agreement.gd_prefix(config, backend, results.trajectories["run"], progress=progress)
+            regime_notes = values.pop("notes", [])
+            if regime_notes:
+                results.values["notes"] = list(results.values.get("notes", [])) + regime_notes
             results.values.update(values, gd_prefix_seconds=time.perf_counter() - gd_start)
             results.arrays.update(arrays)
         paths = results.save(folder, config)

@@ -33,6 +33,7 @@ from dichotomy.kernels import BACKENDS
 from dichotomy.refimpl import data
 from dichotomy.refimpl.limits import predictors
 from dichotomy.refimpl.models import MODELS
+from dichotomy.regime import gd_regime, sharpness_watch
 from dichotomy.run.driver import DTYPES
 from dichotomy.run.trajectory import Trajectory, load
 from dichotomy.store import files, manifest
@@ -106,7 +107,11 @@ def add(command) -> None:
     add_checkpoint_options(train, "the run", "--restart", "discard OUT's checkpoint and finished run, and train "
                             "from step 0")
     train.add_argument("--no-limits", action="store_true",
-                       help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits)")
+                       help="skip the dichotomy diagnostic (distances to the kernel and late-phase limits) and the "
+                            "lr x sharpness check of a GD run")
+    train.add_argument("--sharpness", action="store_true",
+                       help="record the sharpness (top Hessian eigenvalue, Lanczos) at every recorded step: costly, "
+                            "tens of gradients each (docs/math.md §7.4)")
 
 
 def summary(traj: Trajectory) -> str:
@@ -151,7 +156,8 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
                   "dataset": preset.dataset, "backend": backend.name}
     stepper = getattr(args, "stepper", None)
     key = fingerprint({"preset": dataclasses.asdict(preset), **run_config, "dtype": args.dtype,
-                       "limits": not args.no_limits, **({"stepper": stepper.describe()} if stepper else {})})
+                       "limits": not args.no_limits, **({"stepper": stepper.describe()} if stepper else {}),
+                       **({"sharpness": True} if args.sharpness else {})})
     title = f"{args.model} · {name} · lr={preset.lr:g} wd={preset.wd:g}" + _overrides(presets.get(name), preset)
     checkpoints = checkpoints_of(args, out / "checkpoint", exclusive=True, restart=args.restart)
     results = ResultSet(out, key)
@@ -169,7 +175,8 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
     try:
         traj = backend.run(module, config, params, dataset, lr=preset.lr, wd=preset.wd, steps=preset.steps,
                            probe=probe, progress=not args.no_progress, run_config=run_config, dtype=args.dtype,
-                           checkpoints=checkpoints, schedule=stepper)
+                           checkpoints=checkpoints, schedule=stepper,
+                           watch=sharpness_watch(module, dataset, preset.wd) if args.sharpness else None)
     except (errors.TrainingDiverged, errors.TrainingInterrupted, errors.FlowFailed) as stop:
         paths = list(stop.trajectory.save(out / "trajectory"))
         if not args.no_plot:
@@ -194,6 +201,13 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
             raise
     if diag is not None:
         paths.append(files.write_json(out / "diagnosis.json", diag.to_json()))
+    regime = None
+    if not args.no_limits and stepper is None:
+        try:
+            regime = gd_regime(module, config, params, traj, dataset, lr=preset.lr, wd=preset.wd)
+            paths.append(files.write_json(out / "regime.json", regime.to_json()))
+        except errors.DichotomyError as e:
+            log.warning("no lr x sharpness check: %s (the trajectory is saved)", e)
     if not args.no_plot:
         paths += plot(traj, out, title, diag)
     results.seal(paths, checkpoints=checkpoints, command="train")
@@ -202,6 +216,8 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
     print(f"{args.model} ({name}), {how} on {backend.name} ({args.dtype}):\n{summary(traj)}")
     if diag is not None:
         print(f"dichotomy diagnostic (probe: first {len(probe)} test inputs):\n{diag.summary()}")
+    if regime is not None:
+        print(("" if regime.in_flow_regime else "warning: ") + regime.summary())
     print(f"wrote {', '.join(map(str, paths + [out / manifest.NAME]))}")
     return EXIT_OK
 

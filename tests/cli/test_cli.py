@@ -33,7 +33,9 @@ def test_train_writes_npz_json_and_png(tmp_path, capsys):
                "--train-fraction", "0.3", "--alpha", "1", "--no-progress", "--out", str(out)])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"trajectory.npz", "trajectory.json", "trajectory.png",
-                                               "diagnosis.json", "manifest.json"}
+                                               "diagnosis.json", "regime.json", "manifest.json"}
+    regime = json.loads((out / "regime.json").read_text())
+    assert regime["in_flow_regime"] and 0 < regime["largest_lr_sharpness"] < 2
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["config"]["preset"] == "fig3-quick" and doc["config"]["steps"] == 50
     assert doc["config"]["model_config"]["d"] == 10 and doc["config"]["data"]["train_fraction"] == 0.3
@@ -43,6 +45,20 @@ def test_train_writes_npz_json_and_png(tmp_path, capsys):
     assert diag["predictors"]["kernel"]["name"] == "kernel (K2)" and len(diag["kernel_distance"]) == 51
     printed = capsys.readouterr().out
     assert "train_loss" in printed and "distance to kernel (K2)" in printed and "min-nuclear-norm" in printed
+    assert "below 2, GD follows the gradient flow" in printed
+
+
+def test_train_through_the_flow_and_a_gd_run_above_the_edge_is_flagged(tmp_path, capsys):
+    base = ["train", *TINY, "--lr", "0.05", "--wd", "0.01", "--sharpness"]
+    assert main([*base, "--flow", "--rtol", "1e-7", "--out", str(tmp_path / "flow")]) == 0
+    printed = capsys.readouterr().out
+    assert "the gradient flow to t = 2.5 (the time of 50 steps at lr 0.05; bs3 at rtol 1e-07:" in printed
+    traj = load(tmp_path / "flow" / "trajectory")
+    assert traj.config["integrator"]["rtol"] == 1e-7 and np.all(traj.metrics["sharpness"] > 0)
+    assert not (tmp_path / "flow" / "regime.json").exists()  # the flow has no step to be too large
+    sharp = float(traj.metrics["sharpness"][0])
+    assert main(["train", *TINY, "--lr", str(2.5 / sharp), "--wd", "0.01", "--out", str(tmp_path / "gd")]) in (0, 1)
+    assert "warning: lr x sharpness 2.5 at step 0" in capsys.readouterr().out
 
 
 def test_no_limits_skips_the_diagnostic(tmp_path):
