@@ -9,8 +9,10 @@ from dichotomy.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_checkpoint_options,
+    add_flow_options,
     choices,
     count,
+    flow_of,
     one_line,
     one_of,
     path_arg,
@@ -54,6 +56,7 @@ def add(command) -> None:
     sw.add_argument("--batch", type=int, default=sweep_module.BATCH,
                     help=f"runs per batch at most (default {sweep_module.BATCH})")
     add_checkpoint_options(sw, "each batch")
+    add_flow_options(sw, "every run")
     dask = sw.add_argument_group("Dask (the optional extra 'cluster'; docs/sweeps.md)")
     dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run the batches on this running Dask scheduler (tcp://HOST:PORT, used as given)")
@@ -106,6 +109,8 @@ def run(args) -> int:
         spec["steps"] = args.steps
     grid = sweep_module.grid(**spec)
     backend = get_backend(backend or "numba").name
+    stepper = flow_of(args)
+    flow = {"rtol": stepper.rtol} if stepper else None
     workers = None if args.workers is None else checks.positive_int("--workers", args.workers)
     threads = threads_of(args)
     batch = checks.positive_int("--batch", args.batch)
@@ -126,7 +131,7 @@ def run(args) -> int:
     with files.locked(args.out, "dichotomy sweep"), executor as execute:
         outcome = sweep_module.run(grid, args.out, backend=backend, dtype=args.dtype, workers=workers, batch=batch,
                                    checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                                   executor=execute, threads=threads)
+                                   executor=execute, threads=threads, flow=flow)
     print(f"{outcome.total} runs: {outcome.reused} already stored, {outcome.trained} trained, "
           f"{len(outcome.failed)} failed; wrote {outcome.store}")
     for key, reason in outcome.failed.items():

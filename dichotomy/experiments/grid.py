@@ -60,6 +60,7 @@ class Task:
     dtype: str
     out: str
     checkpoint_every: float | None
+    flow: dict | None = None  # Flow settings: the runs integrate the gradient flow instead of GD
 
 
 # --- the grid ------------------------------------------------------------------------------------------------
@@ -222,20 +223,21 @@ def _preset(g: Grid, cell: dict, seed: int) -> presets.Preset:
     return presets.override(base, **changes)
 
 
-def plan(g: Grid, *, backend: str, dtype: str = "float64") -> list[RunPlan]:
-    """Every run of the grid, axes outermost, seeds innermost."""
+def plan(g: Grid, *, backend: str, dtype: str = "float64", flow: dict | None = None) -> list[RunPlan]:
+    """Every run of the grid, axes outermost, seeds innermost (``flow``: through the gradient flow)."""
     version = manifest.package_version()
     out = []
     for cell in _cells(g):
         for seed in g.seeds:
             p = _preset(g, cell, seed)
-            key = fingerprint(dataclasses.asdict(p), backend, dtype, claim_runs.schedule(p.steps), version)[:24]
+            key = fingerprint(dataclasses.asdict(p), backend, dtype, claim_runs.schedule(p.steps), version,
+                              *([{"flow": flow}] if flow else []))[:24]
             out.append(RunPlan(cell, seed, p, key))
     return out
 
 
 def tasks(todo: list[RunPlan], *, backend: str, dtype: str, out: Path, batch: int = BATCH,
-          checkpoint_every: float | None = None) -> list[Task]:
+          checkpoint_every: float | None = None, flow: dict | None = None) -> list[Task]:
     """The runs grouped by dataset and step count, in chunks of at most ``batch``."""
     groups: dict[str, list[RunPlan]] = {}
     for r in todo:
@@ -246,5 +248,5 @@ def tasks(todo: list[RunPlan], *, backend: str, dtype: str, out: Path, batch: in
         for i in range(0, len(members), batch):
             chunk = tuple(members[i:i + batch])
             made.append(Task(fingerprint([r.key for r in chunk])[:24], chunk, backend, dtype, str(out),
-                             checkpoint_every))
+                             checkpoint_every, flow))
     return made

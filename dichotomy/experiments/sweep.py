@@ -102,6 +102,7 @@ def run_task(task: Task, progress: bool = False) -> list[str]:
     trajs = backend.run_batch(module, configs, params, data, lr=[r.preset.lr for r in task.runs],
                               wd=[r.preset.wd for r in task.runs], steps=first.steps,
                               record=claim_runs.schedule(first.steps), dtype=task.dtype, checkpoints=cp,
+                              schedule=claim_runs.stepper_of({"flow": task.flow}),
                               run_config={"sweep_task": task.key}, progress=progress,
                               label=f"{len(task.runs)} run{'s' if len(task.runs) > 1 else ''}, {first.steps:,} steps")
     host = {"node": platform.node(), "machine": platform.machine(), "processor": platform.processor()}
@@ -115,6 +116,7 @@ def run_task(task: Task, progress: bool = False) -> list[str]:
         paths = list(traj.save(folder / "trajectory"))
         provenance = {"key": r.key, "coords": r.coords, "seed": r.seed, "preset": dataclasses.asdict(r.preset),
                       "backend": task.backend, "dtype": task.dtype, "status": traj.status,
+                      **({"flow": task.flow, "integrator": traj.config.get("integrator")} if task.flow else {}),
                       "predicted": files.json_ready(predicted),
                       "package_version": manifest.package_version(), "git_commit": commit,
                       "versions": trajectory.versions(), "host": host, "task": task.key,
@@ -217,14 +219,15 @@ def default_workers(n_tasks: int | None = None, threads: int | None = None) -> i
 
 def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", workers: int | None = None,
         batch: int = BATCH, checkpoint_every: float | None = None, progress: bool = True,
-        executor=None, threads: int | None = None) -> Outcome:
+        executor=None, threads: int | None = None, flow: dict | None = None) -> Outcome:
     """Train every run of ``g`` that ``out`` does not hold yet, then write ``out/sweep.nc``.
 
     ``executor(tasks, on_done, on_failed)`` runs the tasks (dichotomy/experiments/cluster.py's Dask executors); default:
     :func:`execute_local` with ``workers`` processes (default: one per available core, or per ``threads``
     cores, at most one per task; 1 trains in this process), each with at most ``threads`` threads (default:
     its share of the cores). Batches hold at most ``batch`` runs, and fewer when that leaves a worker
-    (``workers``, or the executor's ``workers``) without one.
+    (``workers``, or the executor's ``workers``) without one. With ``flow`` (:class:`refimpl.steppers.Flow`
+    settings) every run integrates the gradient flow to its time lr x steps.
     """
     out = Path(out).resolve()  # absolute: a worker elsewhere writes into the same folder
     if out.is_dir() and not (out / GRID_FILE).exists():
@@ -232,20 +235,24 @@ def run(g: Grid, out: Path, *, backend: str = "numba", dtype: str = "float64", w
         if foreign:
             raise ConfigError(f"{out} holds {foreign[0]}{' and more' if len(foreign) > 1 else ''} but no {GRID_FILE}: "
                               "it is not a sweep store; give --out a new or empty folder")
-    everything = plan(g, backend=backend, dtype=dtype)
+    if flow is not None:
+        claim_runs.stepper_of({"flow": flow})  # bad settings are one line before anything runs
+    everything = plan(g, backend=backend, dtype=dtype, flow=flow)
     todo = [r for r in everything if not is_done(out, r)]
     # batches no larger than needed to give every worker one: 16 runs on 2 workers are 2 batches of 8, not 1 of 16
     spread = workers or (getattr(executor, "workers", None) if executor is not None
                          else default_workers(len(todo), threads))
     if spread:
         batch = min(batch, max(1, math.ceil(len(todo) / spread)))
-    work = tasks(todo, backend=backend, dtype=dtype, out=out, batch=batch, checkpoint_every=checkpoint_every)
+    work = tasks(todo, backend=backend, dtype=dtype, out=out, batch=batch, checkpoint_every=checkpoint_every,
+                 flow=flow)
     for t in work:  # a new sweep: every task gets its retries again
         _attempts_file(t).unlink(missing_ok=True)
     if executor is None:
         executor = functools.partial(execute_local, workers=workers or default_workers(len(work), threads),
                                      threads=threads, progress=progress)
-    files.write_json(out / GRID_FILE, {**g.to_json(), "backend": backend, "dtype": dtype}, indent=2)
+    files.write_json(out / GRID_FILE, {**g.to_json(), "backend": backend, "dtype": dtype,
+                                       **({"flow": flow} if flow else {})}, indent=2)
     failed: dict[str, str] = {}
     bar = _bar(len(everything), len(everything) - len(todo), progress)
     try:

@@ -453,3 +453,16 @@ def test_a_signal_during_train_saves_the_trajectory_and_exits_with_its_code(tmp_
     assert f"interrupted ({name})" in err and "Traceback" not in err
     traj = load(tmp_path / "trajectory")
     assert traj.status == "interrupted" and traj.steps[-1] > 0
+
+
+def test_gd_flow_prints_the_distance_and_writes_it(tmp_path, capsys):
+    out = tmp_path / "gf"
+    assert main(["gd-flow", "--preset", "fig1a-quick", "--d", "200", "--n-train", "20", "--n-test", "50",
+                 "--steps", "2000", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "GD at lr 0.01 beside the flow (rtol 1e-06)" in printed and "the flow took" in printed
+    doc = json.loads((out / "gd_flow.json").read_text())
+    assert doc["steps"][-1] == 2000 and max(doc["distance"]) < 1e-2 and len(doc["gd"]["test_acc"]) == len(doc["steps"])
+    assert (out / "gd_flow.png").stat().st_size > 10_000
+    assert main(["gd-flow", "--preset", "fig2a-quick", "--backend", "numba", "--steps", "10"]) == 2
+    assert "integrates no gradient flow of the relu-mlp" in capsys.readouterr().err

@@ -4,6 +4,7 @@ resuming.
 The grids are fig3-quick's completion at a few hundred to a few thousand steps: seconds per run.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -192,3 +193,22 @@ def test_a_toml_config_sweeps_like_the_command_line(tmp_path):
     xr.testing.assert_identical(_metrics(tmp_path / "a" / "sweep.nc"), _metrics(tmp_path / "b" / "sweep.nc"))
     config.write_text('preset = "fig3-quick"\nspeed = 3\n')
     assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "c")]) == 2
+
+
+def test_a_sweep_through_the_flow_switches_where_gd_does_and_keeps_its_own_runs(tmp_path):
+    from dichotomy.experiments import phase
+
+    g = sweep.grid("fig3-quick", {"wd": [0.002, 0.004]}, steps=20_000)
+    gd = sweep.run(g, tmp_path / "gd", backend="numba", workers=1, progress=False)
+    flow = sweep.run(g, tmp_path / "flow", backend="numba", workers=1, progress=False, flow={"rtol": 1e-6})
+    assert gd.trained == flow.trained == 2
+    a, b = ([c["switch_step"] for c in phase.analyze(phase.load(tmp_path / k))["cells"]] for k in ("gd", "flow"))
+    np.testing.assert_allclose(b, a, rtol=0.01)  # dichotomy phase's switch times, within 1%
+    stored = json.loads((tmp_path / "flow" / "sweep.json").read_text())
+    assert stored["flow"] == {"rtol": 1e-6}
+    keys = {p.name for p in (tmp_path / "flow" / "runs").iterdir()}
+    assert not keys & {p.name for p in (tmp_path / "gd" / "runs").iterdir()}  # other keys: never mixed with GD's
+    provenance = json.loads(next((tmp_path / "flow" / "runs").glob("*/provenance.json")).read_text())
+    assert provenance["integrator"]["method"] == "bs3"
+    with pytest.raises(ConfigError, match=r"rtol must lie in"):
+        sweep.run(g, tmp_path / "bad", backend="numba", workers=1, progress=False, flow={"rtol": 3.0})
