@@ -220,13 +220,14 @@ class Result:
 
 
 def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rtol: float = 1e-8,
-          progress=log.info, load: int = 0) -> dict:
+          progress=log.info, load: int = 0, flow: bool = False) -> dict:
     """Run every workload in ``names`` on every engine in ``engine_names``; return the report dict.
 
     An engine whose parameters differ from the oracle's by more than ``rtol`` (relative to each array's scale)
     after ``check_steps`` steps is reported and not timed. ``progress`` receives a line per timed engine
     (default: this module's logger, at INFO). With ``load`` = N > 0, every timed engine is timed again beside N
     busy processes (:func:`busy`), right after its idle timing, and numba once more pinned to one thread.
+    With ``flow``, :func:`flow_rows` adds the gradient flow's cost per unit of time beside GD's.
     """
     engine_names = check_engines(engine_names)
     load = checks.positive_int("load", load, minimum=0)
@@ -274,8 +275,56 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
                      + (f" ({row.kernel})" if row.kernel else ""))
         _ratios(rows, w, floors[wname])
         results.extend(rows)
-    return {"date": time.strftime("%Y-%m-%d"), "machine": host(), "ceilings": ceiling, "versions": versions(),
-            "floors": floors, "load": load, "threading": threading_env(), "results": [asdict(r) for r in results]}
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": host(), "ceilings": ceiling, "versions": versions(),
+              "floors": floors, "load": load, "threading": threading_env(), "results": [asdict(r) for r in results]}
+    if flow:
+        report["flow"] = flow_rows(names, engine_names, report["results"], progress)
+    return report
+
+
+FLOW_STEPS = 10_000  # the flow rows integrate to the time GD reaches in this many steps of the workload's lr
+
+
+def flow_rows(names: list[str], engine_names: list[str], results: list[dict], progress=log.info) -> list[dict]:
+    """The gradient flow from each single-run workload's initialization to t = lr x :data:`FLOW_STEPS`, timed.
+
+    Per backend with a flow engine (numpy, numba): the wall time (after a warm-up integration that compiles),
+    the gradients it took, both per unit of time, and GD's wall for the same time from its row of ``results``
+    (ms per step x FLOW_STEPS): ``gd_over_flow`` > 1 where the flow is the cheaper way to that time.
+    """
+    from dichotomy.refimpl.steppers import Flow
+
+    rows = []
+    for wname in names:
+        w = WORKLOADS[wname]
+        if w.batch > 1:
+            continue
+        module, config, params, ds = build(w)
+        T = w.lr * FLOW_STEPS
+        for name in engine_names:
+            if name not in ("numpy", "numba"):
+                continue
+            signals.check()
+            backend = get_backend(name)
+            try:
+                backend.run(module, config, params, ds, lr=w.lr, wd=w.wd, steps=2, record=[0, 2], schedule=Flow())
+            except ConfigError as e:
+                rows.append({"workload": wname, "engine": name, "note": str(e)})
+                continue
+            start = time.perf_counter()
+            traj = backend.run(module, config, params, ds, lr=w.lr, wd=w.wd, steps=FLOW_STEPS,
+                               record=[0, FLOW_STEPS], schedule=Flow())
+            wall = time.perf_counter() - start
+            i = traj.config["integrator"]
+            gd = next((r["ms_per_step"] for r in results if r["workload"] == wname and r["engine"] == name), None)
+            gd_s = None if gd is None else gd * FLOW_STEPS / 1e3
+            rows.append({"workload": wname, "engine": name, "time": T, "flow_s": wall, "grad_evals": i["grad_evals"],
+                         "accepted": i["accepted"], "rejected": i["rejected"], "grads_per_time": i["grad_evals"] / T,
+                         "gd_steps_per_time": 1 / w.lr, "gd_s": gd_s, "gd_over_flow": None if gd_s is None else
+                         gd_s / wall, "note": ""})
+            progress(f"{wname:12s} {name:6s} flow to t = {T:g}: {wall:.3f} s, {i['grad_evals']} gradients"
+                     + (f" (GD: {gd_s:.3f} s)" if gd_s else ""))
+    return rows
 
 
 def _choose_kernels(names: list[str], engine_names: list[str]) -> None:
@@ -376,6 +425,20 @@ def markdown(report: dict) -> str:
     if report.get("floors"):
         lines += ["", "Floors at these ceilings (ms per step): " + ", ".join(
             f"{name} {least['ms']:.3g}" for name, least in report["floors"].items()) + "."]
+    if report.get("flow"):
+        lines += ["", f"The gradient flow (BS3, rtol 1e-6) from each workload's initialization to the time GD reaches "
+                  f"in {FLOW_STEPS:,} steps, beside those GD steps (their wall from the table above):", "",
+                  "| workload | engine | to time | flow s | gradients | per unit time | GD steps per unit time | GD s "
+                  "| GD / flow | note |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in report["flow"]:
+            if "time" not in r:
+                lines.append(f"| {r['workload']} | {r['engine']} | | | | | | | | {r['note']} |")
+                continue
+            gd = f"{r['gd_s']:.3f}" if r["gd_s"] else "—"
+            ratio = f"{r['gd_over_flow']:.2f}×" if r["gd_over_flow"] else ""
+            lines.append(f"| {r['workload']} | {r['engine']} | {r['time']:g} | {r['flow_s']:.3f} | "
+                         f"{r['grad_evals']:,} | {r['grads_per_time']:.3g} | {r['gd_steps_per_time']:g} | {gd} | "
+                         f"{ratio} | {r['note']} |")
     return "\n".join(lines) + "\n"
 
 

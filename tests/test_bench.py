@@ -114,3 +114,16 @@ def test_peers_compute_the_same_gd_as_the_oracle_when_installed():
             advance(5)
             ref_advance(5)
             assert bench._agree(current(), ref_params()) <= 1e-10, (name, kind)
+
+
+def test_flow_rows_report_the_flow_s_cost_per_unit_of_time_beside_gd_s():
+    results = [{"workload": "diag-2k", "engine": "numba", "ms_per_step": 0.04}]
+    rows = bench.flow_rows(["diag-2k", "mlp-31", "diag-20k-b16"], ["numba", "torch"], results, progress=lambda _: None)
+    diag, mlp = rows  # batched workloads have no flow row; peers have no flow engine
+    assert diag["time"] == 100.0 and diag["grad_evals"] == 1 + 3 * (diag["accepted"] + diag["rejected"])
+    assert diag["grads_per_time"] == diag["grad_evals"] / 100 and diag["gd_s"] == pytest.approx(0.4)
+    assert diag["gd_over_flow"] == pytest.approx(0.4 / diag["flow_s"])
+    assert "integrates no gradient flow of the relu-mlp" in mlp["note"]
+    table = bench.markdown({"date": "d", "machine": "m", "ceilings": {"bandwidth_GBps": 1, "gemm_GFLOPs": 1},
+                            "versions": {}, "results": [], "flow": rows})
+    assert "| diag-2k | numba | 100 |" in table and "GD / flow" in table

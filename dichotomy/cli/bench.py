@@ -29,6 +29,10 @@ def add(command) -> None:
     bench.add_argument("--load", type=int, default=0, metavar="N",
                        help="also time every engine beside N busy processes (started and stopped by the bench; "
                             "one per core is a fully busy machine), and report each one's slowdown (default 0)")
+    bench.add_argument("--flow", action="store_true",
+                       help="also integrate the gradient flow of every single-run workload to the time GD reaches in "
+                            f"{bench_module.FLOW_STEPS:,} steps, and report its gradients and wall per unit of time "
+                            "beside GD's (numpy and numba)")
     bench.add_argument("--out", required=True, type=path_arg, help="output directory for bench.json and bench.md")
     bench.add_argument("--docs", type=path_arg, default=None, help="also write the table into this markdown file")
     bench.add_argument("--json", type=path_arg, default=None,
@@ -52,7 +56,7 @@ def run(args) -> int:
     saved = bench_module.load(args.from_json) if args.from_json is not None else None
     writable_dir(args.out)
     with files.locked(args.out, "dichotomy bench"):
-        report = saved or bench_module.bench(names, engines, rtol=rtol, load=args.load)
+        report = saved or bench_module.bench(names, engines, rtol=rtol, load=args.load, flow=args.flow)
         paths = bench_module.write(report, args.out, args.docs)
         if args.json is not None:
             paths.append(files.write_json(args.json, report))
