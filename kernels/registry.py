@@ -49,8 +49,11 @@ class ModelEngines:
                 return f"its {model.NAME} engine takes no {option} option (it takes: {takes})"
         if dtype not in engine.DTYPES:
             return f"its {model.NAME} engine computes in {' or '.join(engine.DTYPES)}, not {dtype}"
-        kind = "constant" if schedule is None else "flow" if isinstance(schedule, Flow) else "loss-normalized"
+        kind = ("constant" if schedule is None else "loss-normalized" if not isinstance(schedule, Flow)
+                else "loss-normalized flow" if schedule.normalized else "flow")
         if kind not in engine.SCHEDULES:
+            if kind == "loss-normalized flow":
+                return "it integrates no loss-normalized flow; use --backend numpy"
             if kind == "flow":
                 return (f"it integrates no gradient flow of the {model.NAME}; use --backend numpy (docs/math.md §7: "
                         "for a ReLU net GD is the better tool)")

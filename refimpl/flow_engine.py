@@ -35,10 +35,12 @@ class FlowRuns:
     def __init__(self, inner, runs: list[RunSpec], stepper: Flow):
         self.inner, self.stepper = inner, stepper
         self.B, self.step = len(runs), 0.0
-        self.lr = [float(r.lr) for r in runs]
+        # the integration variable per unit of step: the time lr_b, or (the loss-normalized flow) the step itself
+        self.lr = [1.0 if stepper.normalized else float(r.lr) for r in runs]
         self.like = [r.params for r in runs]
         self.diverged_at = np.full(self.B, -1, np.int64)
         self.failure: list[str | None] = [None] * self.B
+        self.log_time = np.full(self.B, -math.inf)  # ln t of the loss-normalized flow
         self.states = [self.start(b, r) for b, r in enumerate(runs)]
 
     # -- what a backend supplies ------------------------------------------------------------------------------
@@ -93,7 +95,11 @@ class FlowRuns:
                 **({"failed": self.failure[b]} if self.failure[b] else {})}
 
     def metrics(self) -> list[dict[str, float]]:
-        return self.inner.metrics()
+        rows = self.inner.metrics()
+        if self.stepper.normalized:
+            for row, log_time in zip(rows, self.log_time, strict=True):
+                row["log_time"] = float(log_time)
+        return rows
 
     def outputs(self, split: str) -> list[np.ndarray]:
         return self.inner.outputs(split)
@@ -102,7 +108,7 @@ class FlowRuns:
         return self.inner.params()
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {"step": np.array(self.step), "diverged_at": self.diverged_at.copy()}
+        out = {"step": np.array(self.step), "diverged_at": self.diverged_at.copy(), "log_time": self.log_time.copy()}
         for b, s in enumerate(self.states):
             out.update({f"flow{b}/{k}": v for k, v in flow.to_arrays(s).items()})
         return out
@@ -110,6 +116,7 @@ class FlowRuns:
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.step = float(state["step"])
         self.diverged_at = np.array(state["diverged_at"], np.int64)
+        self.log_time = np.array(state["log_time"], np.float64)
         for b in range(self.B):
             self.states[b] = flow.from_arrays({k.split("/", 1)[1]: v for k, v in state.items()
                                                if k.startswith(f"flow{b}/")})
@@ -117,27 +124,49 @@ class FlowRuns:
 
 
 class ReferenceFlowEngine(FlowRuns):
-    """The float64 definition: the model module's forward/backward as the field, :mod:`refimpl.flow` per run."""
+    """The float64 definition: the model module's forward/backward as the field, :mod:`refimpl.flow` per run.
+
+    It also integrates the loss-normalized flow (``Flow(eta=...)``), with its time in log space.
+    """
 
     name = "numpy"
 
     @classmethod
     def unsupported(cls, model, runs, data, dtype, schedule) -> str | None:
-        return None if dtype == "float64" else f"the gradient flow is integrated in float64 only, not {dtype}"
+        if dtype != "float64":
+            return f"the gradient flow is integrated in float64 only, not {dtype}"
+        if schedule.normalized and any(r.wd != 0 for r in runs):
+            return "the loss-normalized flow has no weight decay: pass wd=0"
+        return None
 
     def __init__(self, model, runs, data, *, probe=None, dtype="float64", schedule: Flow):
         self.model, self.data, self.runs = model, data, runs
         self.X = hot_copy(data.X_train)
+        self.log_rate = [math.nan] * len(runs)  # ln(dt/ds) at the current point (the loss-normalized flow)
         super().__init__(ReferenceEngine(model, runs, data, probe=probe), runs, schedule)
 
+    def _normalized(self, log_value: float) -> bool:
+        return log_value <= self.stepper.switch_log_loss
+
     def field(self, b: int):
-        """y -> -(grad L(y) + wd y) for run b, on flat float64 parameters (P,)."""
-        run, model, data, like = self.runs[b], self.model, self.data, self.like[b]
+        """y -> d theta/dt = -(grad L(y) + wd y) for run b, on flat float64 parameters (P,).
+
+        For the loss-normalized flow, d theta/ds: -lr grad L, or -eta grad L / L at and below the switch.
+        """
+        run, model, data, like, stepper = self.runs[b], self.model, self.data, self.like[b], self.stepper
 
         def fieldf(y: np.ndarray) -> np.ndarray:
             with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
                 p = unflatten(y, like)
                 f, cache = model.forward(run.config, p, self.X)
+                if stepper.normalized:
+                    log_value, g = losses.log_normalized_grad(data.loss, f, data.y_train)
+                    if math.isnan(log_value) or log_value == math.inf or not np.all(np.isfinite(g)):
+                        return np.full_like(y, np.nan)
+                    rate = stepper.eta if self._normalized(log_value) else run.lr
+                    if not self._normalized(log_value):
+                        g = losses.value_and_grad(data.loss, f, data.y_train)[1]
+                    return -rate * flatten(model.backward(run.config, p, cache, g))
                 value, g = losses.value_and_grad(data.loss, f, data.y_train)
                 if not math.isfinite(value):
                     return np.full_like(y, np.nan)
@@ -145,13 +174,41 @@ class ReferenceFlowEngine(FlowRuns):
 
         return fieldf
 
+    def _log_rate(self, b: int, y: np.ndarray) -> float:
+        """ln(dt/ds) at y: ln lr, or ln eta - ln L(y) where the flow is normalized."""
+        run = self.runs[b]
+        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+            f = self.model.forward(run.config, unflatten(y, self.like[b]), self.X)[0]
+            log_value = losses.log_normalized_grad(self.data.loss, f, self.data.y_train)[0]
+        return math.log(self.stepper.eta) - log_value if self._normalized(log_value) else math.log(run.lr)
+
     def start(self, b, run):
-        return flow.start(self.field(b), flatten(run.params), rtol=self.stepper.rtol)
+        y0 = flatten(run.params)
+        if self.stepper.normalized:
+            self.log_rate[b] = self._log_rate(b, y0)
+        return flow.start(self.field(b), y0, rtol=self.stepper.rtol)
 
     def integrate(self, b, t_end, max_steps):
-        s = self.stepper
-        flow.advance_to(self.field(b), self.states[b], t_end, rtol=s.rtol, h_min=s.h_min,
-                        max_rejections=s.max_rejections, max_steps=max_steps)
+        s, state = self.stepper, self.states[b]
+        options = dict(rtol=s.rtol, h_min=s.h_min, max_rejections=s.max_rejections)
+        if not s.normalized:
+            flow.advance_to(self.field(b), state, t_end, max_steps=max_steps, **options)
+            return
+        fieldf = self.field(b)
+        for _ in range(max_steps):  # one step at a time: the time's trapezoid rule needs each step's ends
+            if state.t >= t_end:
+                return
+            s0 = state.t
+            flow.advance_to(fieldf, state, t_end, max_steps=1, **options)
+            log_rate = self._log_rate(b, state.y)
+            log_half = math.log((state.t - s0) / 2)
+            self.log_time[b] = np.logaddexp(self.log_time[b], log_half + np.logaddexp(self.log_rate[b], log_rate))
+            self.log_rate[b] = log_rate
+
+    def load_state(self, state):
+        super().load_state(state)
+        if self.stepper.normalized:
+            self.log_rate = [self._log_rate(b, s.y) for b, s in enumerate(self.states)]
 
     def push(self, b):
         self.inner.theta[b] = unflatten(self.states[b].y, self.like[b])

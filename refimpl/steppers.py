@@ -96,12 +96,21 @@ class Flow:
         A step below h_min x max(1, t) is a collapse (:class:`FlowFailed`).
     max_rejections : int
         So many rejected steps in a row is a collapse.
+    eta : float, optional
+        The loss-normalized flow, the continuum of :class:`LossNormalized` (needs wd = 0): in the continuous step
+        s, d theta/ds = -lr grad L while log L > ``switch_log_loss``, else -eta grad L / L = -eta grad log L
+        (formed in log space). The time t, dt/ds = lr or eta / L, is kept as ln t (``log_time``): the trapezoid
+        rule on each accepted step, in log space (docs/math.md §7.3). Records are at the steps s themselves.
+    switch_log_loss : float
+        With ``eta``: the log L at and below which the flow is normalized.
     """
 
     rtol: float = 1e-6
     method: str = "bs3"
     h_min: float = 1e-14
     max_rejections: int = 50
+    eta: float | None = None
+    switch_log_loss: float = -5.0
 
     def __post_init__(self):
         rtol = checks.positive("rtol", self.rtol)
@@ -112,6 +121,18 @@ class Flow:
             raise ConfigError(f"unknown flow method {self.method!r}; choose one of {', '.join(FLOW_METHODS)}")
         object.__setattr__(self, "h_min", checks.positive("h_min", self.h_min))
         checks.positive_int("max_rejections", self.max_rejections)
+        if self.eta is not None:
+            object.__setattr__(self, "eta", checks.positive("eta", self.eta))
+        if not isinstance(self.switch_log_loss, int | float) or not math.isfinite(self.switch_log_loss):
+            raise ConfigError(f"switch_log_loss must be a finite number, got {self.switch_log_loss!r}")
+
+    @property
+    def normalized(self) -> bool:
+        """Whether this is the loss-normalized flow (``eta`` set)."""
+        return self.eta is not None
 
     def describe(self) -> dict:
-        return {"stepper": "flow", "method": self.method, "rtol": self.rtol}
+        out = {"stepper": "flow", "method": self.method, "rtol": self.rtol}
+        if self.normalized:
+            out.update(schedule="eta / L(theta)", eta=self.eta, switch_log_loss=self.switch_log_loss)
+        return out

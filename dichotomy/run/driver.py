@@ -199,7 +199,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
         if not isinstance(schedule, LossNormalized | Flow):
             raise errors.ConfigError(f"schedule must be a LossNormalized, a Flow or None (GD), got "
                                      f"{type(schedule).__name__}")
-        if isinstance(schedule, LossNormalized) and any(r.wd != 0 for r in runs):
+        if getattr(schedule, "eta", None) is not None and any(r.wd != 0 for r in runs):
             raise errors.ConfigError("the loss-normalized schedule trains without weight decay: pass wd=0")
     name = getattr(engine, "name", type(engine).__name__)
     if isinstance(schedule, Flow):
@@ -228,7 +228,8 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
             return {k: float(fn(runs[b].config, params)) for k, fn in watch.items()}
 
     return drive(eng, steps, record, cfgs, lrs=[r.lr for r in runs], probe=probe is not None, progress=progress,
-                 label=label, time_from_log=isinstance(schedule, LossNormalized), checkpoint=slot, watch=watched)
+                 label=label, checkpoint=slot, watch=watched,
+                 time_from_log=isinstance(schedule, LossNormalized) or getattr(schedule, "normalized", False))
 
 
 def _snapshot(engine, rows, outputs, next_target: int) -> dict[str, np.ndarray]:
@@ -296,9 +297,11 @@ def drive(engine, steps: int, record: np.ndarray, configs: list[dict], *, lrs: l
     if checkpoint is not None and (saved := checkpoint.load()) is not None:
         first = _restore(engine, saved, rows, outputs)
         log.info("%sresumed from step %d (%s)", f"{label}: " if label else "", engine.step, checkpoint.sidecar)
-    # a flow engine (continuous) is advanced by integrator steps, and its bar counts time: t = lr_0 x step
-    unit = lrs[0] if continuous else 1
-    bar = progress_bar(steps * unit, show=progress, initial=engine.step * unit, unit="t" if continuous else "step",
+    # a flow engine (continuous) is advanced by integrator steps, and its bar counts time, t = lr_0 x step (the
+    # loss-normalized flow's time is exponential in its steps: its bar counts steps)
+    in_time = continuous and not time_from_log
+    unit = lrs[0] if in_time else 1
+    bar = progress_bar(steps * unit, show=progress, initial=engine.step * unit, unit="t" if in_time else "step",
                        desc=label or None)
     timed = False  # the bar's clock restarts once the first engine call (the one that compiles) has returned
     chunk, s = 1, engine.step

@@ -11,7 +11,8 @@ from dichotomy.kernels import get_backend
 from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.flow_engine import ReferenceFlowEngine
-from dichotomy.refimpl.steppers import Flow
+from dichotomy.refimpl.params import flatten
+from dichotomy.refimpl.steppers import Flow, LossNormalized
 from dichotomy.run import driver
 from dichotomy.run.gd_flow import gd_vs_flow
 
@@ -176,3 +177,30 @@ def test_at_quick_scale_gd_and_the_flow_switch_at_the_same_time():
     a, b = diagnosis.measured_switch(gd, "test_acc"), diagnosis.measured_switch(fl, "test_acc")
     assert a is not None and b is not None
     assert abs(a.step_50 / b.step_50 - 1) < 0.01
+
+
+def test_the_loss_normalized_flow_is_what_loss_normalized_gd_approaches_at_first_order():
+    """Flow(eta=...) against LossNormalized GD (warm-up rate lr = 5 eta) in tau = eta s. Before the switch at
+    log L = -5 (tau = 1) the gap halves with eta. Past it (tau = 3) it still falls at first order, but not evenly:
+    GD switches at a whole step, whose rate jumps 30-fold there (lr = 5 eta to eta e^5), so the gap carries
+    a sawtooth in where the crossing falls between two steps: a quarter of eta, well under half the gap."""
+    model, c, p, ds = _diagonal(alpha=1.0)
+
+    def gaps(eta, tau):
+        steps = round(tau / eta)
+        kwargs = dict(lr=5 * eta, wd=0.0, steps=steps, record=[0, steps // 2, steps])
+        gd = driver.run(model, c, p, ds, schedule=LossNormalized(eta=eta), **kwargs)
+        fl = driver.run(model, c, p, ds, schedule=Flow(eta=eta, rtol=1e-10), **kwargs)
+        assert fl.config["schedule"] == "eta / L(theta)" and np.isfinite(fl.metrics["log_time"][-1])
+        np.testing.assert_allclose(fl.metrics["time"], np.exp(fl.metrics["log_time"]))
+        return (np.linalg.norm(flatten(gd.params) - flatten(fl.params)) / np.linalg.norm(flatten(fl.params)),
+                abs(gd.metrics["log_time"][-1] - fl.metrics["log_time"][-1]), fl.metrics["train_log_loss"][-1])
+
+    (a, _, before), (b, _, _) = gaps(0.004, 1.0), gaps(0.002, 1.0)
+    assert before > -5 and 1.9 < a / b < 2.1
+    (a, ta, after), (b, tb, _) = gaps(0.004, 3.0), gaps(0.001, 3.0)
+    assert after < -5 and b < a / 2 and tb < ta / 2
+    with pytest.raises(errors.ConfigError, match="integrates no loss-normalized flow; use --backend numpy"):
+        get_backend("numba").run(model, c, p, ds, lr=0.01, wd=0.0, steps=10, schedule=Flow(eta=0.01))
+    with pytest.raises(errors.ConfigError, match="without weight decay: pass wd=0"):
+        driver.run(model, c, p, ds, lr=0.01, wd=0.1, steps=10, schedule=Flow(eta=0.01))

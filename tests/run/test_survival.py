@@ -102,6 +102,9 @@ def _problem(kind: str):
         c = matrix_factorization.Config(d=8, alpha=1.0)
         return matrix_factorization, [c], [matrix_factorization.init(c)], ds, [0.1], [0.01], Flow(rtol=1e-7)
     ds = data.sparse_linear_classification(rng, d=40, n_train=12, n_test=10, k=3)
+    if kind == "normalized-flow":
+        c = diagonal_net.Config(d=40, alpha=1.0)
+        return diagonal_net, [c], [diagonal_net.init(c)], ds, [0.02], [0.0], Flow(eta=0.005)
     if kind == "flow":
         configs = [diagonal_net.Config(d=40, alpha=2.0, L=2), diagonal_net.Config(d=40, alpha=1.5, L=3)]
         return diagonal_net, configs, [diagonal_net.init(c) for c in configs], ds, [0.05, 0.02], [0.01, 0.0], Flow()
@@ -116,7 +119,7 @@ def _problem(kind: str):
 
 CASES = [("numpy", "diagonal"), ("numpy", "mlp"), ("numpy", "loss-normalized"), ("numpy", "batch"),
          ("numba", "diagonal"), ("numba", "mlp"), ("numba", "batch"), ("numpy", "flow"), ("numba", "flow"),
-         ("numba", "flow-completion")]
+         ("numba", "flow-completion"), ("numpy", "normalized-flow")]
 
 
 @pytest.mark.parametrize("backend_name, kind", CASES)
