@@ -266,15 +266,16 @@ def write(reports: list[ClaimReport], out: Path, scale: str, backend: str,
     return md, js
 
 
-def markers(scale: str) -> tuple[str, str]:
-    """The comments that delimit the report of ``scale`` in a docs file.
+def markers(scale: str, flow: bool = False) -> tuple[str, str]:
+    """The comments that delimit the report of ``scale`` (through the gradient flow: ``scale-flow``) in a docs file.
 
     The file is docs/validation.md for quick and docs/validation-paper.md for paper.
     """
-    return f"<!-- validate:{scale}:start -->", f"<!-- validate:{scale}:end -->"
+    key = f"{scale}-flow" if flow else scale
+    return f"<!-- validate:{key}:start -->", f"<!-- validate:{key}:end -->"
 
 
-def check_docs(docs: Path, scale: str) -> str:
+def check_docs(docs: Path, scale: str, flow: bool = False) -> str:
     """The text of ``docs`` after checking it has the section :func:`write_docs` fills.
 
     A ConfigError if not, so that ``validate --docs`` fails before any claim is computed.
@@ -283,26 +284,28 @@ def check_docs(docs: Path, scale: str) -> str:
         text = Path(docs).read_text()
     except OSError as e:
         raise errors.ConfigError(f"cannot read the docs file {docs}: {e.strerror or e}") from None
-    start, end = markers(scale)
+    start, end = markers(scale, flow)
     if start not in text or end not in text:
         raise errors.ConfigError(f"{docs} has no {start} ... {end} section to fill")
     return text
 
 
-def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path) -> Path:
+def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path, flow: bool = False) -> Path:
     """Put the report between the markers of ``docs`` (docs/validation.md), its figures beside it.
 
-    The figures go in a folder named after it (``validation/NAME.png``); the report's own headings move one level down.
+    The figures go in a folder named after it (``validation/NAME.png``, ``NAME-flow.png`` through the flow); the
+    report's own headings move one level down.
     """
-    text = check_docs(docs, scale)
+    text = check_docs(docs, scale, flow)
     figures = docs.parent / docs.stem
+    suffix = "-flow" if flow else ""
     for r in reports:
         for fig in r.figures:
-            files.atomic_write(figures / f"{r.name}.png", lambda f, src=fig: f.write(src.read_bytes()))
+            files.atomic_write(figures / f"{r.name}{suffix}.png", lambda f, src=fig: f.write(src.read_bytes()))
     body = markdown(reports, scale, backend).split("\n", 1)[1]  # drop the report's title
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
-    body = re.sub(r"\]\((\w+)/figure\.png\)", rf"]({docs.stem}/\1.png)", body)
-    start, end = markers(scale)
+    body = re.sub(r"\]\((\w+)/figure\.png\)", rf"]({docs.stem}/\1{suffix}.png)", body)
+    start, end = markers(scale, flow)
     start_at, end_at = text.index(start) + len(start), text.index(end)
     files.write_text(docs, text[:start_at] + "\n" + body.strip() + "\n" + text[end_at:])
     return docs

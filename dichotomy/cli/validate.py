@@ -97,7 +97,7 @@ def run(args) -> int:
         for name in names:  # before anything runs: every claim asked for has a flow version
             suite.claim_config(name, args.scale, backend.name, flow)
     if args.docs is not None:
-        suite.check_docs(args.docs, args.scale)
+        suite.check_docs(args.docs, args.scale, flow is not None)
         writable_file(args.docs, "--docs")
     if args.scale == "paper" and not _go_ahead(names, args.yes, flow is not None):
         return EXIT_OK  # declined: nothing started, nothing wrong
@@ -115,7 +115,7 @@ def run(args) -> int:
               "from the first unfinished one", file=sys.stderr)
         return getattr(stop, "exit_code", EXIT_SIGINT)
     if args.docs is not None:
-        suite.write_docs(reports, args.scale, backend.name, args.docs)
+        suite.write_docs(reports, args.scale, backend.name, args.docs, flow is not None)
     failed = [r.name for r in reports if not r.passed]
     print(f"{len(reports) - len(failed)} of {len(reports)} claims pass"
           + (f" (failed: {', '.join(failed)})" if failed else "") + f"; report: {args.out / 'report.md'}")

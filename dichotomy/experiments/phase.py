@@ -40,6 +40,7 @@ import numpy as np
 from dichotomy import diagnosis
 from dichotomy.errors import ConfigError
 from dichotomy.experiments import sweep
+from dichotomy.regime import EDGE
 from dichotomy.store import files
 
 JSON_FILE, FIGURE_FILE = "phase.json", "phase.png"
@@ -70,7 +71,7 @@ def load(folder: Path):
             ds = ds.load()
     except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"{path} is not a sweep store ({e})") from None
-    missing = [v for v in ("status", *(f"run_{n}" for n in sweep.PER_RUN)) if v not in ds]
+    missing = [v for v in ("status", *(f"run_{n}" for n in sweep.PER_RUN if n != "lr_sharpness")) if v not in ds]
     if not missing and "seed" in ds.dims and "step" not in ds.dims:  # sweep.write_store: nothing was recorded
         counts = ", ".join(f"{n} {s}" for s, n in Counter(ds["status"].values.ravel().tolist()).items())
         raise ConfigError(f"{path}: no run of the sweep recorded anything ({counts}): nothing to analyze; the sweep "
@@ -149,7 +150,7 @@ def analyze(ds, metric: str | None = None, min_change: float = MIN_CHANGE) -> di
         for seed in ds["seed"].values.tolist():
             run = at.sel(seed=seed)
             entry = {"seed": seed, "status": str(run["status"].values)}
-            entry.update({n: float(run[f"run_{n}"]) for n in sweep.PER_RUN})
+            entry.update({n: float(run[f"run_{n}"]) if f"run_{n}" in run else math.nan for n in sweep.PER_RUN})
             if entry["status"] != "completed":
                 entry.update({"class": None, "step": math.nan})
             else:
@@ -191,7 +192,9 @@ def _cell(coords: dict, per_seed: list[dict]) -> dict:
             "uncertainty": {"total": (math.hypot(sem, grid) if switched.size >= 2 else grid) if switched.size
                             else math.nan, "seeds": sem, "record_grid": grid},
             "width": float(np.mean([e["width"] for e in moved])) if moved else math.nan,
-            "ratio": step / t_star if switched.size and t_star > 0 else math.nan, "runs": per_seed}
+            "ratio": step / t_star if switched.size and t_star > 0 else math.nan, "runs": per_seed,
+            "lr_sharpness": max((e["lr_sharpness"] for e in per_seed if math.isfinite(e["lr_sharpness"])),
+                                default=math.nan)}
 
 
 def _fits(runs: list[dict], axes: list[str], alpha_axes: list[str]) -> dict:
@@ -268,6 +271,12 @@ def summary(result: dict) -> str:
               else "no interval (< 3 runs)")
         lines.append(f"fit {name}: {f['y']} = {f['slope']:.3g} x + {f['intercept']:.3g}, x = {f['x']}; slope {ci}, "
                      f"predicted {f['predicted_slope']:g}; R² {num(f['r2'], '.3f')}; {f['n']} runs")
+    edge = [c for c in result["cells"] if c.get("lr_sharpness") is not None and c["lr_sharpness"] >= EDGE]
+    if edge:
+        where = ", ".join(" ".join(f"{a}={num(c['coords'][a])}" for a in axes) or "the cell" for c in edge)
+        lines.append(f"warning: lr x sharpness >= {EDGE:g} in {len(edge)} cell(s) ({where}): GD is outside the "
+                     "gradient-flow regime there, and the theory's switch time may not apply (sweep --flow follows "
+                     "the flow)")
     return "\n".join(lines)
 
 

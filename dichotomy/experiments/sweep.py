@@ -54,6 +54,7 @@ from dichotomy.experiments.grid import (  # noqa: F401  (sweep.grid, sweep.plan 
 )
 from dichotomy.kernels import cores as kcores
 from dichotomy.refimpl.limits import predictors
+from dichotomy.regime import gd_regime
 from dichotomy.run import trajectory
 from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.run.progress import bar as progress_bar
@@ -107,8 +108,15 @@ def run_task(task: Task, progress: bool = False) -> list[str]:
                               label=f"{len(task.runs)} run{'s' if len(task.runs) > 1 else ''}, {first.steps:,} steps")
     host = {"node": platform.node(), "machine": platform.machine(), "processor": platform.processor()}
     commit = _git_commit()
-    for r, traj, config in zip(task.runs, trajs, configs, strict=True):
+    for r, traj, config, p0 in zip(task.runs, trajs, configs, params, strict=True):
         predicted = predictors.predicted_time(module, config, r.preset.lr, r.preset.wd)
+        largest = None  # lr x sharpness at the run's ends (GD only): is it in the gradient-flow regime?
+        if task.flow is None and traj.status == "completed":
+            try:
+                largest = gd_regime(module, config, p0, traj, data, lr=r.preset.lr, wd=r.preset.wd).largest
+                largest = float(f"{largest:.3g}")  # Lanczos's accuracy; BLAS threads move its last bits
+            except errors.DichotomyError:
+                largest = None
         folder = run_folder(out, r.key)
         folder.mkdir(parents=True, exist_ok=True)
         results = ResultSet(folder, r.key)
@@ -117,7 +125,7 @@ def run_task(task: Task, progress: bool = False) -> list[str]:
         provenance = {"key": r.key, "coords": r.coords, "seed": r.seed, "preset": dataclasses.asdict(r.preset),
                       "backend": task.backend, "dtype": task.dtype, "status": traj.status,
                       **({"flow": task.flow, "integrator": traj.config.get("integrator")} if task.flow else {}),
-                      "predicted": files.json_ready(predicted),
+                      "predicted": files.json_ready(predicted), "lr_sharpness": largest,
                       "package_version": manifest.package_version(), "git_commit": commit,
                       "versions": trajectory.versions(), "host": host, "task": task.key,
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -281,7 +289,7 @@ def _bar(total: int, initial: int, show: bool):
 
 # --- the combined store --------------------------------------------------------------------------------------
 
-PER_RUN = ("alpha", "lr", "wd", "t_star")  # the store's per-run variables besides status, dims (axes..., seed)
+PER_RUN = ("alpha", "lr", "wd", "t_star", "lr_sharpness")  # per-run variables besides status, dims (axes..., seed)
 
 
 def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
@@ -289,20 +297,22 @@ def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
 
     The metrics have dims (axes..., seed, step), NaN where a run has no record (missing, failed, or stopped early);
     ``status`` has dims (axes..., seed); and per run (axes..., seed) the file holds its init scale ``run_alpha``,
-    ``run_lr``, ``run_wd`` and the predicted switch ``run_t_star`` = ln(alpha)/(lr wd) in steps (NaN where the theory
-    predicts none).
+    ``run_lr``, ``run_wd``, the predicted switch ``run_t_star`` = ln(alpha)/(lr wd) in steps (NaN where the theory
+    predicts none) and ``run_lr_sharpness``, the larger of lr x sharpness at a GD run's two ends (NaN for the flow).
     """
     import xarray as xr
 
     names = list(g.axes)
     shape = tuple(len(g.axes[n]) for n in names) + (len(g.seeds),)
-    loaded, predicted, steps = {}, {}, set()
+    loaded, predicted, sharp, steps = {}, {}, {}, set()
     for r in everything:
         folder = run_folder(out, r.key)
         if ResultSet(folder, r.key).check().ok:
             traj = trajectory.load(folder / "trajectory")
             loaded[r.key] = traj
-            predicted[r.key] = json.loads((folder / "provenance.json").read_text()).get("predicted") or {}
+            provenance = json.loads((folder / "provenance.json").read_text())
+            predicted[r.key] = provenance.get("predicted") or {}
+            sharp[r.key] = provenance.get("lr_sharpness")
             steps.update(int(s) for s in traj.steps)
     step_axis = np.array(sorted(steps), np.int64)
     metrics = sorted({m for t in loaded.values() for m in t.metrics})
@@ -317,7 +327,7 @@ def write_store(g: Grid, out: Path, everything: list[RunPlan]) -> Path:
         status[index] = traj.status
         p = predicted[r.key]
         for name, value in (("alpha", p.get("alpha")), ("lr", r.preset.lr), ("wd", r.preset.wd),
-                            ("t_star", p.get("steps"))):
+                            ("t_star", p.get("steps")), ("lr_sharpness", sharp[r.key])):
             per_run[name][index] = np.nan if value is None else value
         where = np.searchsorted(step_axis, traj.steps)
         for m, v in traj.metrics.items():

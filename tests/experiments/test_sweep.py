@@ -212,3 +212,10 @@ def test_a_sweep_through_the_flow_switches_where_gd_does_and_keeps_its_own_runs(
     assert provenance["integrator"]["method"] == "bs3"
     with pytest.raises(ConfigError, match=r"rtol must lie in"):
         sweep.run(g, tmp_path / "bad", backend="numba", workers=1, progress=False, flow={"rtol": 3.0})
+    # lr x sharpness: measured at a GD run's two ends (none for the flow), and phase warns at the edge
+    sharpness = {k: phase.load(tmp_path / k)["run_lr_sharpness"].values.ravel() for k in ("gd", "flow")}
+    assert np.all((0 < sharpness["gd"]) & (sharpness["gd"] < 2)) and np.all(np.isnan(sharpness["flow"]))
+    result = phase.analyze(phase.load(tmp_path / "gd"))
+    assert "outside the gradient-flow regime" not in phase.summary(result)
+    result["cells"][1]["lr_sharpness"] = 2.5
+    assert "warning: lr x sharpness >= 2 in 1 cell(s) (wd=0.004)" in phase.summary(result)
