@@ -427,7 +427,7 @@ def markdown(report: dict) -> str:
             f"{name} {least['ms']:.3g}" for name, least in report["floors"].items()) + "."]
     if report.get("flow"):
         lines += ["", f"The gradient flow (BS3, rtol 1e-6) from each workload's initialization to the time GD reaches "
-                  f"in {FLOW_STEPS:,} steps, beside those GD steps (their wall from the table above):", "",
+                  f"in {FLOW_STEPS:,} steps, beside those GD steps (their wall timed in the same run):", "",
                   "| workload | engine | to time | flow s | gradients | per unit time | GD steps per unit time | GD s "
                   "| GD / flow | note |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in report["flow"]:

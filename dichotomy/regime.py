@@ -49,8 +49,8 @@ class Regime:
         if self.in_flow_regime:
             return line + ": below 2, GD follows the gradient flow"
         return (line + f": at or above {EDGE:g}, GD is outside the gradient-flow regime there (it oscillates or "
-                "catapults where the flow does not go); the theorems' predictions may not apply; a smaller lr, or "
-                "--flow, follows the flow")
+                "catapults where the flow does not go, and the theorems' predictions may not apply); a smaller lr, "
+                "or --flow, follows the flow, and dichotomy gd-flow measures how far GD strays")
 
     def to_json(self) -> dict:
         return {**asdict(self), "largest_lr_sharpness": self.largest, "in_flow_regime": self.in_flow_regime}

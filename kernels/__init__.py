@@ -5,10 +5,11 @@
 
 - ``numpy``: the float64 reference itself (:class:`dichotomy.refimpl.engine.ReferenceEngine`), its BLAS thread
   count fixed per run (:mod:`dichotomy.kernels.reference`).
-- ``numba``: fused, compiled CPU training loops (``kernels/numba/``), float64 and float32, batches.
+- ``numba``: fused, compiled CPU training loops (``kernels/numba/``), float64 and float32, batches; the
+  gradient flow of the diagonal net and matrix completion (``kernels/numba/flow.py``).
 - ``cupy``: CUDA kernels (``kernels/cupy/``); needs CuPy and a CUDA device.
 
-Every backend declares what it supports (models, dtypes, data kinds, the loss-normalized schedule); anything
+Every backend declares what it supports (models, dtypes, data kinds, the loss-normalized schedule, the flow); anything
 else is a one-line error naming what was asked (:class:`BackendUnavailable` when the backend cannot run on this
 machine at all, :class:`dichotomy.errors.ConfigError` for a combination it does not take). Nothing ever
 falls back to another backend silently.

@@ -127,7 +127,8 @@ def population_accuracy(dataset: Dataset, w: np.ndarray) -> float:
         accuracy = E_{|g1|} Phi( rho (|g1| + gamma/2) / sqrt(1 - rho^2) ),
 
     a one-dimensional integral over the half-normal |g1| (docs/math.md §6). This replaces a test set of 1e4 x 1e5
-    float64 (8 GB) at Fig. 1b's scale, with no sampling error. ``w = 0`` predicts 0, which is never right.
+    float64 (8 GB) at Fig. 1b's scale, with no sampling error. ``w = 0`` ties on every input, and a tie counts ½, as
+    in :func:`refimpl.metrics.accuracy`; any other w ties with probability 0.
     """
     truth = dataset.truth
     if not truth or "w_star" not in truth:
@@ -139,7 +140,7 @@ def population_accuracy(dataset: Dataset, w: np.ndarray) -> float:
         raise errors.ConfigError(f"w must have shape {w_star.shape}, got {w.shape}")
     norm = float(np.linalg.norm(w))
     if norm == 0 or not math.isfinite(norm):
-        return 0.0 if norm == 0 else math.nan
+        return 0.5 if norm == 0 else math.nan
     rho = min(1.0, max(-1.0, float(w @ w_star) / norm))
     c, side = truth["gamma"] / 2, math.sqrt(max(0.0, 1 - rho * rho))
     if side == 0:

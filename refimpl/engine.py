@@ -7,7 +7,9 @@ bookkeeping, signals and the Trajectory. Every backend (``numpy`` here, ``numba`
 ``dichotomy.kernels``) implements :class:`Engine`; a single run is B = 1, never a separate code path.
 
 The update rule is the package's one rule, p <- p - lr (g + wd p) (:mod:`dichotomy.refimpl.steppers`), or, with
-:class:`LossNormalized`, GD without weight decay at the learning rate eta / L(theta).
+:class:`LossNormalized`, GD without weight decay at the learning rate eta / L(theta). The gradient flow
+(:class:`Flow`) has engines of its own, with ``continuous = True`` (:mod:`dichotomy.refimpl.flow_engine`): an
+engine class offers them through ``flow_engine()``.
 """
 
 from __future__ import annotations

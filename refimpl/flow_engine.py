@@ -82,11 +82,6 @@ class FlowRuns:
         while self.step < target and np.any(self.diverged_at < 0):
             self.advance_toward(target, 1 << 30)
 
-    @property
-    def time(self) -> float:
-        """The time of the first run: t = lr_0 x step."""
-        return self.states[0].t
-
     def integrator(self, b: int) -> dict:
         """What run b's sidecar records: the method, its tolerance and what the integration cost."""
         s = self.states[b]

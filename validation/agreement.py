@@ -59,4 +59,4 @@ def gd_regime(config: dict, results) -> tuple[dict, list[str]]:
     module, model_config, params, data = presets.build(preset)
     r = regime.gd_regime(module, model_config, params, traj, data, lr=preset.lr, wd=preset.wd)
     values = {"lr_sharpness_init": preset.lr * r.sharpness_init, "lr_sharpness_final": preset.lr * r.sharpness_final}
-    return values, ([] if r.in_flow_regime else [f"GD is outside the gradient-flow regime: {r.summary()}."])
+    return values, ([] if r.in_flow_regime else [f"Gradient-flow regime: {r.summary()}."])

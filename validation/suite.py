@@ -305,6 +305,9 @@ def write_docs(reports: list[ClaimReport], scale: str, backend: str, docs: Path,
     body = markdown(reports, scale, backend).split("\n", 1)[1]  # drop the report's title
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", body, flags=re.M)
     body = re.sub(r"\]\((\w+)/figure\.png\)", rf"]({docs.stem}/\1{suffix}.png)", body)
+    if flow:  # the GD report in the same file has these headings: the flow's get their own anchors
+        body = re.sub(r"^(#+ \w+)$", r"\1 (flow)", body, flags=re.M)
+        body = re.sub(r"\]\(#(\w+)\)", r"](#\1-flow)", body)
     start, end = markers(scale, flow)
     start_at, end_at = text.index(start) + len(start), text.index(end)
     files.write_text(docs, text[:start_at] + "\n" + body.strip() + "\n" + text[end_at:])

@@ -178,6 +178,9 @@ def train_into(args, out: Path, name: str, preset, backend) -> int:
                            checkpoints=checkpoints, schedule=stepper,
                            watch=sharpness_watch(module, dataset, preset.wd) if args.sharpness else None)
     except (errors.TrainingDiverged, errors.TrainingInterrupted, errors.FlowFailed) as stop:
+        if stop.trajectory is None:  # the flow could not start: nothing was recorded
+            print(f"dichotomy: error: {stop}", file=sys.stderr)
+            return EXIT_FAILED
         paths = list(stop.trajectory.save(out / "trajectory"))
         if not args.no_plot:
             paths += plot(stop.trajectory, out, title)

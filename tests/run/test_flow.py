@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 
 from dichotomy import diagnosis, errors
 from dichotomy.kernels import get_backend
-from dichotomy.refimpl import data, diagonal_net, matrix_factorization, relu_mlp
+from dichotomy.refimpl import data, diagonal_net, matrix_factorization, metrics, relu_mlp
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.flow_engine import ReferenceFlowEngine
 from dichotomy.refimpl.params import flatten
@@ -153,6 +153,8 @@ def test_population_accuracy_is_what_a_large_sample_measures():
         sampled = np.mean(np.sign(ds.X_test @ w) == ds.y_test)
         assert abs(data.population_accuracy(ds, w) - sampled) < 4 * np.sqrt(0.25 / 200_000)
     assert data.population_accuracy(ds, ds.truth["w_star"]) == 1.0
+    zero = np.zeros(40)  # every output 0: ties, each counted 1/2, as the metrics count a sampled test set
+    assert data.population_accuracy(ds, zero) == 0.5 == metrics.accuracy(np, "binary", ds.X_test @ zero, ds.y_test)
     with pytest.raises(errors.ConfigError, match="not known in closed form"):
         data.population_accuracy(_diagonal()[3], np.ones(30))
 
