@@ -14,6 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
+from dichotomy.errors import DichotomyError
 from dichotomy.refimpl.data import Dataset
 from dichotomy.refimpl.sharpness import sharpness
 from dichotomy.run.trajectory import Trajectory
@@ -69,6 +70,15 @@ def gd_regime(module: ModuleType, config, params0: dict, traj: Trajectory, data:
 
 
 def sharpness_watch(module: ModuleType, data: Dataset, wd: float) -> dict:
-    """``watch`` for :func:`dichotomy.run.driver.run`: record the sharpness at every recorded step (any backend)."""
-    return {"sharpness": lambda config, params: sharpness(module, config, params, data.X_train, data.y_train,
-                                                          data.loss, wd)}
+    """``watch`` for :func:`dichotomy.run.driver.run`: record the sharpness at every recorded step (any backend).
+
+    Where it cannot be measured (parameters or products not finite, Lanczos not converging) it records NaN and the
+    run goes on.
+    """
+    def measure(config, params) -> float:
+        try:
+            return sharpness(module, config, params, data.X_train, data.y_train, data.loss, wd)
+        except DichotomyError:
+            return math.nan
+
+    return {"sharpness": measure}

@@ -10,8 +10,9 @@ NumPy, SciPy or Numba). From then on a signal is honoured in one of three ways:
   (:func:`pending`, :func:`take`), or the outermost block raises it at its end;
 - **after foreign code returns**, while Numba or llvmlite is compiling: an exception raised inside their
   ctypes callbacks is discarded by ctypes ("Exception ignored on calling ctypes callback function"), so the
-  handler notes the signal and :func:`check` raises it at the next safe point (the driver's next chunk, the
-  next claim, the next sweep task, the end of the command).
+  handler notes the signal and :func:`check` raises it at the next safe point (the command's imports done, the
+  driver's next chunk, the next claim, the next sweep task, the end of the command). The same holds inside
+  importlib's module-lock weakref callback, which a signal during the start-up imports can land in.
 
 A second signal while one is noted stops at once (:class:`Forced`), except inside foreign code, where nothing
 can be raised. Handlers can only be set in the main thread; elsewhere nothing is installed.
@@ -27,6 +28,8 @@ from contextlib import contextmanager
 NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 FOREIGN = ("numba.", "llvmlite.")  # modules whose frames may sit under a ctypes callback
+# (module, function) of callbacks whose exceptions Python prints and drops: importlib's module-lock weakref callback
+SWALLOWING = {("importlib._bootstrap", "cb")}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -74,10 +77,15 @@ def _in_foreign_code(frame) -> bool:
     return False
 
 
+def _swallowed_here(frame) -> bool:
+    """Whether the interrupted frame is a callback that would print and drop an exception (:data:`SWALLOWING`)."""
+    return frame is not None and (frame.f_globals.get("__name__"), frame.f_code.co_name) in SWALLOWING
+
+
 def _handler(signum, frame) -> None:
     name = NAMES[signum]
     _state.delivered.append(name)
-    if _in_foreign_code(frame):
+    if _in_foreign_code(frame) or _swallowed_here(frame):
         _state.pending = _state.pending or name  # raising here would be swallowed: honour it when they return
         return
     if _state.depth > 0:

@@ -40,6 +40,8 @@ class ModelEngines:
         return ModelEngines(self.name, {**missing, **self.flow}, self.options)
 
     def unsupported(self, model, runs, data, dtype, schedule) -> str | None:
+        if isinstance(schedule, Flow) and self.flow:  # asked of the GD registry: its flow registry answers
+            return self.flow_engine().unsupported(model, runs, data, dtype, schedule)
         engine = self.engines.get(model.NAME)
         if engine is None:
             return f"it has no {model.NAME} engine (it has: {', '.join(self.engines)})"

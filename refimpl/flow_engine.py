@@ -26,6 +26,8 @@ from dichotomy.refimpl.engine import ReferenceEngine, RunSpec, hot_copy
 from dichotomy.refimpl.params import flatten, unflatten
 from dichotomy.refimpl.steppers import Flow
 
+PIECE = 4096  # accepted steps per call when a caller wants a whole gap (a time per call stays meaningful)
+
 
 class FlowRuns:
     """B runs of the flow (see the module docstring); a backend adds ``start``, ``integrate`` and ``push``."""
@@ -66,8 +68,8 @@ class FlowRuns:
             before = state.accepted
             try:
                 self.integrate(b, t_end, max_steps)
-            except FlowFailed as e:
-                self.diverged_at[b] = max(0, math.floor(state.t / self.lr[b]))
+            except FlowFailed as e:  # its first step past the time it reached is the first it does not reach
+                self.diverged_at[b] = math.floor(state.t / self.lr[b]) + 1
                 self.failure[b] = str(e)
             most = max(most, state.accepted - before)
             self.push(b)
@@ -80,7 +82,7 @@ class FlowRuns:
         """The GD protocol's call: to ``step + steps`` in one piece (the driver uses :meth:`advance_toward`)."""
         target = self.step + steps
         while self.step < target and np.any(self.diverged_at < 0):
-            self.advance_toward(target, 1 << 30)
+            self.advance_toward(target, PIECE)
 
     def integrator(self, b: int) -> dict:
         """What run b's sidecar records: the method, its tolerance and what the integration cost."""
@@ -106,6 +108,8 @@ class FlowRuns:
         out = {"step": np.array(self.step), "diverged_at": self.diverged_at.copy(), "log_time": self.log_time.copy()}
         for b, s in enumerate(self.states):
             out.update({f"flow{b}/{k}": v for k, v in flow.to_arrays(s).items()})
+            if self.failure[b]:
+                out[f"failed/{b}"] = np.array(self.failure[b])  # a unicode array: no pickle
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -115,6 +119,7 @@ class FlowRuns:
         for b in range(self.B):
             self.states[b] = flow.from_arrays({k.split("/", 1)[1]: v for k, v in state.items()
                                                if k.startswith(f"flow{b}/")})
+            self.failure[b] = str(state[f"failed/{b}"]) if f"failed/{b}" in state else None
             self.push(b)
 
 

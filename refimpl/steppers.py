@@ -132,7 +132,8 @@ class Flow:
         return self.eta is not None
 
     def describe(self) -> dict:
-        out = {"stepper": "flow", "method": self.method, "rtol": self.rtol}
+        out = {"stepper": "flow", "method": self.method, "rtol": self.rtol, "h_min": self.h_min,
+               "max_rejections": self.max_rejections}
         if self.normalized:
             out.update(schedule="eta / L(theta)", eta=self.eta, switch_log_loss=self.switch_log_loss)
         return out

@@ -60,6 +60,27 @@ def test_without_the_policy_ctypes_swallows_the_interrupt(monkeypatch):
     assert dropped == [KeyboardInterrupt]
 
 
+def test_a_signal_inside_importlib_s_weakref_callback_is_honoured_at_the_next_safe_point(policy, monkeypatch):
+    """importlib's module-lock callback ``cb`` runs as a weakref callback, whose exceptions Python prints and drops
+    ("Exception ignored in: <function _get_module_lock.<locals>.cb>"): a start-up Ctrl-C landed there and was lost."""
+    import weakref
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    namespace = {"__name__": "importlib._bootstrap", "signal": signal}
+    exec("def cb(ref):\n    signal.raise_signal(signal.SIGINT)\n", namespace)
+
+    class Lock:
+        pass
+
+    lock = Lock()
+    ref = weakref.ref(lock, namespace["cb"])
+    del lock  # the callback runs here, and the signal arrives inside it
+    assert ref() is None and dropped == [] and signals.pending() == "SIGINT"
+    with pytest.raises(signals.Interrupted):
+        signals.check()
+
+
 def test_sigterm_outside_foreign_code_is_raised_at_once(policy):
     with pytest.raises(signals.Terminated) as stop:
         signal.raise_signal(signal.SIGTERM)

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         signals.install()
         try:
             from dichotomy.cli import app
+
+            signals.check()  # the imports are done: a signal noted where it could not be raised stops here
         except Exception as e:  # a broken installation (a missing dependency): one line, not a traceback
             print(f"dichotomy: internal error: cannot load the command line: {type(e).__name__}: {e}; reinstall "
                   'with pip install "dichotomy-grokking"', file=sys.stderr)

@@ -19,6 +19,7 @@ import numpy as np
 from dichotomy import errors
 from dichotomy.refimpl import checks, models
 from dichotomy.refimpl.engine import ReferenceEngine, RunSpec
+from dichotomy.refimpl.flow_engine import PIECE
 from dichotomy.refimpl.params import flatten
 from dichotomy.refimpl.steppers import Flow
 from dichotomy.run import driver
@@ -54,6 +55,8 @@ class GdFlow:
                 lines.append(f"  {k}: GD {self.gd[k][-1]:.6g}, flow {self.flow[k][-1]:.6g} at the end")
         i = s.get("integrator", {})
         lines.append(f"  the flow took {i.get('grad_evals')} gradients; GD took {self.steps[-1]} steps")
+        if "stopped" in s:
+            lines.append(f"  stopped early: {s['stopped']}")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -93,7 +96,7 @@ def gd_vs_flow(model, config, params: dict, data, *, lr: float, wd: float, steps
                 if s > gd.step:
                     gd.advance(int(s - gd.step))
                 while fl.step < s and fl.diverged_at[0] < 0:
-                    fl.advance_toward(s, 1 << 30)
+                    fl.advance_toward(s, PIECE)
                 if gd.diverged_at[0] >= 0 or fl.diverged_at[0] >= 0:
                     note = (f"GD diverged at step {gd.diverged_at[0]}" if gd.diverged_at[0] >= 0 else
                             f"the flow stopped: {fl.failure[0]}")

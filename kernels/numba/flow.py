@@ -58,10 +58,9 @@ def _finite(v):
 def bs3(field, args, y, k1, k2, k3, k4, ynew, ytmp, scal, counts, t_end, max_steps, rtol, h_min, max_rejections):
     """Advance (y, k1) toward ``t_end`` by at most ``max_steps`` accepted steps (refimpl.flow.advance_to).
 
-    ``scal`` = [t, h, err_prev] and ``counts`` = [grad_evals, accepted, rejected] are read and updated in place.
-    Returns :data:`GOING` (landed, or ``max_steps`` taken) or, on a collapse, :data:`NOT_FINITE` /
-    :data:`ERROR_FAILS` with the state as it stood (the failed step's size in ``scal[1]``, the rejections in a
-    row in ``counts[2]``'s increase).
+    ``scal`` = [t, h, err_prev] and ``counts`` = [grad_evals, accepted, rejected, rejections in a row] are read
+    and updated in place. Returns :data:`GOING` (landed, or ``max_steps`` taken) or, on a collapse,
+    :data:`NOT_FINITE` / :data:`ERROR_FAILS` with the state as it stood (the failed step's size in ``scal[1]``).
     """
     n = y.shape[0]
     in_a_row, taken = 0, 0
@@ -101,6 +100,7 @@ def bs3(field, args, y, k1, k2, k3, k4, ynew, ytmp, scal, counts, t_end, max_ste
             continue
         counts[2] += 1
         in_a_row += 1
+        counts[3] = in_a_row
         scal[1] = h * (max(SHRINK_MIN, SAFETY * err ** (-1 / ORDER)) if finite else SHRINK_MIN)
         if scal[1] < h_min * max(1.0, scal[0]) or in_a_row > max_rejections:
             return ERROR_FAILS if finite else NOT_FINITE
@@ -220,7 +220,7 @@ class NumbaFlowEngine(FlowRuns):
     def integrate(self, b, t_end, max_steps):
         s, st = self.stepper, self.states[b]
         scal = np.array([st.t, st.h, st.err_prev])
-        counts = np.array([st.grad_evals, st.accepted, st.rejected], np.int64)
+        counts = np.array([st.grad_evals, st.accepted, st.rejected, 0], np.int64)
         k2, k3, k4, ynew, ytmp = self.work[b]
         status = [GOING]
 
@@ -229,15 +229,14 @@ class NumbaFlowEngine(FlowRuns):
                 status[0] = bs3(self.field, self.args[b], st.y, st.k1, k2, k3, k4, ynew, ytmp, scal, counts, t_end, k,
                                 s.rtol, s.h_min, s.max_rejections)
 
-        rejected = st.rejected
         self.inner.governor.run(max_steps, call)
         st.t, st.h, st.err_prev = float(scal[0]), float(scal[1]), float(scal[2])
-        st.grad_evals, st.accepted, st.rejected = (int(c) for c in counts)
+        st.grad_evals, st.accepted, st.rejected = (int(c) for c in counts[:3])
         if status[0] != GOING:
             what = ("the gradient is not finite there" if status[0] == NOT_FINITE else
                     "the error test keeps failing (a stiff or discontinuous field: try GD)")
-            raise FlowFailed(f"the flow stopped at t = {st.t:.6g}: step {st.h:.3g} after {st.rejected - rejected} "
-                             f"rejections; {what}")
+            raise FlowFailed(f"the flow stopped at t = {st.t:.6g}: step {st.h:.3g} after {int(counts[3])} "
+                             f"rejections in a row; {what}")
 
     def push(self, b):
         self.inner.set_run_arrays(b, unflatten(self.states[b].y, self.like[b]))

@@ -115,8 +115,12 @@ def _compare(got, want, rtol):
     fitted = want.metrics["train_loss"] < 1e-12 * want.metrics["train_loss"].max(initial=0)
     for k in want.metrics:
         g, w = got.metrics[k], want.metrics[k]
-        if k.endswith("acc"):  # an output within rounding of 0 may flip one sample
-            np.testing.assert_allclose(g, w, atol=0.25, err_msg=k)
+        if k.endswith("acc"):  # an output within rounding of 0 may flip one sample...
+            rows = np.ones(len(w), bool)
+            if k == "test_acc" and want.outputs is not None and len(want.outputs) == len(w):
+                # ...and where every output is (a net still at w = 0: ties, counted 1/2), every sample may flip
+                rows = np.abs(want.outputs.reshape(len(w), -1)).max(axis=1) > 1e-9
+            np.testing.assert_allclose(g[rows], w[rows], atol=0.25, err_msg=k)
         elif k == "train_log_loss":
             np.testing.assert_allclose(g[~fitted], w[~fitted], rtol=rtol, err_msg=k)
         else:

@@ -14,6 +14,7 @@ from dichotomy.refimpl.flow_engine import ReferenceFlowEngine
 from dichotomy.refimpl.params import flatten
 from dichotomy.refimpl.steppers import Flow, LossNormalized
 from dichotomy.run import driver
+from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.run.gd_flow import gd_vs_flow
 
 
@@ -113,6 +114,30 @@ def test_a_collapsing_flow_is_one_line_naming_the_time_and_keeps_what_was_record
         driver.run(model, c, p, ds, lr=0.05, wd=0.01, steps=1000, record=[0, 1, 1000], schedule=Flow(h_min=1e-6))
     traj = stop.value.trajectory
     assert traj.status == "diverged" and len(traj.steps) >= 1 and "failed" in traj.config["integrator"]
+
+
+def test_a_failed_flow_resumed_from_its_checkpoint_fails_the_same_way(monkeypatch, tmp_path):
+    field, calls = ReferenceFlowEngine.field, [0]
+
+    def failing(self, b):
+        f = field(self, b)
+
+        def g(y):
+            calls[0] += 1
+            return f(y) if calls[0] < 60 else np.full_like(y, np.nan)
+        return g
+
+    monkeypatch.setattr(ReferenceFlowEngine, "field", failing)
+    model, c, p, ds = _diagonal()
+    kwargs = dict(lr=0.05, wd=0.01, steps=1000, record=[0, 1, 1000], schedule=Flow(),
+                  checkpoints=Checkpoints(tmp_path))
+    with pytest.raises(errors.FlowFailed) as first:
+        driver.run(model, c, p, ds, **kwargs)
+    calls[0] = 0  # the engine's start evaluates the field at theta_0 again
+    with pytest.raises(errors.FlowFailed) as again:  # resumed: the reason is in the checkpoint, not lost
+        driver.run(model, c, p, ds, **kwargs)
+    assert str(again.value) == str(first.value)
+    assert again.value.trajectory.config["diverged_at"] == first.value.trajectory.config["diverged_at"] >= 1
 
 
 def test_the_relu_mlp_flows_on_numpy_and_numba_says_why_not_in_one_line():
