@@ -93,9 +93,9 @@ def test_a_batch_of_flows_with_their_own_learning_rates_each_reach_their_own_tim
     np.testing.assert_array_equal(trajs[1].params["u"], alone.params["u"])
 
 
-@pytest.mark.parametrize("why", ["the gradient is not finite there", "the error test keeps failing"])
-def test_a_collapsing_flow_is_one_line_naming_the_time_and_keeps_what_was_recorded(monkeypatch, why):
-    """From its 60th evaluation the field is NaN, or jumps by +-1e3 at every call (no step size passes the test)."""
+def _failing_field(monkeypatch, jumps: bool = False) -> list[int]:
+    """From its 60th evaluation the reference field is NaN, or (``jumps``) jumps by +-1e3 at every call, which no
+    step size passes; returns the evaluation counter (a list, to reset)."""
     field, calls = ReferenceFlowEngine.field, [0]
 
     def failing(self, b):
@@ -105,10 +105,16 @@ def test_a_collapsing_flow_is_one_line_naming_the_time_and_keeps_what_was_record
             calls[0] += 1
             if calls[0] < 60:
                 return f(y)
-            return np.full_like(y, np.nan) if why.endswith("there") else f(y) + 1e3 * (-1) ** calls[0]
+            return f(y) + 1e3 * (-1) ** calls[0] if jumps else np.full_like(y, np.nan)
         return g
 
     monkeypatch.setattr(ReferenceFlowEngine, "field", failing)
+    return calls
+
+
+@pytest.mark.parametrize("why", ["the gradient is not finite there", "the error test keeps failing"])
+def test_a_collapsing_flow_is_one_line_naming_the_time_and_keeps_what_was_recorded(monkeypatch, why):
+    _failing_field(monkeypatch, jumps=why.startswith("the error"))
     model, c, p, ds = _diagonal()
     with pytest.raises(errors.FlowFailed, match=rf"^the flow stopped at t = [\d.e+-]+: step .*; {why}") as stop:
         driver.run(model, c, p, ds, lr=0.05, wd=0.01, steps=1000, record=[0, 1, 1000], schedule=Flow(h_min=1e-6))
@@ -117,17 +123,7 @@ def test_a_collapsing_flow_is_one_line_naming_the_time_and_keeps_what_was_record
 
 
 def test_a_failed_flow_resumed_from_its_checkpoint_fails_the_same_way(monkeypatch, tmp_path):
-    field, calls = ReferenceFlowEngine.field, [0]
-
-    def failing(self, b):
-        f = field(self, b)
-
-        def g(y):
-            calls[0] += 1
-            return f(y) if calls[0] < 60 else np.full_like(y, np.nan)
-        return g
-
-    monkeypatch.setattr(ReferenceFlowEngine, "field", failing)
+    calls = _failing_field(monkeypatch)
     model, c, p, ds = _diagonal()
     kwargs = dict(lr=0.05, wd=0.01, steps=1000, record=[0, 1, 1000], schedule=Flow(),
                   checkpoints=Checkpoints(tmp_path))
