@@ -10,7 +10,7 @@ import logging
 import sys
 
 from dichotomy import errors, signals
-from dichotomy.cli import bench, crosscheck, gd_flow, golden, phase, presets, sweep, train, validate
+from dichotomy.cli import bench, crosscheck, gd_flow, golden, phase, predict, presets, sweep, train, validate
 from dichotomy.cli.common import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -37,7 +37,7 @@ DESCRIPTION = (
 
 
 # One module per command, in the order of ``dichotomy --help``.
-MODULES = (train, presets, crosscheck, golden, validate, sweep, phase, bench, gd_flow)
+MODULES = (train, presets, crosscheck, golden, validate, sweep, phase, bench, gd_flow, predict)
 COMMANDS = {m.NAME: m.run for m in MODULES}
 
 
