@@ -42,7 +42,9 @@ def gram(module: ModuleType, config, params, X1, X2=None) -> np.ndarray:
 
     Shape (n1, n2), or (n1, out, n2, out) for a model with several outputs.
 
-    Pass theta_bar (:func:`unit_init`) for the paper's NTK; any params give the tangent kernel there.
+    Pass theta_bar (:func:`unit_init`) for the paper's NTK; any params give the tangent kernel there. At theta(0) =
+    alpha theta_bar its entries grow as alpha^(2(L-1)) and leave float64 near alpha = 1e154 (L = 2): a Gram that is
+    not finite is a one-line ConfigError, never an inf (docs/limits.md §2).
     """
     X1 = module.check_inputs(config, X1)
     X2 = X1 if X2 is None else module.check_inputs(config, X2)
@@ -51,7 +53,13 @@ def gram(module: ModuleType, config, params, X1, X2=None) -> np.ndarray:
     if need > MAX_BYTES:
         raise ConfigError(f"the NTK Gram of {len(X1)} x {len(X2)} inputs ({out} outputs each) would take "
                           f"{need / 2**30:.1f} GiB; use fewer inputs")
-    return module.ntk_gram(config, params, X1, X2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        K = module.ntk_gram(config, params, X1, X2)
+    if not np.all(np.isfinite(K)):
+        raise ConfigError(f"the NTK Gram at these parameters is not finite in float64 (its entries grow as "
+                          f"alpha^(2(L-1)), alpha = {scale_of(module, config):.3g}): take it at the unit-scale init "
+                          "(ntk.unit_init), as the kernel predictors do")
+    return K
 
 
 def constraint_matrix(task: str, y: np.ndarray, out: int = 1) -> sp.csr_array:
