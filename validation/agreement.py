@@ -47,16 +47,16 @@ def checks(values: dict, config: dict) -> list[Check]:
                         values["flow_gd_distance_max"], high=config["gd_agreement"])]
 
 
-def gd_regime(config: dict, results) -> tuple[dict, list[str]]:
-    """lr x sharpness at both ends of a claim's GD run ``results.trajectories["run"]``: values, and a note if >= 2.
+def gd_regime(config: dict, results) -> dict:
+    """lr x sharpness at both ends of a claim's GD run ``results.trajectories["run"]``, and a note if >= 2.
 
     Claims without one plain GD run from a preset (a sweep, the loss-normalized schedule, the flow) get nothing.
     """
     spec, traj = config.get("run"), results.trajectories.get("run")
     if not spec or "preset" not in spec or traj is None or "schedule" in traj.config or "stepper" in traj.config:
-        return {}, []
+        return {}
     preset = runs.preset_of(spec)
     module, model_config, params, data = presets.build(preset)
     r = regime.gd_regime(module, model_config, params, traj, data, lr=preset.lr, wd=preset.wd)
     values = {"lr_sharpness_init": preset.lr * r.sharpness_init, "lr_sharpness_final": preset.lr * r.sharpness_final}
-    return values, ([] if r.in_flow_regime else [f"Gradient-flow regime: {r.summary()}."])
+    return values if r.in_flow_regime else {**values, "notes": [f"Gradient-flow regime: {r.summary()}."]}

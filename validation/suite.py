@@ -144,19 +144,13 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
         results = module.compute(config, backend.checkpointed(checkpoints), progress=progress)
         results.values["compute_seconds"] = time.perf_counter() - start
         try:
-            values, regime_notes = agreement.gd_regime(config, results)
+            _add(results, agreement.gd_regime(config, results))
         except errors.DichotomyError as e:  # the claim's results stand; only this check is missing
-            values, regime_notes = {}, [f"No lr x sharpness check: {e}."]
-        results.values.update(values)
-        if regime_notes:
-            results.values["notes"] = list(results.values.get("notes", [])) + regime_notes
+            _add(results, {"notes": [f"No lr x sharpness check: {e}."]})
         if flow is not None:
             gd_start = time.perf_counter()
             values, arrays = agreement.gd_prefix(config, backend, results.trajectories["run"], progress=progress)
-            regime_notes = values.pop("notes", [])
-            if regime_notes:
-                results.values["notes"] = list(results.values.get("notes", [])) + regime_notes
-            results.values.update(values, gd_prefix_seconds=time.perf_counter() - gd_start)
+            _add(results, {**values, "gd_prefix_seconds": time.perf_counter() - gd_start})
             results.arrays.update(arrays)
         paths = results.save(folder, config)
     else:
@@ -170,6 +164,14 @@ def run_claim(name: str, scale: str, backend, out: Path, *, progress: bool = Tru
     ran_on = results.values.get("backend", config["backend"])  # a claim may run elsewhere (fig4: numpy)
     return ClaimReport(name, module.TITLE, module.CLAIM, {**config, "backend": ran_on}, checks, figures, seconds,
                        reused, notes)
+
+
+def _add(results: Results, values: dict) -> None:
+    """Add ``values`` to a claim's results; their ``notes`` extend the claim's own."""
+    notes = list(values.pop("notes", []))
+    results.values.update(values)
+    if notes:
+        results.values["notes"] = list(results.values.get("notes", [])) + notes
 
 
 def run(names: list[str], scale: str, backend, out: Path, *, progress: bool = True, force: bool = False,
