@@ -26,6 +26,7 @@ from dichotomy.kernels import BACKENDS, BackendUnavailable, RunSpec, cores, get_
 from dichotomy.kernels.tuning import host
 from dichotomy.peers.timing import PEERS
 from dichotomy.refimpl import checks, data, diagonal_net, matrix_factorization, models, relu_mlp
+from dichotomy.run import gd_flow
 from dichotomy.run.trajectory import versions
 from dichotomy.store import files
 
@@ -282,48 +283,27 @@ def bench(names: list[str], engine_names: list[str], *, check_steps: int = 3, rt
     return report
 
 
-FLOW_STEPS = 10_000  # the flow rows integrate to the time GD reaches in this many steps of the workload's lr
-
-
 def flow_rows(names: list[str], engine_names: list[str], results: list[dict], progress=log.info) -> list[dict]:
-    """The gradient flow from each single-run workload's initialization to t = lr x :data:`FLOW_STEPS`, timed.
+    """:func:`dichotomy.run.gd_flow.timed_flow` of each single-run workload on numpy and numba, beside GD's row.
 
-    Per backend with a flow engine (numpy, numba): the wall time (after a warm-up integration that compiles),
-    the gradients it took, both per unit of time, and GD's wall for the same time from its row of ``results``
-    (ms per step x FLOW_STEPS): ``gd_over_flow`` > 1 where the flow is the cheaper way to that time.
+    GD's wall for the same time is its row of ``results`` (ms per step x FLOW_STEPS): ``gd_over_flow`` > 1 where the
+    flow is the cheaper way to that time.
     """
-    from dichotomy.refimpl.steppers import Flow
-
     rows = []
-    for wname in names:
+    for wname in (n for n in names if WORKLOADS[n].batch == 1):
         w = WORKLOADS[wname]
-        if w.batch > 1:
-            continue
         module, config, params, ds = build(w)
-        T = w.lr * FLOW_STEPS
-        for name in engine_names:
-            if name not in ("numpy", "numba"):
-                continue
+        for name in (n for n in engine_names if n in ("numpy", "numba")):
             signals.check()
-            backend = get_backend(name)
-            try:
-                backend.run(module, config, params, ds, lr=w.lr, wd=w.wd, steps=2, record=[0, 2], schedule=Flow())
-            except ConfigError as e:
-                rows.append({"workload": wname, "engine": name, "note": str(e)})
-                continue
-            start = time.perf_counter()
-            traj = backend.run(module, config, params, ds, lr=w.lr, wd=w.wd, steps=FLOW_STEPS,
-                               record=[0, FLOW_STEPS], schedule=Flow())
-            wall = time.perf_counter() - start
-            i = traj.config["integrator"]
+            row = {"workload": wname, "engine": name, **gd_flow.timed_flow(get_backend(name), module, config, params,
+                                                                            ds, lr=w.lr, wd=w.wd)}
             gd = next((r["ms_per_step"] for r in results if r["workload"] == wname and r["engine"] == name), None)
-            gd_s = None if gd is None else gd * FLOW_STEPS / 1e3
-            rows.append({"workload": wname, "engine": name, "time": T, "flow_s": wall, "grad_evals": i["grad_evals"],
-                         "accepted": i["accepted"], "rejected": i["rejected"], "grads_per_time": i["grad_evals"] / T,
-                         "gd_steps_per_time": 1 / w.lr, "gd_s": gd_s, "gd_over_flow": None if gd_s is None else
-                         gd_s / wall, "note": ""})
-            progress(f"{wname:12s} {name:6s} flow to t = {T:g}: {wall:.3f} s, {i['grad_evals']} gradients"
-                     + (f" (GD: {gd_s:.3f} s)" if gd_s else ""))
+            if "time" in row:
+                row["gd_s"] = None if gd is None else gd * gd_flow.FLOW_STEPS / 1e3
+                row["gd_over_flow"] = None if gd is None else row["gd_s"] / row["flow_s"]
+                progress(f"{wname:12s} {name:6s} flow to t = {row['time']:g}: {row['flow_s']:.3f} s, "
+                         f"{row['grad_evals']} gradients" + (f" (GD: {row['gd_s']:.3f} s)" if gd else ""))
+            rows.append(row)
     return rows
 
 
@@ -426,19 +406,7 @@ def markdown(report: dict) -> str:
         lines += ["", "Floors at these ceilings (ms per step): " + ", ".join(
             f"{name} {least['ms']:.3g}" for name, least in report["floors"].items()) + "."]
     if report.get("flow"):
-        lines += ["", f"The gradient flow (BS3, rtol 1e-6) from each workload's initialization to the time GD reaches "
-                  f"in {FLOW_STEPS:,} steps, beside those GD steps (their wall timed in the same run):", "",
-                  "| workload | engine | to time | flow s | gradients | per unit time | GD steps per unit time | GD s "
-                  "| GD / flow | note |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for r in report["flow"]:
-            if "time" not in r:
-                lines.append(f"| {r['workload']} | {r['engine']} | | | | | | | | {r['note']} |")
-                continue
-            gd = f"{r['gd_s']:.3f}" if r["gd_s"] else "—"
-            ratio = f"{r['gd_over_flow']:.2f}×" if r["gd_over_flow"] else ""
-            lines.append(f"| {r['workload']} | {r['engine']} | {r['time']:g} | {r['flow_s']:.3f} | "
-                         f"{r['grad_evals']:,} | {r['grads_per_time']:.3g} | {r['gd_steps_per_time']:g} | {gd} | "
-                         f"{ratio} | {r['note']} |")
+        lines += ["", *gd_flow.flow_table(report["flow"])]
     return "\n".join(lines) + "\n"
 
 

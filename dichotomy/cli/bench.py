@@ -7,6 +7,7 @@ from dichotomy import errors
 from dichotomy.cli.common import EXIT_OK, choices, one_of, path_arg, writable_dir, writable_file
 from dichotomy.kernels import BACKENDS
 from dichotomy.refimpl import checks
+from dichotomy.run.gd_flow import FLOW_STEPS
 from dichotomy.store import files
 
 NAME = "bench"
@@ -31,7 +32,7 @@ def add(command) -> None:
                             "one per core is a fully busy machine), and report each one's slowdown (default 0)")
     bench.add_argument("--flow", action="store_true",
                        help="also integrate the gradient flow of every single-run workload to the time GD reaches in "
-                            f"{bench_module.FLOW_STEPS:,} steps, and report its gradients and wall per unit of time "
+                            f"{FLOW_STEPS:,} steps, and report its gradients and wall per unit of time "
                             "beside GD's (numpy and numba)")
     bench.add_argument("--out", required=True, type=path_arg, help="output directory for bench.json and bench.md")
     bench.add_argument("--docs", type=path_arg, default=None, help="also write the table into this markdown file")

@@ -7,11 +7,13 @@ parameters, and at every recorded step s compares theta_GD(s) with theta_flow(lr
 
 next to each run's metrics. GD is the flow's explicit Euler method: while lr x sharpness stays well below 2 the
 distance is O(lr) (halving lr halves it); above 2, GD leaves the flow (docs/math.md §7). ``dichotomy gd-flow``
-prints and saves it.
+prints and saves it. :func:`timed_flow` and :func:`flow_table` are ``dichotomy bench --flow``'s rows: the flow's
+wall and gradients per unit of time beside GD's.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,7 @@ from dichotomy.run.progress import bar as progress_bar
 from dichotomy.store import files
 
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "param_norm")
+FLOW_STEPS = 10_000  # dichotomy bench --flow integrates to the time GD reaches in this many steps
 
 
 @dataclass
@@ -115,3 +118,38 @@ def gd_vs_flow(model, config, params: dict, data, *, lr: float, wd: float, steps
     settings = {"model": model.NAME, "lr": lr, "wd": wd, "steps": steps, "rtol": rtol, "backend": name,
                 "integrator": fl.integrator(0), **({"stopped": note} if note else {})}
     return GdFlow(kept, lr * kept.astype(np.float64), np.array(dist), tables["gd"], tables["flow"], settings)
+
+
+def timed_flow(backend, model, config, params: dict, data, *, lr: float, wd: float, steps: int = FLOW_STEPS) -> dict:
+    """The flow from ``params`` to t = lr x ``steps`` on ``backend`` (a ``get_backend`` Backend), timed.
+
+    A warm-up integration compiles first. Returns the wall time, the gradients and steps it took and both per unit of
+    time, beside GD's steps per unit of time (1 / lr); or ``{"note": why}`` where the backend has no such flow.
+    """
+    stepper = Flow()
+    try:
+        backend.run(model, config, params, data, lr=lr, wd=wd, steps=2, record=[0, 2], schedule=stepper)
+    except errors.ConfigError as e:
+        return {"note": str(e)}
+    start = time.perf_counter()
+    traj = backend.run(model, config, params, data, lr=lr, wd=wd, steps=steps, record=[0, steps], schedule=stepper)
+    wall, i, T = time.perf_counter() - start, traj.config["integrator"], lr * steps
+    return {"time": T, "flow_s": wall, "grad_evals": i["grad_evals"], "accepted": i["accepted"],
+            "rejected": i["rejected"], "grads_per_time": i["grad_evals"] / T, "gd_steps_per_time": 1 / lr, "note": ""}
+
+
+def flow_table(rows: list[dict]) -> list[str]:
+    """``dichotomy bench``'s flow rows (:func:`timed_flow` beside GD's wall) as markdown lines."""
+    lines = [f"The gradient flow (BS3, rtol 1e-6) from each workload's initialization to the time GD reaches in "
+             f"{FLOW_STEPS:,} steps, beside those GD steps (their wall timed in the same run):", "",
+             "| workload | engine | to time | flow s | gradients | per unit time | GD steps per unit time | GD s | "
+             "GD / flow | note |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "time" not in r:
+            lines.append(f"| {r['workload']} | {r['engine']} | | | | | | | | {r['note']} |")
+            continue
+        gd = f"{r['gd_s']:.3f}" if r.get("gd_s") else "—"
+        ratio = f"{r['gd_over_flow']:.2f}×" if r.get("gd_over_flow") else ""
+        lines.append(f"| {r['workload']} | {r['engine']} | {r['time']:g} | {r['flow_s']:.3f} | {r['grad_evals']:,} | "
+                     f"{r['grads_per_time']:.3g} | {r['gd_steps_per_time']:g} | {gd} | {ratio} | {r['note']} |")
+    return lines
