@@ -24,11 +24,27 @@ from dichotomy.run.checkpoint import Checkpoints
 from dichotomy.run.trajectory import versions
 from dichotomy.store import files, manifest
 from dichotomy.store.resultset import ResultSet
-from dichotomy.validation import agreement, fig1a, fig1b, fig2, fig3, fig4, sample_complexity, scaling
+from dichotomy.validation import (
+    agreement,
+    delay_law,
+    fig1a,
+    fig1b,
+    fig2,
+    fig3,
+    fig4,
+    large_alpha,
+    modular_kernel,
+    sample_complexity,
+    scaling,
+    ungrokking,
+)
 from dichotomy.validation.claim import Check, Results, check_to_json, config_hash
 
 CLAIMS: dict[str, ModuleType] = {"fig1a": fig1a, "fig1b": fig1b, "fig2": fig2, "fig3": fig3, "fig4": fig4,
-                                 "scaling": scaling, "sample_complexity": sample_complexity}
+                                 "scaling": scaling, "sample_complexity": sample_complexity,
+                                 # beyond the paper: claims of follow-up work (issue 29; docs/validation.md)
+                                 "modular_kernel": modular_kernel, "delay_law": delay_law, "ungrokking": ungrokking,
+                                 "large_alpha": large_alpha}
 SCALES = ("quick", "paper", "test")
 
 log = logging.getLogger(__name__)

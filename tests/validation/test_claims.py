@@ -102,6 +102,79 @@ def test_sample_complexity_l1_beats_l2(reports):
     assert by_name["sample_complexity"].passed
 
 
+def test_modular_kernel_stays_low_and_is_the_early_phase(reports):
+    out, by_name = reports
+    v = _values(out, "modular_kernel")
+    assert len(v["kernel_test"]) == len(suite.CLAIMS["modular_kernel"].CONFIGS["test"]["fractions"])
+    assert max(v["kernel_test"]) <= 0.2 and min(v["kernel_train"]) == 1.0   # fits, does not generalize
+    gd = v["gd"]["0.9"]
+    assert gd["final_train"] == 1.0 and abs(gd["test_at_fit"] - v["kernel_test"][-1]) <= 0.1
+
+
+def test_delay_law_exponents_hold_t_star_for_gd_and_flow(reports):
+    out, by_name = reports
+    models = _values(out, "delay_law")["models"]
+    for kind in ("gd", "flow"):
+        e = models["diagonal net"][kind]["exponents"]
+        assert abs(e["wd"]["value"] + 1) < 0.15 and abs(e["ln_alpha"]["value"] - 1) < 0.15, kind
+        assert e["wd"]["ci"][0] < e["wd"]["value"] < e["wd"]["ci"][1]
+    assert abs(models["diagonal net"]["gd"]["exponents"]["lr"]["value"]) < 0.05  # time does not move with lr
+    rows = models["diagonal net"]["gd"]["rows"]
+    by_lr = {}
+    for r in rows:  # the same (lambda, alpha) at two lrs: the same switch time, twice the steps
+        by_lr.setdefault((r["wd"], r["alpha"]), []).append(r["time"])
+    assert all(max(t) / min(t) < 1.05 for t in by_lr.values())
+    assert by_name["delay_law"].passed
+
+
+def test_delay_law_fit_recovers_known_exponents():
+    law = suite.CLAIMS["delay_law"]
+    rows = [{"lr": lr, "wd": wd, "alpha": a, "time": 2.0 * lr**0.3 * wd**-0.7 * math.log(a) ** 1.2}
+            for lr in (0.1, 0.2, 0.4) for wd in (1e-2, 3e-2) for a in (10.0, 100.0)]
+    e = law.exponents(rows, vary_lr=True)   # any form in alpha: one intercept per alpha
+    assert e["lr"]["value"] == pytest.approx(0.3) and e["wd"]["value"] == pytest.approx(-0.7)
+    assert e["r2"] == pytest.approx(1.0) and e["lr"]["ci"][0] == pytest.approx(0.3)
+    affine = [dict(r, time=(1.3 * math.log(r["alpha"]) - 0.5) / r["wd"]) for r in rows]
+    e = law.exponents(affine, vary_lr=True)   # lambda t = k ln alpha + c, no lr
+    assert e["lr"]["value"] == pytest.approx(0.0, abs=1e-12) and e["wd"]["value"] == pytest.approx(-1.0)
+    assert e["ln_alpha"]["value"] == pytest.approx(1.3) and e["ln_alpha"]["intercept"] == pytest.approx(-0.5)
+    with pytest.raises(ConfigError, match="cannot fit"):
+        suite.CLAIMS["delay_law"].exponents(rows[:3], vary_lr=True)
+
+
+def test_delay_law_tells_the_log_norm_ratio_law_from_ln_alpha():
+    rows = [{"lr": 0.1, "wd": wd, "alpha": a, "norm_mem": a, "norm_post": 1 / wd**0.5,
+             "time": 0.5 * math.log(a**2 * wd) / wd} for wd in (1e-2, 4e-2) for a in (100.0, 1e4)]
+    laws = suite.CLAIMS["delay_law"].law_fit(rows)
+    assert laws["norm_ratio"]["constant"] == pytest.approx(0.5) and laws["norm_ratio"]["rms_log"] < 1e-12
+    assert laws["ln_alpha"]["rms_log"] > 0.05                  # the lambda-dependent norm is not in ln alpha / lambda
+    gd = [dict(r, time=r["time"] * 1.01) for r in rows]
+    assert suite.CLAIMS["delay_law"].gd_vs_flow(gd, rows) == pytest.approx(0.01)
+
+
+def test_ungrokking_forgets_on_a_small_subset_only(reports):
+    out, by_name = reports
+    v = _values(out, "ungrokking")
+    end = v["end"]
+    assert end["stage1"]["test"] >= 0.6 and end["subset_0.3"]["test"] <= 0.2   # grokked, then forgot
+    assert end["subset_0.3"]["train"] == 1.0                                     # while fitting its subset
+    assert abs(end["full"]["test"] - end["stage1"]["test"]) <= 0.1              # the full set keeps it
+    res = Results.load(out / "ungrokking")
+    first = res.trajectories["subset_0.3"]
+    np.testing.assert_array_equal(first.metrics["test_acc"][0], res.trajectories["stage1"].metrics["test_acc"][-1])
+
+
+def test_large_alpha_no_overflow_and_one_line_refusal(reports):
+    out, by_name = reports
+    res = Results.load(out / "large_alpha")
+    assert res.arrays["prediction_deviation"].max() <= 1e-10 and not res.arrays["leaked"].any()
+    refused = res.arrays["refused"]
+    alphas = np.array(res.values["alphas"])
+    assert refused[:, alphas >= 1e200].all() and not refused[:, alphas <= 1e8].any()
+    assert "unit-scale init" in next(iter(res.values["refusal"].values()))
+    assert by_name["large_alpha"].passed
+
+
 def test_rerun_reuses_saved_results_and_recomputes_on_change(reports, monkeypatch):
     out, _ = reports
     again = suite.run_claim("sample_complexity", "test", get_backend("numba"), out, progress=False)
@@ -234,10 +307,10 @@ def test_write_docs_fills_the_marked_section_and_copies_figures(reports, tmp_pat
     out, by_name = reports
     docs = tmp_path / "validation.md"
     start, end = suite.markers("test")
-    docs.write_text(f"# Title\n\nbefore\n{start}\nold\n{end}\nafter\n")
+    docs.write_text(f"# Title\n\nbefore\n{start}\nSTALE-SECTION\n{end}\nafter\n")
     suite.write_docs(list(by_name.values()), "test", "numba", docs)
     text = docs.read_text()
-    assert "old" not in text and text.startswith("# Title") and text.rstrip().endswith("after")
+    assert "STALE-SECTION" not in text and text.startswith("# Title") and text.rstrip().endswith("after")
     assert "### fig1a" in text and "](validation/fig1a.png)" in text
     assert (tmp_path / "validation" / "scaling.png").exists()
     docs.write_text("no markers")
