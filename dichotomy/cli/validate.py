@@ -32,12 +32,12 @@ NAME = "validate"
 def add(command) -> None:
     """Add the command's parser (``command(name, summary, description)`` makes it)."""
     val = command("validate", "reproduce the paper's claims and write report.md and report.json",
-                  "Run each claim of the paper, check its predictions against the measurements, and write "
+                  "Run each claim of the paper (and four claims of follow-up work), check its predictions against the measurements, and write "
                   "OUT/report.md and OUT/report.json. Claims already computed in OUT with the same config are "
                   "reused, so an interrupted run resumes where it stopped.")
     scale = val.add_mutually_exclusive_group()
     scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
-                       help="CPU scale, the whole suite in about 2.5 minutes on 2 cores (157 s measured, idle; the "
+                       help="CPU scale, the whole suite in about 6.5 minutes on 2 cores (395 s measured, idle; the "
                             "default)")
     scale.add_argument("--paper", dest="scale", action="store_const", const="paper",
                        help="the paper's exact configurations (hours to days on a CPU: the projected time and memory "

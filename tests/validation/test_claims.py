@@ -175,6 +175,13 @@ def test_large_alpha_no_overflow_and_one_line_refusal(reports):
     assert by_name["large_alpha"].passed
 
 
+@pytest.mark.parametrize("name", ["ungrokking", "large_alpha"])
+def test_cheap_follow_up_claims_pass_at_their_quick_scale(name, tmp_path):
+    # the quick configs of these two take seconds: run them as the report does (the others: docs/validation.md)
+    report = suite.run_claim(name, "quick", get_backend("numba"), tmp_path, progress=False)
+    assert report.passed, [c for c in report.checks if not c.passed]
+
+
 def test_rerun_reuses_saved_results_and_recomputes_on_change(reports, monkeypatch):
     out, _ = reports
     again = suite.run_claim("sample_complexity", "test", get_backend("numba"), out, progress=False)
