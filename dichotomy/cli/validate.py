@@ -32,7 +32,8 @@ NAME = "validate"
 def add(command) -> None:
     """Add the command's parser (``command(name, summary, description)`` makes it)."""
     val = command("validate", "reproduce the paper's claims and write report.md and report.json",
-                  "Run each claim of the paper (and four claims of follow-up work), check its predictions against the measurements, and write "
+                  "Run each claim of the paper (and four claims of follow-up work), check its predictions against "
+                  "the measurements, and write "
                   "OUT/report.md and OUT/report.json. Claims already computed in OUT with the same config are "
                   "reused, so an interrupted run resumes where it stopped.")
     scale = val.add_mutually_exclusive_group()

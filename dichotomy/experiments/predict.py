@@ -12,7 +12,8 @@ It is honest about its domain. The theory is asymptotic in α → ∞ and λ →
 package's own runs put the measured 50% switch at :data:`RATIO_BAND` times t* (docs/validation.md: 0.74–0.90 for
 the diagonal nets at quick scale, 0.53 for Fig. 1a, 1.52 for Fig. 3, 1.40–1.76 for fig3-quick's λ sweep).
 Outside the domain the prediction says why in ``warnings``: α ≤ 1 or λ = 0 (no t*: the verdict is "outside the
-domain"), α small (ln α < 2), lr × sharpness ≥ 2, or a late limit with no convex form ("unknown").
+domain"), α small (ln α < 2), lr × sharpness ≥ 2, a late limit with no convex form ("unknown"), or a run
+(the preset's ``steps``) shorter than the band's end.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Prediction:
     budget: int | None = None
     wd_for_budget: float | None = None
     warnings: list = field(default_factory=list)
+    run_steps: int | None = None  # the preset's own run length, which the band is compared with
 
     def summary(self) -> str:
         """One screen: t*, the limits' metrics, the verdict, the steps to train, the λ for a budget, the caveats."""
@@ -144,8 +146,11 @@ def predict(preset: presets.Preset, name: str = "", *, budget: int | None = None
     steps = t["steps"]
     band = tuple(r * steps for r in RATIO_BAND) if math.isfinite(steps) else (math.nan, math.nan)
     needed = MARGIN * RATIO_BAND[1] * steps if math.isfinite(steps) else math.nan
+    if math.isfinite(steps) and preset.steps < band[1]:
+        warnings.append(f"the run's {preset.steps:,} steps may end before the switch (expected by {band[1]:,.0f}): "
+                        "a measured 'no switch', or 'mixed' over seeds, is then what to expect")
     wd_budget = None
     if budget is not None and t["alpha"] > 1:
         wd_budget = MARGIN * RATIO_BAND[1] * math.log(t["alpha"]) / (preset.lr * budget)
     return Prediction(name, module.NAME, preset.lr, preset.wd, t["alpha"], t["time"], steps, band, needed, metric,
-                      kernel, late, verdict, limits, lr_sharpness, budget, wd_budget, warnings)
+                      kernel, late, verdict, limits, lr_sharpness, budget, wd_budget, warnings, preset.steps)

@@ -60,6 +60,23 @@ def test_predict_matches_dichotomy_phase_on_real_sweeps(tmp_path, name, axis, va
         assert low <= cell["switch_step"] <= high, (cell["coords"], cell["switch_step"], p.switch_steps)
 
 
+def test_predict_matches_the_quick_phase_diagram_of_docs_sweeps(tmp_path):
+    """docs/sweeps.md's 3 x 3 diagram (2 seeds): every cell's class is predicted, or the run was warned too short."""
+    axes = {"alpha": [64.0, 256.0, 1024.0], "wd": [2e-2, 4e-2, 8e-2], "d": [300], "n_train": [30], "n_test": [300]}
+    g = sweep.grid("fig1a-quick", axes, seeds=[0, 1], steps=30_000)
+    sweep.run(g, tmp_path, backend="numba", workers=1, progress=False)
+    short = 0
+    for cell in phase.analyze(phase.load(tmp_path))["cells"]:
+        p = predict(presets.override(presets.get("fig1a-quick"), steps=30_000, **cell["coords"]))
+        warned = any("may end before the switch" in w for w in p.warnings)
+        assert warned == (30_000 < p.switch_steps[1])
+        if cell["class"] != p.verdict:  # measured: one seed of alpha 1024, lambda 0.02 ends before its switch
+            assert warned and cell["class"] in ("mixed", "no switch"), (cell["coords"], cell["class"], p.verdict)
+            short += 1
+        assert p.switch_steps[0] <= cell["switch_step"] <= p.switch_steps[1], cell["coords"]
+    assert short <= 1
+
+
 def test_the_command_prints_one_screen_or_json_and_refuses_bad_input_in_one_line(capsys):
     assert main(["predict", "fig3-quick", "--budget", "1e5"]) == 0
     out = capsys.readouterr().out
