@@ -11,8 +11,10 @@ and by least squares, with 95% intervals,
     λ t_switch = k ln α + c                  (pooled; predicted k = 1, c the lower-order term)
 
 and which one-constant law t_switch = C F fits better: F = ln α / λ or F = ln(‖θ_mem‖² / ‖θ_post‖²) / λ (θ_mem at
-the first step the training set is fit, θ_post at the end of the switch, its 90% point). The ReLU net on
-cross-entropy is outside the theorems (docs/paper.md §1.5): its runs are measured with the same fits.
+the first step the training set is fit, θ_post at the end of the switch: the step where the test metric has gone
+90% of its way). The intervals assume independent residuals; the residuals are the laws' misfit, so they are
+bands of misfit more than sampling intervals. The ReLU net on cross-entropy is outside the theorems
+(docs/paper.md §1.5): its runs are measured with the same fits.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dichotomy import diagnosis, errors, plots
+from dichotomy.errors import ConfigError
 from dichotomy.experiments import phase, runs
 from dichotomy.validation.claim import Check, Results
 
@@ -33,36 +36,45 @@ CLAIM = ("At fixed λ and α the switch happens at the same time t = lr × steps
          "(1/(ηλ)) ln(‖θ_mem‖²/‖θ_post‖²). Measured: the exponents with 95% intervals for GD and the gradient flow, "
          "and which form fits.")
 
-# Tolerances (docs/validation.md#delay_law): each 95% interval, widened by `slack`, holds the paper's value (lr
-# exponent 0 in time, lambda exponent -1, slope k of lambda t in ln alpha 1), for GD and the flow; the ReLU net's
-# slack is `slack_mlp` (outside the theorems; set after exploratory runs measured k = 0.8-0.9 at p = 17).
-_CHECKS = {"slack": 0.15, "slack_mlp": 0.3, "r2_min": 0.95, "flow_rtol": 0.02}
+# Tolerances (docs/validation.md#delay_law). Each model's `tolerances`: the largest |measured - predicted| for the lr
+# exponent (0 in time), the lambda exponent (-1) and the slope k of lambda t in ln alpha (1); None for k checks only
+# that alpha delays the switch (the 95% interval of k above 0). The diagonal net's are the theory's lower-order
+# terms at these alpha; the ReLU net's (outside the theorems) were set after exploratory runs at p = 17. `laws`:
+# the log-norm-ratio form must fit better than ln alpha / lambda. Every GD switch within flow_rtol of the flow's.
+_CHECKS = {"r2_min": 0.95, "flow_rtol": 0.02, "min_dof": 3}
+_THEORY = {"lr": 0.05, "wd": 0.1, "ln_alpha": 0.15}
 # Each switch is run to `margin` x the largest t* of its batch.
 _DIAG = {"preset": "fig1a-quick", "overrides": {"d": 1000, "n_train": 60, "n_test": 1000}}
 _MLP = {"preset": "fig2a-quick", "overrides": {"p": 17, "h": 128, "train_fraction": 0.9, "zero_last_layer": True}}
 PAPER_COST = {"hours": None, "memory_gb": 0.5, "basis": "the quick grids at the paper's sizes: not projected"}
 
 
-def _model(run, alpha_field, lrs, wds, alphas, margin, flow):
+def _model(run, alpha_field, lrs, wds, alphas, margin, flow, tolerances=_THEORY, laws=True):
     return {"run": run, "alpha_field": alpha_field, "lrs": lrs, "wds": wds, "alphas": alphas, "margin": margin,
-            "flow": flow}
+            "flow": flow, "tolerances": tolerances, "laws": laws}
+
+
+_MLP_TOLERANCES = {"lr": 0.1, "wd": 0.25, "ln_alpha": None}
 
 
 CONFIGS = {
     "quick": {"models": {
-        "diagonal net": _model(_DIAG, "alpha", [0.0025, 0.005, 0.01], [4e-2, 8e-2, 1.6e-1], [128.0, 1024.0], 2.5,
-                               True),
-        "relu mlp": _model(_MLP, "init_scale", [0.25, 0.5], [2e-3, 4e-3], [10.0, 30.0, 100.0], 2.5, False)},
+        "diagonal net": _model(_DIAG, "alpha", [0.0025, 0.005, 0.01], [4e-2, 8e-2, 1.6e-1], [128.0, 1024.0, 8192.0],
+                               2.5, True),
+        "relu mlp": _model(_MLP, "init_scale", [0.25, 0.5], [2e-3, 4e-3], [10.0, 30.0, 100.0], 2.5, False,
+                           _MLP_TOLERANCES, laws=False)},
         "checks": _CHECKS},
     "paper": {"models": {
         "diagonal net": _model({"preset": "fig1a-quick"}, "alpha", [0.0025, 0.005, 0.01], [1e-2, 2e-2, 4e-2],
                                [128.0, 1024.0, 8192.0], 2.5, True),
         "relu mlp": _model({**_MLP, "overrides": {**_MLP["overrides"], "p": 31, "train_fraction": 0.7}}, "init_scale",
-                           [0.125, 0.25, 0.5], [1e-3, 2e-3, 4e-3], [10.0, 30.0, 100.0], 2.5, False)},
+                           [0.125, 0.25, 0.5], [1e-3, 2e-3, 4e-3], [10.0, 30.0, 100.0], 2.5, False, _MLP_TOLERANCES,
+                           laws=False)},
         "checks": _CHECKS},
     "test": {"models": {
         "diagonal net": _model({"preset": "fig1a-quick", "overrides": {"d": 300, "n_train": 30, "n_test": 300}},
-                               "alpha", [0.005, 0.01], [4e-2, 8e-2], [64.0, 1024.0], 2.5, True)},
+                               "alpha", [0.005, 0.01], [4e-2, 8e-2, 1.6e-1], [64.0, 1024.0], 2.5, True,
+                               laws=False)},  # at d = 300 the two laws fit alike (docs/validation.md#delay_law)
         "checks": _CHECKS},
 }
 
@@ -74,13 +86,27 @@ def _switches(batch: list[runs.Run]) -> list[dict]:
         t = r.traj
         s = phase.run_switch(t.steps, t.metrics, "test_acc")
         lr = t.config["lr"]
-        post = s["step"] + s["width"] / 2 if math.isfinite(s["step"]) else math.nan
+        moved = diagnosis.measured_switch(t, "test_acc", min_change=phase.MIN_CHANGE)
+        post = moved.step_90 if moved is not None else math.nan
         norm = t.metrics["param_norm"]
         mem = float(runs.at_steps(t, "param_norm", [diagnosis.fit_step(t)])[0])
         after = float(np.interp(post, t.steps, norm)) if math.isfinite(post) else math.nan
         out.append({"class": s["class"], "step": s["step"], "time": lr * s["step"], "norm_mem": mem,
                     "norm_post": after})
     return out
+
+
+def _check_grid(name: str, model: dict, min_dof: int) -> None:
+    """A ConfigError before any run when the grid cannot give every fit an interval with ``min_dof`` left."""
+    sizes = {k: len(model[k]) for k in ("lrs", "wds", "alphas")}
+    if min(sizes.values()) < 2:
+        raise ConfigError(f"delay_law: the {name} grid needs at least 2 values of each of lrs, wds and alphas, got "
+                          f"{sizes}")
+    gd = sizes["lrs"] * sizes["wds"] * sizes["alphas"] - (sizes["alphas"] + 2)
+    flow = sizes["wds"] * sizes["alphas"] - (sizes["alphas"] + 1) if model["flow"] else min_dof
+    if min(gd, flow, sizes["wds"] * sizes["alphas"] * sizes["lrs"] - 2) < min_dof:
+        raise ConfigError(f"delay_law: the {name} grid {sizes} leaves fewer than {min_dof} degrees of freedom to a "
+                          "fit's interval (GD: runs - alphas - 2; flow: λ x α - alphas - 1); add λ or α values")
 
 
 def _grid(name: str, model: dict, backend, progress: bool, flow: bool) -> list[dict]:
@@ -135,7 +161,7 @@ def _least_squares(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[list[
 
     dof = len(y) - A.shape[1]
     if dof < 1 or np.linalg.matrix_rank(A) < A.shape[1]:
-        raise errors.ConfigError(f"delay_law: {len(y)} runs cannot fit {A.shape[1]} coefficients with an interval; "
+        raise ConfigError(f"delay_law: {len(y)} runs cannot fit {A.shape[1]} coefficients with an interval; "
                                  "add lr, λ or α values")
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
     resid = y - A @ coef
@@ -146,9 +172,12 @@ def _least_squares(A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[list[
     return coef, [[float(c - q * e), float(c + q * e)] for c, e in zip(coef, se, strict=True)], r2
 
 
-def law_fit(rows: list[dict]) -> dict:
-    """Which law fits: t = C F for F = ln α / λ and F = ln(‖θ_mem‖²/‖θ_post‖²) / λ (each C and the RMS of
-    ln(t / (C F))), and the affine λ t = k ln α + c (its RMS in the same units)."""
+def law_fit(rows: list[dict], k: float, c: float) -> dict:
+    """Which law fits best: each one's RMS of ln(t / predicted), for three laws.
+
+    t = C F with F = ln α / λ or F = ln(‖θ_mem‖²/‖θ_post‖²) / λ (C fitted), and λ t = k ln α + c with the k and c
+    of :func:`exponents`.
+    """
     t = np.array([r["time"] for r in rows])
     forms = {"ln_alpha": np.array([math.log(r["alpha"]) / r["wd"] for r in rows]),
              "norm_ratio": np.array([math.log(r["norm_mem"] ** 2 / r["norm_post"] ** 2) / r["wd"]
@@ -164,7 +193,6 @@ def law_fit(rows: list[dict]) -> dict:
                      "valid": int(ok.sum())}
     wd = np.array([r["wd"] for r in rows])
     ln_a = np.log([r["alpha"] for r in rows])
-    k, c = np.polyfit(ln_a, wd * t, 1)
     out["affine"] = {"k": float(k), "c": float(c),
                      "rms_log": float(np.sqrt(np.mean(np.log(t * wd / (k * ln_a + c)) ** 2)))
                      if np.all(k * ln_a + c > 0) else math.nan, "valid": len(rows)}
@@ -174,10 +202,14 @@ def law_fit(rows: list[dict]) -> dict:
 def compute(config: dict, backend, progress: bool = False) -> Results:
     values, arrays = {"models": {}}, {}
     for name, model in config["models"].items():
+        _check_grid(name, model, config["checks"]["min_dof"])
+    for name, model in config["models"].items():
         entry = {}
         for kind in ("gd", "flow") if model["flow"] else ("gd",):
             rows = _grid(name, model, backend, progress, flow=kind == "flow")
-            entry[kind] = {"rows": rows, "exponents": exponents(rows, vary_lr=kind == "gd"), "laws": law_fit(rows)}
+            e = exponents(rows, vary_lr=kind == "gd")
+            entry[kind] = {"rows": rows, "exponents": e,
+                           "laws": law_fit(rows, e["ln_alpha"]["value"], e["ln_alpha"]["intercept"])}
             key = f"{name.replace(' ', '_')}_{kind}"
             arrays[key] = np.array([[r["lr"], r["wd"], r["alpha"], r["time"], r["norm_mem"], r["norm_post"]]
                                     for r in rows])
@@ -190,7 +222,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
 def gd_vs_flow(gd: list[dict], flow: list[dict]) -> float:
     """The largest |t_GD / t_flow − 1| over the GD runs, each against the flow's run at the same (λ, α)."""
     by = {(r["wd"], r["alpha"]): r["time"] for r in flow}
-    return max(abs(r["time"] / by[(r["wd"], r["alpha"])] - 1) for r in gd)
+    return float(np.max([abs(r["time"] / by[(r["wd"], r["alpha"])] - 1) for r in gd]))  # NaN stays NaN
 
 
 def plot(results: Results, out: Path) -> list[Path]:
@@ -209,7 +241,7 @@ def plot(results: Results, out: Path) -> list[Path]:
             for i, lr in enumerate(lrs):
                 sel = np.array([r["lr"] == lr for r in rows])
                 ax.plot(F[sel], t[sel], marker, color=f"C{i}" if kind == "gd" else "k", ms=7,
-                        label=f"{kind.upper() if kind == 'gd' else 'flow'}, lr {lr:g}" if kind == "gd" else "flow")
+                        label=f"GD, lr {lr:g}" if kind == "gd" else "flow")
         lim = np.array([min(F.min(), t.min()) / 1.5, max(F.max(), t.max()) * 1.5])
         ax.plot(lim, lim, "k:", lw=1, label="t = ln α / λ")
         ax.set_xscale("log")
@@ -229,10 +261,11 @@ def plot(results: Results, out: Path) -> list[Path]:
                 e = entry.get(kind, {}).get("exponents", {}).get(param)
                 if e is None:
                     continue
+                ci = [math.nan if x is None else x for x in e["ci"]]
                 labels.append(f"{name} {kind}: {param}")
                 y.append(e["value"])
-                lo.append(e["value"] - e["ci"][0])
-                hi.append(e["ci"][1] - e["value"])
+                lo.append(e["value"] - ci[0])
+                hi.append(ci[1] - e["value"])
     pos = np.arange(len(y))
     ax.errorbar(y, pos, xerr=[lo, hi], fmt="o", capsize=3, label="measured, 95%")
     predicted = [_PREDICTED[lab.rsplit(": ", 1)[1]] for lab in labels]
@@ -249,11 +282,15 @@ _PREDICTED = {"lr": 0.0, "wd": -1.0, "ln_alpha": 1.0}
 _WHAT = {"lr": "exponent of lr (time)", "wd": "exponent of λ", "ln_alpha": "slope of λ t in ln α"}
 
 
+def _number(x) -> float:
+    return math.nan if x is None else float(x)
+
+
 def check(results: Results, config: dict) -> list[Check]:
     c = config["checks"]
     out = []
     for name, entry in results.values["models"].items():
-        slack = c["slack_mlp"] if name == "relu mlp" else c["slack"]
+        model = config["models"][name]
         for kind in ("gd", "flow"):
             if kind not in entry:
                 continue
@@ -261,13 +298,24 @@ def check(results: Results, config: dict) -> list[Check]:
             for param, predicted in _PREDICTED.items():
                 if param not in e:
                     continue
-                low, high = e[param]["ci"]
-                out.append(Check.holds(f"{name}, {kind}: {_WHAT[param]}",
-                                       f"its 95% interval holds {predicted:g} (t* = ln α / λ)", e[param]["value"],
-                                       low - slack <= predicted <= high + slack, f"[{low:.3g}, {high:.3g}] ±{slack:g}"))
-            out.append(Check.bound(f"{name}, {kind}: power law in lr, λ", "R² of ln t at fixed α", e["r2"],
-                                   low=c["r2_min"]))
+                tol = model["tolerances"][param]
+                low, high = (_number(x) for x in e[param]["ci"])
+                if tol is None:
+                    out.append(Check.bound(f"{name}, {kind}: α delays the switch", "the lower end of the 95% "
+                                           "interval of k (λ t = k ln α + c)", low, low=0.0))
+                else:
+                    out.append(Check.close(f"{name}, {kind}: {_WHAT[param]}", f"{predicted:g} (t* = ln α / λ); 95% "
+                                           f"interval [{low:.3g}, {high:.3g}]", predicted, _number(e[param]["value"]),
+                                           atol=tol))
+            out.append(Check.bound(f"{name}, {kind}: power law in lr, λ", "R² of ln t (with one intercept per α)",
+                                   _number(e["r2"]), low=c["r2_min"]))
+            if model["laws"]:
+                laws = entry[kind]["laws"]
+                ratio, ln_alpha = _number(laws["norm_ratio"]["rms_log"]), _number(laws["ln_alpha"]["rms_log"])
+                out.append(Check.holds(f"{name}, {kind}: log-norm-ratio law", "RMS of ln(t / C ln(‖θ_mem‖²/‖θ_post‖²)"
+                                       "/λ) < that of ln(t / C ln α/λ)", ratio, ratio < ln_alpha,
+                                       f"< {ln_alpha:.3g}"))
         if "gd_vs_flow" in entry:
             out.append(Check.bound(f"{name}: GD = flow", "largest |t_GD / t_flow − 1| at the same (λ, α), every lr",
-                                   entry["gd_vs_flow"], high=c["flow_rtol"]))
+                                   _number(entry["gd_vs_flow"]), high=c["flow_rtol"]))
     return out

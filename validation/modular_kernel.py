@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dichotomy import diagnosis, plots
+from dichotomy.errors import ConfigError
 from dichotomy.experiments import presets, runs
 from dichotomy.refimpl import losses
 from dichotomy.refimpl.limits import kernel_predictors
@@ -56,6 +57,10 @@ def _spec(config: dict, fraction: float) -> dict:
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
     fractions = config["fractions"]
+    missing = [f for f in config["gd_fractions"] if f not in fractions]
+    if missing or not config["gd_fractions"]:
+        raise ConfigError(f"modular_kernel: every GD fraction must also be a kernel fraction (to compare them), got "
+                          f"gd_fractions {config['gd_fractions']} and fractions {fractions}")
     kernel_acc, kernel_train = np.full(len(fractions), np.nan), np.full(len(fractions), np.nan)
     bar = progress_bar(len(fractions), show=progress, unit="fraction", desc="NTK predictors (K1)")
     for i, fraction in enumerate(fractions):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dichotomy import plots
+from dichotomy.errors import ConfigError
 from dichotomy.experiments import runs
 from dichotomy.refimpl.data import Dataset
 from dichotomy.validation.claim import Check, Results
@@ -55,6 +56,10 @@ def _stage2(stage1: runs.Run, backend, X, y, wd: float, steps: int, progress: bo
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
+    fraction = config["run"]["overrides"]["train_fraction"]
+    if not config["subsets"] or not all(0 < f < fraction for f in config["subsets"]):
+        raise ConfigError(f"ungrokking: 'subsets' must be fractions of the p² pairs below stage 1's {fraction:g}, got "
+                          f"{config['subsets']}")
     first = runs.train(config["run"], backend, progress=progress, label="stage 1")
     ds, p = first.data, config["run"]["overrides"]["p"]
     wd, steps2 = first.preset.wd, config["steps2"]
@@ -70,7 +75,7 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
                              f"stage 2, {smallest:.0%}, λ = 0")
     trajs["full"] = _stage2(first, backend, ds.X_train, ds.y_train, wd, steps2, progress, "stage 2, all stage-1 pairs")
     end = {k: {"test": float(t.metrics["test_acc"][-1]), "train": float(t.metrics["train_acc"][-1]),
-               "min_train_after": float(np.min(t.metrics["train_acc"][len(t.steps) // 2:]))}
+               "min_train_after": float(np.min(t.metrics["train_acc"][t.steps >= t.steps[-1] / 2]))}
            for k, t in trajs.items()}
     values = {"p": p, "lr": first.preset.lr, "wd": wd, "fraction": config["run"]["overrides"]["train_fraction"],
               "subsets": config["subsets"], "end": end,

@@ -64,7 +64,8 @@ class Prediction:
     def summary(self) -> str:
         """One screen: t*, the limits' metrics, the verdict, the steps to train, the λ for a budget, the caveats."""
         m = self.metric
-        lines = [f"{self.preset}: {self.model}, lr {self.lr:g}, weight decay λ {self.wd:g}, α {self.alpha:g}"]
+        run = f", a run of {self.run_steps:,} steps" if self.run_steps is not None else ""
+        lines = [f"{self.preset}: {self.model}, lr {self.lr:g}, weight decay λ {self.wd:g}, α {self.alpha:g}{run}"]
         if math.isfinite(self.t_star):
             lines.append(f"  t* = ln α / λ = {self.t_star:.4g} in time, {self.t_star_steps:.4g} steps; the switch "
                          f"(50%) expected between {self.switch_steps[0]:.3g} and {self.switch_steps[1]:.3g} steps")

@@ -142,10 +142,30 @@ def test_delay_law_fit_recovers_known_exponents():
         suite.CLAIMS["delay_law"].exponents(rows[:3], vary_lr=True)
 
 
+@pytest.mark.parametrize("name, change, match", [
+    ("delay_law", {"wds": [4e-2]}, "at least 2 values"),
+    ("delay_law", {"alphas": [64.0, 128.0, 256.0], "wds": [4e-2, 8e-2]}, "degrees of freedom"),
+    ("ungrokking", {"subsets": [0.95]}, "below stage 1's"),
+    ("ungrokking", {"subsets": []}, "below stage 1's"),
+    ("modular_kernel", {"gd_fractions": [0.5]}, "also be a kernel fraction"),
+    ("large_alpha", {"alphas": [1e8, 1.0]}, "must start at 1"),
+])
+def test_follow_up_claims_refuse_a_bad_config_before_any_run(name, change, match):
+    module = suite.CLAIMS[name]
+    config = dict(module.CONFIGS["test"])
+    if name == "delay_law":
+        config["models"] = {"diagonal net": {**config["models"]["diagonal net"], **change}}
+    else:
+        config.update(change)
+    with pytest.raises(ConfigError, match=match):
+        module.compute(config, get_backend("numba"))
+
+
 def test_delay_law_tells_the_log_norm_ratio_law_from_ln_alpha():
     rows = [{"lr": 0.1, "wd": wd, "alpha": a, "norm_mem": a, "norm_post": 1 / wd**0.5,
              "time": 0.5 * math.log(a**2 * wd) / wd} for wd in (1e-2, 4e-2) for a in (100.0, 1e4)]
-    laws = suite.CLAIMS["delay_law"].law_fit(rows)
+    e = suite.CLAIMS["delay_law"].exponents(rows, vary_lr=False)
+    laws = suite.CLAIMS["delay_law"].law_fit(rows, e["ln_alpha"]["value"], e["ln_alpha"]["intercept"])
     assert laws["norm_ratio"]["constant"] == pytest.approx(0.5) and laws["norm_ratio"]["rms_log"] < 1e-12
     assert laws["ln_alpha"]["rms_log"] > 0.05                  # the lambda-dependent norm is not in ln alpha / lambda
     gd = [dict(r, time=r["time"] * 1.01) for r in rows]
