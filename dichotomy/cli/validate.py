@@ -38,7 +38,7 @@ def add(command) -> None:
                   "reused, so an interrupted run resumes where it stopped.")
     scale = val.add_mutually_exclusive_group()
     scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
-                       help="CPU scale, the whole suite in about 6.5 minutes on 2 cores (395 s measured, idle; the "
+                       help="CPU scale, the whole suite in about 7.5 minutes on 2 cores (440 s measured, idle; the "
                             "default)")
     scale.add_argument("--paper", dest="scale", action="store_const", const="paper",
                        help="the paper's exact configurations (hours to days on a CPU: the projected time and memory "
