@@ -52,7 +52,7 @@ class ModelEngines:
         if dtype not in engine.DTYPES:
             return f"its {model.NAME} engine computes in {' or '.join(engine.DTYPES)}, not {dtype}"
         kind = ("constant" if schedule is None else "loss-normalized" if not isinstance(schedule, Flow)
-                else "loss-normalized flow" if schedule.normalized else "flow")
+                else "loss-normalized flow" if schedule.loss_normalized else "flow")
         if kind not in engine.SCHEDULES:
             if kind == "loss-normalized flow":
                 return "it integrates no loss-normalized flow; use --backend numpy"

@@ -38,7 +38,7 @@ class FlowRuns:
         self.inner, self.stepper = inner, stepper
         self.B, self.step = len(runs), 0.0
         # the integration variable per unit of step: the time lr_b, or (the loss-normalized flow) the step itself
-        self.lr = [1.0 if stepper.normalized else float(r.lr) for r in runs]
+        self.lr = [1.0 if stepper.loss_normalized else float(r.lr) for r in runs]
         self.like = [r.params for r in runs]
         self.diverged_at = np.full(self.B, -1, np.int64)
         self.failure: list[str | None] = [None] * self.B
@@ -93,7 +93,7 @@ class FlowRuns:
 
     def metrics(self) -> list[dict[str, float]]:
         rows = self.inner.metrics()
-        if self.stepper.normalized:
+        if self.stepper.loss_normalized:
             for row, log_time in zip(rows, self.log_time, strict=True):
                 row["log_time"] = float(log_time)
         return rows
@@ -135,7 +135,7 @@ class ReferenceFlowEngine(FlowRuns):
     def unsupported(cls, model, runs, data, dtype, schedule) -> str | None:
         if dtype != "float64":
             return f"the gradient flow is integrated in float64 only, not {dtype}"
-        if schedule.normalized and any(r.wd != 0 for r in runs):
+        if schedule.loss_normalized and any(r.wd != 0 for r in runs):
             return "the loss-normalized flow has no weight decay: pass wd=0"
         return None
 
@@ -159,7 +159,7 @@ class ReferenceFlowEngine(FlowRuns):
             with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
                 p = unflatten(y, like)
                 f, cache = model.forward(run.config, p, self.X)
-                if stepper.normalized:
+                if stepper.loss_normalized:
                     log_value, g = losses.log_normalized_grad(data.loss, f, data.y_train)
                     if math.isnan(log_value) or log_value == math.inf or not np.all(np.isfinite(g)):
                         return np.full_like(y, np.nan)
@@ -184,14 +184,14 @@ class ReferenceFlowEngine(FlowRuns):
 
     def start(self, b, run):
         y0 = flatten(run.params)
-        if self.stepper.normalized:
+        if self.stepper.loss_normalized:
             self.log_rate[b] = self._log_rate(b, y0)
         return flow.start(self.field(b), y0, rtol=self.stepper.rtol)
 
     def integrate(self, b, t_end, max_steps):
         s, state = self.stepper, self.states[b]
         options = dict(rtol=s.rtol, h_min=s.h_min, max_rejections=s.max_rejections)
-        if not s.normalized:
+        if not s.loss_normalized:
             flow.advance_to(self.field(b), state, t_end, max_steps=max_steps, **options)
             return
         fieldf = self.field(b)
@@ -207,7 +207,7 @@ class ReferenceFlowEngine(FlowRuns):
 
     def load_state(self, state):
         super().load_state(state)
-        if self.stepper.normalized:
+        if self.stepper.loss_normalized:
             self.log_rate = [self._log_rate(b, s.y) for b, s in enumerate(self.states)]
 
     def push(self, b):

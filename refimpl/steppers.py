@@ -64,6 +64,8 @@ class LossNormalized:
         if self.warmup_steps is not None:
             checks.positive_int("warmup_steps", self.warmup_steps, minimum=0)
 
+    loss_normalized = True  # the stepper protocol's question: no weight decay, and time kept as ln t
+
     def normalized(self, step: int, log_value: float) -> bool:
         """Whether the step at ``step`` (steps done so far) with log L = ``log_value`` is loss-normalized."""
         if self.warmup_steps is not None:
@@ -127,13 +129,13 @@ class Flow:
             raise ConfigError(f"switch_log_loss must be a finite number, got {self.switch_log_loss!r}")
 
     @property
-    def normalized(self) -> bool:
-        """Whether this is the loss-normalized flow (``eta`` set)."""
+    def loss_normalized(self) -> bool:
+        """Whether this is the loss-normalized flow (``eta`` set): no weight decay, time kept as ln t."""
         return self.eta is not None
 
     def describe(self) -> dict:
         out = {"stepper": "flow", "method": self.method, "rtol": self.rtol, "h_min": self.h_min,
                "max_rejections": self.max_rejections}
-        if self.normalized:
+        if self.loss_normalized:
             out.update(schedule="eta / L(theta)", eta=self.eta, switch_log_loss=self.switch_log_loss)
         return out

@@ -199,7 +199,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
         if not isinstance(schedule, LossNormalized | Flow):
             raise errors.ConfigError(f"schedule must be a LossNormalized, a Flow or None (GD), got "
                                      f"{type(schedule).__name__}")
-        if getattr(schedule, "eta", None) is not None and any(r.wd != 0 for r in runs):
+        if schedule is not None and schedule.loss_normalized and any(r.wd != 0 for r in runs):
             raise errors.ConfigError("the loss-normalized schedule trains without weight decay: pass wd=0")
     name = getattr(engine, "name", type(engine).__name__)
     if isinstance(schedule, Flow):
@@ -229,7 +229,7 @@ def run_batch(model: ModuleType | str, configs, params: list[dict], data: Datase
 
     return drive(eng, steps, record, cfgs, lrs=[r.lr for r in runs], probe=probe is not None, progress=progress,
                  label=label, checkpoint=slot, watch=watched,
-                 time_from_log=isinstance(schedule, LossNormalized) or getattr(schedule, "normalized", False))
+                 time_from_log=schedule is not None and schedule.loss_normalized)
 
 
 def _snapshot(engine, rows, outputs, next_target: int) -> dict[str, np.ndarray]:
