@@ -85,14 +85,11 @@ def _switches(batch: list[runs.Run]) -> list[dict]:
     for r in batch:
         t = r.traj
         s = phase.run_switch(t.steps, t.metrics, "test_acc")
-        lr = t.config["lr"]
-        moved = diagnosis.measured_switch(t, "test_acc", min_change=phase.MIN_CHANGE)
-        post = moved.step_90 if moved is not None else math.nan
-        norm = t.metrics["param_norm"]
         mem = float(runs.at_steps(t, "param_norm", [diagnosis.fit_step(t)])[0])
-        after = float(np.interp(post, t.steps, norm)) if math.isfinite(post) else math.nan
-        out.append({"class": s["class"], "step": s["step"], "time": lr * s["step"], "norm_mem": mem,
-                    "norm_post": after})
+        post = float(np.interp(s["step_90"], t.steps, t.metrics["param_norm"])) if math.isfinite(s["step_90"]) \
+            else math.nan
+        out.append({"class": s["class"], "step": s["step"], "time": t.config["lr"] * s["step"], "norm_mem": mem,
+                    "norm_post": post})
     return out
 
 
@@ -104,7 +101,7 @@ def _check_grid(name: str, model: dict, min_dof: int) -> None:
                           f"{sizes}")
     gd = sizes["lrs"] * sizes["wds"] * sizes["alphas"] - (sizes["alphas"] + 2)
     flow = sizes["wds"] * sizes["alphas"] - (sizes["alphas"] + 1) if model["flow"] else min_dof
-    if min(gd, flow, sizes["wds"] * sizes["alphas"] * sizes["lrs"] - 2) < min_dof:
+    if min(gd, flow) < min_dof:  # the pooled line in ln alpha has more: runs - 2
         raise ConfigError(f"delay_law: the {name} grid {sizes} leaves fewer than {min_dof} degrees of freedom to a "
                           "fit's interval (GD: runs - alphas - 2; flow: λ x α - alphas - 1); add λ or α values")
 
@@ -148,10 +145,9 @@ def exponents(rows: list[dict], vary_lr: bool) -> dict:
     out = {"n": len(rows), "r2": r2}
     for k, n in enumerate(names, start=len(alphas)):
         out[n] = {"value": float(coef[k]), "ci": ci[k]}
-    lam_t = np.array([r["wd"] * r["time"] for r in rows])
-    B = np.column_stack([np.log([r["alpha"] for r in rows]), np.ones(len(rows))])
-    coef, ci, r2_alpha = _least_squares(B, lam_t)
-    out["ln_alpha"] = {"value": float(coef[0]), "ci": ci[0], "intercept": float(coef[1]), "r2": r2_alpha}
+    line = phase.fit(np.log([r["alpha"] for r in rows]), [r["wd"] * r["time"] for r in rows], 1.0)
+    out["ln_alpha"] = {"value": line["slope"], "ci": line["slope_ci"], "intercept": line["intercept"],
+                       "r2": line["r2"]}
     return out
 
 
@@ -200,7 +196,7 @@ def law_fit(rows: list[dict], k: float, c: float) -> dict:
 
 
 def compute(config: dict, backend, progress: bool = False) -> Results:
-    values, arrays = {"models": {}}, {}
+    values = {"models": {}}
     for name, model in config["models"].items():
         _check_grid(name, model, config["checks"]["min_dof"])
     for name, model in config["models"].items():
@@ -210,13 +206,10 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
             e = exponents(rows, vary_lr=kind == "gd")
             entry[kind] = {"rows": rows, "exponents": e,
                            "laws": law_fit(rows, e["ln_alpha"]["value"], e["ln_alpha"]["intercept"])}
-            key = f"{name.replace(' ', '_')}_{kind}"
-            arrays[key] = np.array([[r["lr"], r["wd"], r["alpha"], r["time"], r["norm_mem"], r["norm_post"]]
-                                    for r in rows])
         if "flow" in entry:
             entry["gd_vs_flow"] = gd_vs_flow(entry["gd"]["rows"], entry["flow"]["rows"])
         values["models"][name] = entry
-    return Results(values, arrays, {})
+    return Results(values, {}, {})  # every run's row is in values
 
 
 def gd_vs_flow(gd: list[dict], flow: list[dict]) -> float:

@@ -67,7 +67,7 @@ def _problem(name: str, size: dict):
 
 def _init(module, config):
     """theta(0) at ``config``'s alpha, from one seed, so every alpha scales the same theta_bar."""
-    return module.init(config, np.random.default_rng(0)) if module is relu_mlp else module.init(config)
+    return module.init(config, np.random.default_rng(0))
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:

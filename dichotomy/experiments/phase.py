@@ -87,18 +87,18 @@ def run_switch(steps: np.ndarray, metrics: dict[str, np.ndarray], metric: str,
     """One run's switch of ``metric``, as a dict.
 
     Its keys are ``class``, ``step`` (its 50% point, NaN without a switch), ``grid`` (half the recorded interval holding
-    it), ``width`` (10-90%), ``plateau`` and ``final``.
+    it), ``width`` (10-90%), ``step_90`` (its 90% point: the end of the switch), ``plateau`` and ``final``.
     """
     series = _Series(np.asarray(steps), {k: np.asarray(v, np.float64) for k, v in metrics.items()})
     t = diagnosis.measured_switch(series, metric, min_change=min_change)
     if t is None:
-        return {"class": "no switch", "step": math.nan, "grid": math.nan, "width": math.nan,
+        return {"class": "no switch", "step": math.nan, "grid": math.nan, "width": math.nan, "step_90": math.nan,
                 "plateau": math.nan, "final": float(series.metrics[metric][-1])}
     better = t.final > t.plateau if t.metric.endswith("acc") else t.final < t.plateau
     k = int(np.clip(np.searchsorted(series.steps, t.step_50), 1, len(series.steps) - 1))
     grid = 0.5 * float(series.steps[k] - series.steps[k - 1])
     return {"class": "grokking" if better else "misgrokking", "step": t.step_50, "grid": grid, "width": t.width,
-            "plateau": t.plateau, "final": t.final}
+            "step_90": t.step_90, "plateau": t.plateau, "final": t.final}
 
 
 def fit(x, y, predicted_slope: float | None = None, x_name: str = "", y_name: str = "") -> dict:
