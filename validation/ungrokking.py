@@ -65,12 +65,12 @@ def compute(config: dict, backend, progress: bool = False) -> Results:
     wd, steps2 = first.preset.wd, config["steps2"]
     order = np.random.default_rng(config["subset_seed"]).permutation(len(ds.X_train))
     trajs = {"stage1": first.traj}
-    for f in config["subsets"]:
-        keep = np.sort(order[:int(round(f * p * p))])  # a subset of stage 1's training pairs
+    kept = {f: np.sort(order[:int(round(f * p * p))]) for f in config["subsets"]}  # subsets of stage 1's pairs
+    for f, keep in kept.items():
         trajs[f"subset_{f:g}"] = _stage2(first, backend, ds.X_train[keep], ds.y_train[keep], wd, steps2, progress,
                                          f"stage 2, {f:.0%} of pairs")
     smallest = min(config["subsets"])
-    keep = np.sort(order[:int(round(smallest * p * p))])
+    keep = kept[smallest]
     trajs["no_wd"] = _stage2(first, backend, ds.X_train[keep], ds.y_train[keep], 0.0, steps2, progress,
                              f"stage 2, {smallest:.0%}, λ = 0")
     trajs["full"] = _stage2(first, backend, ds.X_train, ds.y_train, wd, steps2, progress, "stage 2, all stage-1 pairs")
